@@ -1,0 +1,217 @@
+//! OpenAI-compatible chat completions with tools: `POST {base_url}/chat/completions`.
+
+use serde_json::{Value, json};
+
+use super::http::Client;
+use super::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmMessage, LlmProvider};
+use crate::domain::ToolCall;
+
+pub struct OpenAi {
+    client: Client,
+    base_url: String,
+    model: String,
+}
+
+impl OpenAi {
+    pub fn new(client: Client, base_url: String, model: String) -> Self {
+        Self {
+            client,
+            base_url,
+            model,
+        }
+    }
+}
+
+impl LlmProvider for OpenAi {
+    fn describe(&self) -> String {
+        format!("openai-compatible {} at {}", self.model, self.base_url)
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(async move {
+            let body = request_body(request);
+            let url = format!("{}/chat/completions", self.base_url);
+            let reply = self
+                .client
+                .send_json(|http| {
+                    http.post(&url)
+                        .bearer_auth(self.client.key.expose())
+                        .json(&body)
+                })
+                .await?;
+            parse_response(&reply)
+        })
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<String, LlmError>> {
+        Box::pin(async move {
+            let url = format!("{}/models", self.base_url);
+            let reply = self
+                .client
+                .send_json(|http| http.get(&url).bearer_auth(self.client.key.expose()))
+                .await?;
+            let models = reply
+                .get("data")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            Ok(format!("reachable, key accepted, {models} models listed"))
+        })
+    }
+}
+
+fn request_body(request: &ChatRequest) -> Value {
+    let mut messages = vec![json!({ "role": "system", "content": request.system })];
+    for message in &request.messages {
+        messages.push(match message {
+            LlmMessage::User(text) => json!({ "role": "user", "content": text }),
+            LlmMessage::Assistant { text, tool_calls } => {
+                let mut m = json!({
+                    "role": "assistant",
+                    "content": if text.is_empty() { Value::Null } else { json!(text) },
+                });
+                if !tool_calls.is_empty() {
+                    m["tool_calls"] = tool_calls
+                        .iter()
+                        .map(|c| {
+                            json!({
+                                "id": c.id,
+                                "type": "function",
+                                "function": { "name": c.name, "arguments": c.arguments },
+                            })
+                        })
+                        .collect();
+                }
+                m
+            }
+            LlmMessage::ToolResult {
+                call_id, content, ..
+            } => json!({ "role": "tool", "tool_call_id": call_id, "content": content }),
+        });
+    }
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                })
+            })
+            .collect();
+    }
+    body
+}
+
+fn parse_response(reply: &Value) -> Result<ChatResponse, LlmError> {
+    let message = reply
+        .pointer("/choices/0/message")
+        .ok_or_else(|| LlmError::Protocol("no choices[0].message in the reply".into()))?;
+    let text = message
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut tool_calls = Vec::new();
+    for call in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = |pointer: &str| {
+            call.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        tool_calls.push(ToolCall {
+            id: field("/id").to_string(),
+            name: field("/function/name").to_string(),
+            arguments: field("/function/arguments").to_string(),
+        });
+    }
+    let usage = |key: &str| {
+        reply
+            .pointer(&format!("/usage/{key}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Ok(ChatResponse {
+        text,
+        tool_calls,
+        input_tokens: usage("prompt_tokens"),
+        output_tokens: usage("completion_tokens"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::llm::ToolSpec;
+
+    #[test]
+    fn body_carries_system_history_and_tools() {
+        let request = ChatRequest {
+            model: "m".into(),
+            system: "be brief".into(),
+            messages: vec![
+                LlmMessage::User("hi".into()),
+                LlmMessage::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![ToolCall {
+                        id: "c1".into(),
+                        name: "status".into(),
+                        arguments: "{}".into(),
+                    }],
+                },
+                LlmMessage::ToolResult {
+                    call_id: "c1".into(),
+                    name: "status".into(),
+                    content: "ok".into(),
+                    is_error: false,
+                },
+            ],
+            tools: vec![ToolSpec {
+                name: "status".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object"}),
+            }],
+            max_tokens: 10,
+        };
+        let body = request_body(&request);
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][2]["content"], Value::Null);
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0]["function"]["name"],
+            "status"
+        );
+        assert_eq!(body["messages"][3]["tool_call_id"], "c1");
+        assert_eq!(body["tools"][0]["function"]["name"], "status");
+    }
+
+    #[test]
+    fn parses_tool_calls_and_usage() {
+        let reply = json!({
+            "choices": [{ "message": { "content": null, "tool_calls": [
+                { "id": "x", "type": "function", "function": { "name": "agent_list", "arguments": "{}" } }
+            ] } }],
+            "usage": { "prompt_tokens": 7, "completion_tokens": 3 }
+        });
+        let r = parse_response(&reply).unwrap();
+        assert_eq!(r.tool_calls[0].name, "agent_list");
+        assert_eq!((r.input_tokens, r.output_tokens), (7, 3));
+        assert!(parse_response(&json!({})).is_err());
+    }
+}

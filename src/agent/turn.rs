@@ -1,0 +1,386 @@
+//! One turn of one conversation.
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Runner;
+use super::context::{
+    compaction_cut, estimate_tokens, message_tokens, to_llm_messages, transcript,
+};
+use super::llm::{ChatRequest, LlmError, LlmMessage, ToolSpec};
+use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
+use crate::domain::{Caller, OPERATOR, Role, ToolCall, now_millis};
+use crate::ops::{Invocation, Ops};
+use crate::store::{Conversation, NewActivity, NewMessage};
+
+/// A turn to run: the user's message is already stored in the conversation.
+pub struct Turn {
+    pub conversation: Conversation,
+    pub caller: Caller,
+    pub cancel: CancellationToken,
+}
+
+/// What the chat sees while a turn works.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// The model is thinking.
+    Thinking,
+    /// A tool is running.
+    Tool(String),
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Reply(String),
+    /// The turn could not finish; the text says why, for the user.
+    Failed(String),
+    Cancelled,
+}
+
+/// The agent a turn runs as.
+struct Profile {
+    name: String,
+    persona: String,
+    model: String,
+    tools: Vec<ToolSpec>,
+}
+
+impl Runner {
+    /// Runs the turn to its end. Every model reply and tool result is persisted as it happens.
+    pub async fn run_turn(
+        &self,
+        turn: Turn,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Outcome {
+        let conversation = &turn.conversation;
+        let Some(llm) = self.inner.llm.clone() else {
+            return Outcome::Failed(LlmError::NotConfigured.to_string());
+        };
+        let profile = match self.profile(conversation, &turn.caller).await {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let limits = &self.inner.limits;
+        let mut last_text = String::new();
+        for step in 0..limits.max_steps {
+            if turn.cancel.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+            progress(Progress::Thinking);
+            let request = match self.request(conversation.id, &profile).await {
+                Ok(r) => r,
+                Err(e) => return Outcome::Failed(e),
+            };
+            let response = tokio::select! {
+                r = llm.complete(&request) => r,
+                () = turn.cancel.cancelled() => return Outcome::Cancelled,
+            };
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    self.note(
+                        conversation,
+                        &profile.name,
+                        "llm.error",
+                        e.to_string(),
+                        None,
+                    )
+                    .await;
+                    return Outcome::Failed(e.to_string());
+                }
+            };
+            let stored = NewMessage {
+                content: response.text.clone(),
+                tool_calls: response.tool_calls.clone(),
+                ..NewMessage::default()
+            };
+            if let Err(e) = self
+                .inner
+                .store
+                .append_message(conversation.id, Role::Assistant, &stored)
+                .await
+            {
+                return Outcome::Failed(format!("could not save the reply: {e}"));
+            }
+            if !response.text.is_empty() {
+                last_text = response.text.clone();
+            }
+            if response.tool_calls.is_empty() {
+                let usage = json!({
+                    "step": step + 1,
+                    "input_tokens": response.input_tokens,
+                    "output_tokens": response.output_tokens,
+                });
+                self.note(
+                    conversation,
+                    &profile.name,
+                    "message.out",
+                    first_line(&response.text),
+                    Some(usage),
+                )
+                .await;
+                if response.text.trim().is_empty() {
+                    return Outcome::Reply("(the model gave an empty answer)".into());
+                }
+                return Outcome::Reply(response.text);
+            }
+            for call in &response.tool_calls {
+                if turn.cancel.is_cancelled() {
+                    return Outcome::Cancelled;
+                }
+                progress(Progress::Tool(call.name.clone()));
+                let (content, is_error) = self.call_tool(&turn, &profile, call).await;
+                let result = NewMessage {
+                    content,
+                    tool_call_id: Some(call.id.clone()),
+                    tool_name: Some(call.name.clone()),
+                    is_error,
+                    ..NewMessage::default()
+                };
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .append_message(conversation.id, Role::Tool, &result)
+                    .await
+                {
+                    return Outcome::Failed(format!("could not save a tool result: {e}"));
+                }
+            }
+        }
+        let note = format!(
+            "I stopped after {} steps (the [operator] max_steps limit).",
+            limits.max_steps
+        );
+        self.note(
+            conversation,
+            &profile.name,
+            "turn.limit",
+            note.clone(),
+            None,
+        )
+        .await;
+        if last_text.is_empty() {
+            Outcome::Failed(note)
+        } else {
+            Outcome::Reply(format!("{last_text}\n\n{note}"))
+        }
+    }
+
+    async fn profile(
+        &self,
+        conversation: &Conversation,
+        caller: &Caller,
+    ) -> Result<Profile, String> {
+        let limits = &self.inner.limits;
+        if conversation.agent == OPERATOR {
+            let tools = Ops::available_to(caller)
+                .map(|s| ToolSpec {
+                    name: s.name.to_string(),
+                    description: s.description.to_string(),
+                    parameters: (s.schema)(),
+                })
+                .collect();
+            return Ok(Profile {
+                name: OPERATOR.to_string(),
+                persona: OPERATOR_PERSONA.to_string(),
+                model: limits.default_model.clone(),
+                tools,
+            });
+        }
+        let agent = self
+            .inner
+            .store
+            .agent(&conversation.agent)
+            .await
+            .map_err(|e| format!("agent {} is not available: {e}", conversation.agent))?;
+        Ok(Profile {
+            name: agent.name,
+            persona: agent.persona,
+            model: agent.model.unwrap_or_else(|| limits.default_model.clone()),
+            tools: Vec::new(),
+        })
+    }
+
+    /// Builds the model request, compacting the history first when it outgrew the budget.
+    async fn request(
+        &self,
+        conversation_id: i64,
+        profile: &Profile,
+    ) -> Result<ChatRequest, String> {
+        let store = &self.inner.store;
+        let budget = self.inner.limits.context_tokens as usize;
+        let mut conversation = store
+            .conversation(conversation_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = store
+            .messages_after(conversation.id, conversation.summary_upto)
+            .await
+            .map_err(|e| e.to_string())?;
+        let fixed = estimate_tokens(&profile.persona)
+            + conversation.summary.as_deref().map_or(0, estimate_tokens)
+            + profile
+                .tools
+                .iter()
+                .map(|t| {
+                    estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string())
+                })
+                .sum::<usize>();
+        let total = fixed + messages.iter().map(message_tokens).sum::<usize>();
+        if total > budget {
+            let cut = compaction_cut(&messages, budget.saturating_sub(fixed) / 2);
+            if cut > 0 {
+                let upto = messages[cut - 1].id;
+                match self
+                    .summarize(
+                        conversation.summary.as_deref(),
+                        &messages[..cut],
+                        &profile.model,
+                    )
+                    .await
+                {
+                    Ok(summary) => {
+                        store
+                            .set_summary(conversation.id, &summary, upto)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        self.note(
+                            &conversation,
+                            &profile.name,
+                            "conversation.compact",
+                            format!("summarized {cut} older messages"),
+                            Some(json!({ "upto": upto })),
+                        )
+                        .await;
+                        conversation.summary = Some(summary);
+                    }
+                    Err(e) => {
+                        // Better an answer without the oldest turns than no answer at all.
+                        tracing::warn!(
+                            conversation = conversation.id,
+                            "compaction failed, dropping old turns: {e}"
+                        );
+                    }
+                }
+                messages.drain(..cut);
+            }
+        }
+        let system = system_prompt(
+            &profile.name,
+            &profile.persona,
+            now_millis(),
+            conversation.summary.as_deref(),
+        );
+        Ok(ChatRequest {
+            model: profile.model.clone(),
+            system,
+            messages: to_llm_messages(&messages),
+            tools: profile.tools.clone(),
+            max_tokens: self.inner.limits.max_tokens,
+        })
+    }
+
+    async fn summarize(
+        &self,
+        previous: Option<&str>,
+        messages: &[crate::domain::StoredMessage],
+        model: &str,
+    ) -> Result<String, LlmError> {
+        let llm = self.inner.llm.as_ref().ok_or(LlmError::NotConfigured)?;
+        let mut text = String::new();
+        if let Some(previous) = previous {
+            text.push_str(&format!("Earlier summary: {previous}\n\n"));
+        }
+        text.push_str(&transcript(messages));
+        let request = ChatRequest {
+            model: model.to_string(),
+            system: SUMMARIZE.to_string(),
+            messages: vec![LlmMessage::User(text)],
+            tools: Vec::new(),
+            max_tokens: 600,
+        };
+        let response = llm.complete(&request).await?;
+        Ok(response.text)
+    }
+
+    /// Runs one tool call and returns its result text and whether it failed. Nothing the model
+    /// sends can crash the turn: unknown tools and malformed arguments become error results.
+    async fn call_tool(&self, turn: &Turn, profile: &Profile, call: &ToolCall) -> (String, bool) {
+        if !profile.tools.iter().any(|t| t.name == call.name) {
+            let msg = format!("error: there is no tool called {:?}", call.name);
+            self.note(
+                &turn.conversation,
+                &profile.name,
+                "tool.error",
+                msg.clone(),
+                None,
+            )
+            .await;
+            return (msg, true);
+        }
+        let args: Value = match call.arguments.trim() {
+            "" => json!({}),
+            raw => match serde_json::from_str(raw) {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = format!(
+                        "error: the arguments are not valid JSON ({e}); send a JSON object"
+                    );
+                    self.note(
+                        &turn.conversation,
+                        &profile.name,
+                        "tool.error",
+                        msg.clone(),
+                        None,
+                    )
+                    .await;
+                    return (msg, true);
+                }
+            },
+        };
+        let invocation = Invocation {
+            caller: turn.caller.clone(),
+            chat: Some(turn.conversation.chat.clone()),
+            conversation_id: Some(turn.conversation.id),
+            via_agent: Some(profile.name.clone()),
+        };
+        match self.inner.ops.invoke(&invocation, &call.name, args).await {
+            Ok(out) => {
+                let body = json!({ "ok": true, "result": out.text, "data": out.data });
+                (body.to_string(), false)
+            }
+            Err(e) => (format!("error: {e}"), true),
+        }
+    }
+
+    async fn note(
+        &self,
+        conversation: &Conversation,
+        agent: &str,
+        kind: &str,
+        summary: String,
+        detail: Option<Value>,
+    ) {
+        let entry = NewActivity {
+            kind: kind.to_string(),
+            actor: agent.to_string(),
+            agent: Some(agent.to_string()),
+            conversation_id: Some(conversation.id),
+            summary,
+            detail,
+        };
+        if let Err(e) = self.inner.store.record(entry).await {
+            tracing::error!("cannot write the activity feed: {e}");
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(160)
+        .collect()
+}

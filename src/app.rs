@@ -1,0 +1,148 @@
+//! The composition root: builds the store, the control surface, the model client, the router and
+//! the channels, runs them, and shuts them down in order.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Limits, Runner, llm};
+use crate::channel::console::Console;
+use crate::channel::{Channel, Hub};
+use crate::config::Settings;
+use crate::http::{self, HttpState};
+use crate::ops::{Ops, SystemInfo};
+use crate::router::Router;
+use crate::store::Store;
+
+/// How long running turns get to finish after a shutdown request before they are cancelled.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The daemon's parts, wired together. Cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    pub store: Store,
+    pub ops: Ops,
+    pub runner: Runner,
+    pub router: Router,
+    pub hub: Hub,
+}
+
+/// Opens and migrates the store and wires the core. `channels` names the channels this process
+/// will serve, for status reports.
+pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result<Core> {
+    let store = Store::open_and_migrate(&settings.state_dir()).await?;
+    let llm = llm::from_settings(&settings.llm)?;
+    let info = SystemInfo {
+        started: Instant::now(),
+        llm: llm.as_ref().map(|l| l.describe()),
+        channels,
+    };
+    let ops = Ops::new(store.clone(), info);
+    let limits = Limits {
+        default_model: settings.llm.model.clone(),
+        max_tokens: settings.llm.max_tokens,
+        max_steps: settings.operator.max_steps,
+        context_tokens: settings.operator.context_tokens,
+    };
+    let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
+    let hub = Hub::default();
+    let router = Router::new(store.clone(), ops.clone(), runner.clone(), hub.clone());
+    Ok(Core {
+        store,
+        ops,
+        runner,
+        router,
+        hub,
+    })
+}
+
+/// Refuses what this build cannot do yet, loudly, instead of silently ignoring it.
+fn refuse_unbuilt(settings: &Settings) -> anyhow::Result<()> {
+    if settings.telegram.enabled {
+        bail!(
+            "[telegram] enabled = true, but this build has no Telegram channel yet; set it to false"
+        );
+    }
+    if settings.discord.enabled {
+        bail!(
+            "[discord] enabled = true, but this build has no Discord channel yet; set it to false"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` completes: the admin listener on `listener`, the router, and
+/// the configured channels.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    refuse_unbuilt(&settings)?;
+    let addr = listener
+        .local_addr()
+        .context("reading the admin listener address")?;
+    if !addr.ip().is_loopback() && settings.admin.token.is_empty() {
+        bail!(
+            "[admin] listen = {addr} is reachable from other machines, but [admin] token is empty; \
+             set a token or listen on 127.0.0.1"
+        );
+    }
+    let core = build(&settings, Vec::new()).await?;
+    let stop = CancellationToken::new();
+
+    let app = http::router(HttpState {
+        store: core.store.clone(),
+    });
+    let http_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let router = core.router.clone();
+    let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    drop(inbound_tx);
+    stop.cancel();
+    if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
+        tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
+        core.router.cancel_all();
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("admin listener failed: {e}"),
+        Err(e) => tracing::error!("admin listener task failed: {e}"),
+    }
+    core.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `operator chat`: the console channel against the same state as the daemon. Returns at end of
+/// input (or Ctrl-C with nothing running) once every queued turn has been answered.
+pub async fn chat(settings: Settings) -> anyhow::Result<()> {
+    let console = Arc::new(Console::new());
+    let core = build(&settings, vec![console.id().to_string()]).await?;
+    core.hub.add(console.clone());
+    let (inbound_tx, inbound_rx) = mpsc::channel(64);
+    let router = core.router.clone();
+    let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    let stop = CancellationToken::new();
+    let result = console.run(inbound_tx, stop.clone()).await;
+    // The console dropped its sender: the router finishes queued turns, then returns.
+    serving.await.context("the router task failed")?;
+    stop.cancel();
+    core.store.close().await;
+    result
+}

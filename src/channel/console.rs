@@ -1,0 +1,208 @@
+//! The console channel behind `operator chat`: one chat on the local terminal, whose user is an
+//! owner (whoever can run the binary against the state directory controls the daemon anyway).
+//!
+//! Lines from stdin become inbound messages; replies go to stdout. On a terminal it shows a
+//! prompt and a spinner while the agent works, and Ctrl-C cancels the running turn (sent as
+//! `/stop`) instead of ending the process; Ctrl-C with nothing running, or end of input, quits.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::{Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound};
+use crate::agent::llm::BoxFuture;
+use crate::domain::ChatRef;
+
+pub const CHANNEL_ID: &str = "console";
+
+pub struct Console {
+    interactive: bool,
+    /// Turns sent and not yet ended, so Ctrl-C knows whether to cancel or quit.
+    pending: AtomicUsize,
+    /// What the spinner shows; `None` hides it.
+    spinner: Mutex<Option<String>>,
+}
+
+impl Console {
+    pub fn new() -> Self {
+        Self {
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            pending: AtomicUsize::new(0),
+            spinner: Mutex::new(None),
+        }
+    }
+
+    /// The one chat the console has.
+    pub fn chat() -> ChatRef {
+        ChatRef::new(CHANNEL_ID, "local")
+    }
+
+    fn set_spinner(&self, label: Option<String>) {
+        if !self.interactive {
+            return;
+        }
+        let mut spinner = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
+        if label.is_none() && spinner.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+        *spinner = label;
+    }
+
+    fn prompt(&self) {
+        if self.interactive {
+            eprint!("› ");
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    async fn spin(self: Arc<Self>, shutdown: CancellationToken) {
+        const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+        let mut frame = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !shutdown.is_cancelled() {
+            tick.tick().await;
+            let spinner = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(label) = spinner.as_deref() {
+                eprint!("\r\x1b[2K{} {label}", FRAMES[frame % FRAMES.len()]);
+                let _ = std::io::stderr().flush();
+                frame += 1;
+            }
+        }
+    }
+
+    fn inbound(&self, text: String) -> Inbound {
+        Inbound {
+            chat: Self::chat(),
+            sender_id: "local".into(),
+            sender_name: std::env::var("USER").unwrap_or_else(|_| "local".into()),
+            text,
+        }
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        inbound: InboundTx,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        if self.interactive {
+            eprintln!(
+                "Operator {} — type /help for commands, Ctrl-D to quit.",
+                env!("CARGO_PKG_VERSION")
+            );
+            self.prompt();
+        }
+        loop {
+            let line = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tokio::signal::ctrl_c() => {
+                    if self.pending.load(Ordering::SeqCst) > 0 {
+                        self.set_spinner(Some("stopping…".into()));
+                        let _ = inbound.send(self.inbound("/stop".into())).await;
+                        continue;
+                    }
+                    eprintln!();
+                    break;
+                }
+                line = lines.next_line() => line?,
+            };
+            let Some(line) = line else { break };
+            let text = line.trim().to_string();
+            if text.is_empty() {
+                self.prompt();
+                continue;
+            }
+            if matches!(text.as_str(), "/quit" | "/exit") {
+                break;
+            }
+            if !text.starts_with('/') {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+            }
+            if inbound.send(self.inbound(text)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Channel for Console {
+    fn id(&self) -> &str {
+        CHANNEL_ID
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_chars: 0,
+            can_edit: false,
+        }
+    }
+
+    fn run(
+        self: Arc<Self>,
+        inbound: InboundTx,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let spinner = tokio::spawn(self.clone().spin(shutdown.child_token()));
+            let result = self.read_loop(inbound, shutdown).await;
+            spinner.abort();
+            result
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        _chat: &'a ChatRef,
+        message: Outbound,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if message.ends_turn() {
+                let _ = self
+                    .pending
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+            let line = match message {
+                Outbound::Typing => {
+                    self.set_spinner(Some("thinking…".into()));
+                    return Ok(());
+                }
+                Outbound::Progress(step) => {
+                    self.set_spinner(Some(step));
+                    return Ok(());
+                }
+                Outbound::Reply(text) | Outbound::Notice(text) => text,
+                Outbound::Failed(text) => format!("error: {text}"),
+                Outbound::Cancelled => "(stopped)".to_string(),
+            };
+            self.set_spinner(None);
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}").map_err(|e| ChannelError::Send(e.to_string()))?;
+            if self.interactive {
+                writeln!(stdout).map_err(|e| ChannelError::Send(e.to_string()))?;
+            }
+            stdout
+                .flush()
+                .map_err(|e| ChannelError::Send(e.to_string()))?;
+            drop(stdout);
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                self.prompt();
+            }
+            Ok(())
+        })
+    }
+
+    fn health(&self) -> Health {
+        Health::Up
+    }
+}

@@ -1,0 +1,121 @@
+//! The hub: the running channels by id, and delivery of outbound messages to them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{Channel, Health, Outbound};
+use crate::domain::ChatRef;
+
+#[derive(Clone, Default)]
+pub struct Hub {
+    channels: Arc<RwLock<HashMap<String, Arc<dyn Channel>>>>,
+}
+
+impl Hub {
+    pub fn add(&self, channel: Arc<dyn Channel>) {
+        let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        channels.insert(channel.id().to_string(), channel);
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = channels.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn health(&self) -> Vec<(String, Health)> {
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        channels
+            .iter()
+            .map(|(id, c)| (id.clone(), c.health()))
+            .collect()
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<dyn Channel>> {
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        channels.get(id).cloned()
+    }
+
+    /// Delivers one message, split to the channel's length limit. Failures are logged: one
+    /// chat's delivery problem never stops the caller.
+    pub async fn deliver(&self, chat: &ChatRef, message: Outbound) {
+        let Some(channel) = self.get(&chat.channel) else {
+            tracing::error!(%chat, "no channel {} to deliver to", chat.channel);
+            return;
+        };
+        let limit = channel.capabilities().max_message_chars;
+        let parts: Vec<Outbound> = match &message {
+            Outbound::Reply(text) => split_text(text, limit)
+                .into_iter()
+                .map(Outbound::Reply)
+                .collect(),
+            Outbound::Notice(text) => split_text(text, limit)
+                .into_iter()
+                .map(Outbound::Notice)
+                .collect(),
+            Outbound::Failed(text) => split_text(text, limit)
+                .into_iter()
+                .map(Outbound::Failed)
+                .collect(),
+            _ => vec![message],
+        };
+        for part in parts {
+            if let Err(e) = channel.send(chat, part).await {
+                tracing::error!(%chat, "delivery failed: {e}");
+            }
+        }
+    }
+}
+
+/// Splits text into pieces of at most `limit` characters, at line breaks where possible.
+pub fn split_text(text: &str, limit: usize) -> Vec<String> {
+    if limit == 0 || text.chars().count() <= limit {
+        return vec![text.to_string()];
+    }
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut current_len = 0;
+    for line in text.split_inclusive('\n') {
+        let mut line = line;
+        loop {
+            let line_len = line.chars().count();
+            if current_len + line_len <= limit {
+                current.push_str(line);
+                current_len += line_len;
+                break;
+            }
+            if current_len > 0 {
+                parts.push(std::mem::take(&mut current));
+                current_len = 0;
+                continue;
+            }
+            // A single line longer than the limit is cut at a character boundary.
+            let cut = line
+                .char_indices()
+                .nth(limit)
+                .map_or(line.len(), |(i, _)| i);
+            parts.push(line[..cut].to_string());
+            line = &line[cut..];
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_lines_and_cuts_long_lines() {
+        assert_eq!(split_text("short", 10), vec!["short"]);
+        assert_eq!(split_text("aaaa\nbbbb\ncc", 10), vec!["aaaa\nbbbb\n", "cc"]);
+        let parts = split_text(&"é".repeat(25), 10);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.chars().count() <= 10));
+        assert_eq!(parts.concat(), "é".repeat(25));
+    }
+}

@@ -1,0 +1,97 @@
+//! Channels: the transports people talk through. A channel is a small trait (run, send, health)
+//! plus a capabilities struct; the hub holds the running channels and delivers outbound
+//! messages to the right one.
+//!
+//! Adapters normalize platform input into [`Inbound`] and push it into the sender the core owns;
+//! they never call the router or an agent, and they know nothing of each other.
+
+pub mod console;
+mod hub;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::llm::BoxFuture;
+use crate::domain::ChatRef;
+
+pub use hub::{Hub, split_text};
+
+/// A message from a person, normalized.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub chat: ChatRef,
+    /// The platform's id for the sender.
+    pub sender_id: String,
+    pub sender_name: String,
+    pub text: String,
+}
+
+/// Something to show in a chat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// Work has started: show typing.
+    Typing,
+    /// A step of long work, such as a tool running.
+    Progress(String),
+    /// The final answer of a turn.
+    Reply(String),
+    /// A turn that could not finish, with the reason.
+    Failed(String),
+    /// A turn cancelled by the user.
+    Cancelled,
+    /// A command's answer; not part of a turn.
+    Notice(String),
+}
+
+impl Outbound {
+    /// Whether this ends a turn (as opposed to showing progress or answering a command).
+    pub fn ends_turn(&self) -> bool {
+        matches!(
+            self,
+            Outbound::Reply(_) | Outbound::Failed(_) | Outbound::Cancelled
+        )
+    }
+}
+
+/// What a channel can do, so the core adapts its output instead of each adapter doing so.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// The longest message the platform accepts, in characters.
+    pub max_message_chars: usize,
+    pub can_edit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Down(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{0}")]
+    Send(String),
+}
+
+/// The sender through which adapters hand inbound messages to the core.
+pub type InboundTx = mpsc::Sender<Inbound>;
+
+pub trait Channel: Send + Sync {
+    /// The channel's id, used as `ChatRef::channel`.
+    fn id(&self) -> &str;
+    fn capabilities(&self) -> Capabilities;
+    /// Receives messages until `shutdown` fires or the source ends.
+    fn run(
+        self: Arc<Self>,
+        inbound: InboundTx,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn send<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        message: Outbound,
+    ) -> BoxFuture<'a, Result<(), ChannelError>>;
+    fn health(&self) -> Health;
+}

@@ -1,0 +1,168 @@
+//! `operator check`: validates the configuration, opens the database, and reports what is
+//! configured and what is reachable. Warnings (something not configured) keep exit code 0;
+//! errors (something configured that does not work) make it non-zero.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::agent::llm;
+use crate::config::Loaded;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Error,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub topic: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, level: Level, topic: &'static str, message: impl Into<String>) {
+        self.findings.push(Finding {
+            level,
+            topic,
+            message: message.into(),
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.level == Level::Error)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let mark = match f.level {
+                Level::Ok => "ok   ",
+                Level::Warn => "warn ",
+                Level::Error => "ERROR",
+            };
+            let _ = writeln!(out, "{mark} {:<9} {}", f.topic, f.message);
+        }
+        let errors = self
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Error)
+            .count();
+        let warnings = self
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Warn)
+            .count();
+        let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
+        out
+    }
+}
+
+pub async fn run(loaded: &Loaded) -> Report {
+    let mut report = Report::default();
+    let settings = &loaded.settings;
+    match &loaded.source {
+        Some(path) => report.push(Level::Ok, "config", format!("{} is valid", path.display())),
+        None => report.push(
+            Level::Ok,
+            "config",
+            "no config file found; using built-in defaults",
+        ),
+    }
+
+    check_store(&mut report, &settings.state_dir()).await;
+
+    match llm::from_settings(&settings.llm) {
+        Ok(None) => report.push(
+            Level::Warn,
+            "llm",
+            "not configured: set [llm] api_key (or OPERATOR__LLM__API_KEY); Operator answers commands but cannot think",
+        ),
+        Ok(Some(provider)) => match provider.probe().await {
+            Ok(detail) => report.push(Level::Ok, "llm", format!("{}: {detail}", provider.describe())),
+            Err(e) => report.push(Level::Error, "llm", format!("{}: {e}", provider.describe())),
+        },
+        Err(e) => report.push(Level::Error, "llm", e.to_string()),
+    }
+
+    for (topic, enabled) in [
+        ("telegram", settings.telegram.enabled),
+        ("discord", settings.discord.enabled),
+    ] {
+        if enabled {
+            report.push(
+                Level::Error,
+                topic,
+                "enabled, but this build has no such channel yet",
+            );
+        } else {
+            report.push(Level::Warn, topic, "disabled");
+        }
+    }
+
+    report.push(
+        Level::Warn,
+        "docker",
+        "not checked: this build has no instances yet, so Docker is not used",
+    );
+
+    let listen = &settings.admin.listen;
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if loopback {
+        report.push(
+            Level::Ok,
+            "admin",
+            format!("listens on {listen} (loopback only)"),
+        );
+    } else if settings.admin.token.is_empty() {
+        report.push(
+            Level::Error,
+            "admin",
+            format!(
+                "listen = {listen} is reachable from other machines but [admin] token is empty"
+            ),
+        );
+    } else {
+        report.push(
+            Level::Warn,
+            "admin",
+            format!("listens on {listen}, beyond loopback (token set)"),
+        );
+    }
+    report
+}
+
+async fn check_store(report: &mut Report, dir: &Path) {
+    let store = match Store::open(dir).await {
+        Ok(store) => store,
+        Err(e) => {
+            report.push(Level::Error, "database", e.to_string());
+            return;
+        }
+    };
+    match store.pending_migrations().await {
+        Ok(0) => report.push(
+            Level::Ok,
+            "database",
+            format!("{} is up to date", dir.join("operator.db").display()),
+        ),
+        Ok(n) => report.push(
+            Level::Warn,
+            "database",
+            format!("{n} migration(s) pending; `operator run` or `operator migrate` applies them"),
+        ),
+        Err(e) => report.push(Level::Error, "database", e.to_string()),
+    }
+    store.close().await;
+}

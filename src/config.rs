@@ -1,0 +1,330 @@
+//! The settings tree: built-in defaults < TOML file < `OPERATOR__SECTION__KEY` environment.
+//!
+//! The built-in defaults are the shipped `config/operator.toml`, so the documented file and the
+//! behaviour without a file can never drift apart. This module only reads and validates; it never
+//! opens the database or the network.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The documented default configuration, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/operator.toml");
+
+/// Where a configuration may come from when `--config` is not given.
+const SEARCH_PATHS: [&str; 2] = ["config/operator.toml", "/etc/operator/operator.toml"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable configuration (OPERATOR__*): {message}")]
+    Env { message: String },
+    #[error("config {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// A credential read from configuration. It never prints itself.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that must send it (an HTTP header, a bot login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub state: StateSettings,
+    pub llm: LlmSettings,
+    pub telegram: TelegramSettings,
+    pub discord: DiscordSettings,
+    pub docker: DockerSettings,
+    pub admin: AdminSettings,
+    pub operator: OperatorSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProviderKind {
+    Openai,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    pub provider: LlmProviderKind,
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub model: String,
+    pub max_tokens: u32,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmPolicy {
+    Pairing,
+    Allowlist,
+    Open,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupPolicy {
+    Disabled,
+    Open,
+    Allowlist,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    pub enabled: bool,
+    pub token: SecretString,
+    pub api_url: String,
+    pub owners: Vec<u64>,
+    pub dm_policy: DmPolicy,
+    pub group_policy: GroupPolicy,
+    pub require_mention: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSettings {
+    pub enabled: bool,
+    pub token: SecretString,
+    pub application_id: String,
+    pub api_url: String,
+    pub guild_ids: Vec<u64>,
+    pub owners: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSettings {
+    pub host: String,
+    pub image: String,
+    pub network: String,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub listen: String,
+    pub token: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSettings {
+    pub max_steps: u32,
+    pub context_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Settings plus where they came from, for messages that must name the file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub source: Option<PathBuf>,
+}
+
+/// Picks the config file: `--config`, then `$OPERATOR_CONFIG`, then the first search path that
+/// exists. `None` means built-in defaults only.
+pub fn locate(explicit: Option<&Path>) -> Option<(PathBuf, bool)> {
+    if let Some(path) = explicit {
+        return Some((path.to_path_buf(), true));
+    }
+    if let Some(path) = std::env::var_os("OPERATOR_CONFIG").filter(|p| !p.is_empty()) {
+        return Some((PathBuf::from(path), true));
+    }
+    SEARCH_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .map(|p| (p, false))
+}
+
+/// Loads defaults, the file (if any) and the environment, in that order of precedence.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let located = locate(explicit);
+    let defaults = || File::from_str(DEFAULT_TOML, FileFormat::Toml);
+    let mut builder = Config::builder().add_source(defaults());
+    if let Some((path, _)) = &located {
+        if !path.is_file() {
+            return Err(ConfigError::Missing { path: path.clone() });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        // The file is checked on its own first, so an unknown key or a wrong type is reported
+        // against the file rather than against the merged tree.
+        let file_only = Config::builder()
+            .add_source(defaults())
+            .add_source(File::from_str(&text, FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<Settings>())
+            .map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        drop(file_only);
+        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+    }
+    let env = Environment::with_prefix("OPERATOR")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("telegram.owners")
+        .with_list_parse_key("discord.owners")
+        .with_list_parse_key("discord.guild_ids");
+    let settings = builder
+        .add_source(env)
+        .build()
+        .and_then(|c| c.try_deserialize::<Settings>())
+        .map_err(|e| ConfigError::Env {
+            message: e.to_string(),
+        })?;
+    settings.validate()?;
+    Ok(Loaded {
+        settings,
+        source: located.map(|(p, _)| p),
+    })
+}
+
+impl Settings {
+    /// Defaults only, as if no file and no environment existed.
+    pub fn defaults() -> Self {
+        Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .unwrap_or_else(|e| panic!("the built-in config/operator.toml is invalid: {e}"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.llm.model.trim().is_empty() {
+            return invalid("llm.model", "must not be empty");
+        }
+        if self.llm.timeout_secs == 0 {
+            return invalid("llm.timeout_secs", "must be at least 1");
+        }
+        if self.llm.max_tokens == 0 {
+            return invalid("llm.max_tokens", "must be at least 1");
+        }
+        if self.operator.max_steps == 0 {
+            return invalid("operator.max_steps", "must be at least 1");
+        }
+        if self.operator.context_tokens < 1000 {
+            return invalid("operator.context_tokens", "must be at least 1000");
+        }
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("admin.listen", "must be an address such as 127.0.0.1:8080");
+        }
+        if reqwest::Url::parse(&self.llm.base_url).is_err() {
+            return invalid(
+                "llm.base_url",
+                "must be a URL such as https://api.openai.com/v1",
+            );
+        }
+        Ok(())
+    }
+
+    /// The state directory: `[state] dir`, else `$STATE_DIRECTORY` (systemd), else `data`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state.dir {
+            return dir.clone();
+        }
+        match std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            // systemd may pass several colon-separated directories; the first is ours.
+            Some(dirs) => {
+                let dirs = dirs.to_string_lossy().into_owned();
+                PathBuf::from(dirs.split(':').next().unwrap_or("data"))
+            }
+            None => PathBuf::from("data"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_defaults_parse() {
+        let s = Settings::defaults();
+        assert_eq!(s.llm.provider, LlmProviderKind::Openai);
+        assert_eq!(s.admin.listen, "127.0.0.1:8080");
+        assert!(s.llm.api_key.is_empty());
+        assert_eq!(s.operator.max_steps, 24);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = SecretString::new("sk-very-secret");
+        assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
+        let mut settings = Settings::defaults();
+        settings.llm.api_key = s;
+        assert!(!format!("{settings:?}").contains("sk-very-secret"));
+    }
+}

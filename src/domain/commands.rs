@@ -1,0 +1,26 @@
+//! Chat commands that steer the conversation itself rather than run an operation. The router
+//! handles these; commands of operations are declared with the operations.
+
+pub struct SessionCommand {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub description: &'static str,
+}
+
+pub const SESSION_COMMANDS: &[SessionCommand] = &[
+    SessionCommand {
+        name: "start",
+        usage: "/start",
+        description: "Say hello and show what I can do.",
+    },
+    SessionCommand {
+        name: "new",
+        usage: "/new",
+        description: "Start a fresh conversation in this chat.",
+    },
+    SessionCommand {
+        name: "stop",
+        usage: "/stop",
+        description: "Cancel the work in progress in this chat.",
+    },
+];

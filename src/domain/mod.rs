@@ -1,0 +1,27 @@
+//! Plain types and validation shared by every part of the daemon: names, chats, callers,
+//! messages. Nothing in here performs I/O or knows a library that does.
+
+mod chat;
+mod commands;
+mod message;
+mod name;
+
+pub use chat::{Caller, CallerKind, ChatRef};
+pub use commands::{SESSION_COMMANDS, SessionCommand};
+pub use message::{Role, StoredMessage, ToolCall};
+pub use name::{AgentName, NameError, OPERATOR, split_mention};
+
+/// Milliseconds since the Unix epoch: the one time format the store keeps.
+pub type Millis = i64;
+
+/// The current wall-clock time in milliseconds.
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Renders stored milliseconds for people (UTC, to the second).
+pub fn format_millis(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}

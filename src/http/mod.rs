@@ -1,0 +1,34 @@
+//! The admin listener: health endpoints now; the admin page and JSON API grow here.
+//!
+//! One axum `Router` per HTTP area, merged here. Handlers reach the daemon only through the
+//! store and the control surface; they never call a channel adapter or an agent directly.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Store,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(e) => {
+            tracing::error!("readiness: database does not answer: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}

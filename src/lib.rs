@@ -1,0 +1,14 @@
+//! `operator`: a daemon that turns Telegram and Discord into the control room for a fleet of AI
+//! agents. See ARCHITECTURE.md for the map of the modules and the rules between them.
+
+pub mod agent;
+pub mod app;
+pub mod channel;
+pub mod check;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod logging;
+pub mod ops;
+pub mod router;
+pub mod store;

@@ -1,0 +1,111 @@
+//! The `operator` command line: run | chat | check | migrate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use operator::{app, check, config, logging, store::Store};
+
+/// A daemon that turns Telegram and Discord into the control room for a fleet of AI agents.
+#[derive(Parser)]
+#[command(name = "operator", version, about, long_about = None)]
+struct Cli {
+    /// The config file. Default: $OPERATOR_CONFIG, then config/operator.toml, then
+    /// /etc/operator/operator.toml, else built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: channels, agents and the admin listener.
+    Run,
+    /// Talk to Operator in this terminal, with the same state as the daemon.
+    Chat,
+    /// Validate the config, open the database, and report what is configured and reachable.
+    Check,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(cli.config.as_deref())?;
+    let quiet = !matches!(cli.command, Command::Run);
+    logging::init(&loaded.settings.log, quiet)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => {
+                let listen = loaded.settings.admin.listen.clone();
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on [admin] listen = {listen}"))?;
+                app::run(loaded.settings, listener, shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Chat => {
+                app::chat(loaded.settings).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check => {
+                let report = check::run(&loaded).await;
+                print!("{}", report.render());
+                Ok(if report.has_errors() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            Command::Migrate => {
+                let store = Store::open(&loaded.settings.state_dir()).await?;
+                let applied = store.migrate().await?;
+                store.close().await;
+                println!("applied {applied} migration(s); the database is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+/// Completes on the first SIGTERM or Ctrl-C; a second signal exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,229 @@
+//! Agent operations: list, create, update, delete, and bind a chat to an agent.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
+use crate::domain::{AgentName, OPERATOR, format_millis};
+use crate::store::{Agent, AgentPatch};
+
+pub const LIST: OpSpec = OpSpec {
+    name: "agent_list",
+    description: "List the agents: name, model and persona.",
+    access: Access::Member,
+    command: Some("agents"),
+    positional: &[],
+    schema: || json!({ "type": "object", "properties": {} }),
+};
+
+pub const CREATE: OpSpec = OpSpec {
+    name: "agent_create",
+    description: "Create an agent: a persistent identity with a persona and optionally its own model.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "lowercase letters, digits and hyphens, e.g. repo-watch" },
+                "persona": { "type": "string", "description": "who the agent is and how it works (its IDENTITY.md)" },
+                "model": { "type": "string", "description": "model name; omit to use the default model" }
+            },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const UPDATE: OpSpec = OpSpec {
+    name: "agent_update",
+    description: "Change an agent's persona or model. An empty model returns it to the default model.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string" },
+                "persona": { "type": "string" },
+                "model": { "type": "string" }
+            },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const DELETE: OpSpec = OpSpec {
+    name: "agent_delete",
+    description: "Delete an agent and its chat bindings. Its conversations are kept as history.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "name": { "type": "string" } },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const USE: OpSpec = OpSpec {
+    name: "agent_use",
+    description: "Bind the current chat to an agent, so plain messages here go to it. \
+                  Use \"operator\" to return the chat to Operator.",
+    access: Access::Owner,
+    command: Some("use"),
+    positional: &["agent"],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "agent": { "type": "string" } },
+            "required": ["agent"]
+        })
+    },
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArgs {
+    name: String,
+    #[serde(default)]
+    persona: String,
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateArgs {
+    name: String,
+    persona: Option<String>,
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameArgs {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UseArgs {
+    agent: String,
+}
+
+fn agent_json(a: &Agent) -> Value {
+    json!({
+        "name": a.name,
+        "persona": a.persona,
+        "model": a.model,
+        "created_at": format_millis(a.created_at),
+    })
+}
+
+fn invalid(op: &'static str, message: impl ToString) -> OpError {
+    OpError::InvalidArgs {
+        op,
+        message: message.to_string(),
+    }
+}
+
+pub async fn list(ops: &Ops) -> Result<Output, OpError> {
+    let agents = ops.store().list_agents().await?;
+    let mut text = format!("{} agent(s) besides Operator", agents.len());
+    for a in &agents {
+        let model = a.model.as_deref().unwrap_or("default model");
+        let persona: String = a
+            .persona
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        text.push_str(&format!("\n• {} ({model}) {persona}", a.name));
+    }
+    Ok(Output::new(
+        text,
+        json!({ "agents": agents.iter().map(agent_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
+    let name = AgentName::parse(&args.name).map_err(|e| invalid(CREATE.name, e))?;
+    let model = args
+        .model
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let agent = ops
+        .store()
+        .create_agent(&name, args.persona.trim(), model)
+        .await?;
+    Ok(Output::new(
+        format!("Created agent {}.", agent.name),
+        agent_json(&agent),
+    ))
+}
+
+pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
+    let patch = AgentPatch {
+        persona: args.persona.map(|p| p.trim().to_string()),
+        model: args
+            .model
+            .map(|m| Some(m.trim().to_string()).filter(|m| !m.is_empty())),
+    };
+    if patch.persona.is_none() && patch.model.is_none() {
+        return Err(invalid(UPDATE.name, "give a persona or a model to change"));
+    }
+    let agent = ops.store().update_agent(args.name.trim(), &patch).await?;
+    Ok(Output::new(
+        format!("Updated agent {}.", agent.name),
+        agent_json(&agent),
+    ))
+}
+
+pub async fn delete(ops: &Ops, args: NameArgs) -> Result<Output, OpError> {
+    let name = args.name.trim().to_ascii_lowercase();
+    if name == OPERATOR {
+        return Err(invalid(
+            DELETE.name,
+            "Operator is built in and cannot be deleted",
+        ));
+    }
+    ops.store().delete_agent(&name).await?;
+    Ok(Output::new(
+        format!("Deleted agent {name}."),
+        json!({ "deleted": name }),
+    ))
+}
+
+pub async fn use_agent(ops: &Ops, inv: &Invocation, args: UseArgs) -> Result<Output, OpError> {
+    let chat = inv
+        .chat
+        .as_ref()
+        .ok_or_else(|| invalid(USE.name, "there is no chat to bind here"))?;
+    let wanted = args
+        .agent
+        .trim()
+        .trim_start_matches('@')
+        .to_ascii_lowercase();
+    if wanted == OPERATOR {
+        ops.store().unbind(chat).await?;
+        return Ok(Output::new(
+            "This chat now talks to Operator.",
+            json!({ "chat": chat.to_string(), "agent": OPERATOR }),
+        ));
+    }
+    let agent = ops.store().agent(&wanted).await?;
+    ops.store().bind(chat, &agent.name).await?;
+    Ok(Output::new(
+        format!(
+            "This chat now talks to {}. Send /use operator to come back.",
+            agent.name
+        ),
+        json!({ "chat": chat.to_string(), "agent": agent.name }),
+    ))
+}

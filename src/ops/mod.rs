@@ -1,0 +1,302 @@
+//! The control surface: the one registry of typed operations. Each operation has a name, a
+//! description, a JSON schema for its arguments, an authorization rule and an optional chat
+//! command form; every invocation is authorized and written to the activity feed here.
+//!
+//! Operations are reached three ways (LLM tool, chat command, HTTP), and this module knows none
+//! of them: no channel, no HTTP, no agent loop.
+
+mod agents;
+mod system;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::domain::{Caller, CallerKind, ChatRef};
+use crate::store::{NewActivity, Store, StoreError};
+
+/// Who may run an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any admitted user.
+    Member,
+    /// Owners only.
+    Owner,
+}
+
+/// The description of one operation.
+pub struct OpSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub access: Access,
+    /// The chat command that runs it (without the slash), if any.
+    pub command: Option<&'static str>,
+    /// Chat form: the argument names that words after the command fill, in order; the last one
+    /// takes the rest of the line.
+    pub positional: &'static [&'static str],
+    pub schema: fn() -> Value,
+}
+
+/// The context an operation runs in.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub caller: Caller,
+    /// The chat the request came from, if it came from one.
+    pub chat: Option<ChatRef>,
+    pub conversation_id: Option<i64>,
+    /// The agent whose turn made the call (`operator` for the manager), for the activity feed.
+    pub via_agent: Option<String>,
+}
+
+impl Invocation {
+    pub fn new(caller: Caller) -> Self {
+        Self {
+            caller,
+            chat: None,
+            conversation_id: None,
+            via_agent: None,
+        }
+    }
+}
+
+/// What an operation returns: a few lines for people and structured data for machines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub text: String,
+    pub data: Value,
+}
+
+impl Output {
+    pub fn new(text: impl Into<String>, data: Value) -> Self {
+        Self {
+            text: text.into(),
+            data,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OpError {
+    #[error("there is no operation called {0:?}")]
+    Unknown(String),
+    #[error("{op} is for owners only")]
+    Forbidden { op: &'static str },
+    #[error("invalid arguments for {op}: {message}")]
+    InvalidArgs { op: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => OpError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => OpError::Conflict(what),
+            other => OpError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Facts about the running daemon that the status operation reports.
+#[derive(Debug, Clone)]
+pub struct SystemInfo {
+    pub started: Instant,
+    /// The configured model, or `None` when no LLM is configured.
+    pub llm: Option<String>,
+    /// Channels this process serves, such as `console`.
+    pub channels: Vec<String>,
+}
+
+/// The registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Ops {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    info: SystemInfo,
+}
+
+/// Every operation, in the order help lists them.
+pub static SPECS: &[OpSpec] = &[
+    system::HELP,
+    system::STATUS,
+    agents::LIST,
+    agents::CREATE,
+    agents::UPDATE,
+    agents::DELETE,
+    agents::USE,
+    system::ACTIVITY,
+];
+
+impl Ops {
+    pub fn new(store: Store, info: SystemInfo) -> Self {
+        Self {
+            inner: Arc::new(Inner { store, info }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn info(&self) -> &SystemInfo {
+        &self.inner.info
+    }
+
+    pub fn spec(name: &str) -> Option<&'static OpSpec> {
+        SPECS.iter().find(|s| s.name == name)
+    }
+
+    /// The operations this caller may run: what Operator is offered as tools.
+    pub fn available_to(caller: &Caller) -> impl Iterator<Item = &'static OpSpec> + '_ {
+        SPECS.iter().filter(move |s| allowed(s, caller))
+    }
+
+    /// Parses a chat command such as `/use daniel` into an operation and its arguments.
+    /// Returns `None` when the text is not a command of any operation.
+    pub fn parse_command(text: &str) -> Option<(&'static OpSpec, Value)> {
+        let (command, rest) = split_command(text)?;
+        let spec = SPECS.iter().find(|s| s.command == Some(command))?;
+        let mut args = serde_json::Map::new();
+        let mut rest = rest.trim();
+        for (i, name) in spec.positional.iter().enumerate() {
+            if rest.is_empty() {
+                break;
+            }
+            let value = if i + 1 == spec.positional.len() {
+                std::mem::take(&mut rest)
+            } else {
+                let (word, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                rest = tail.trim_start();
+                word
+            };
+            args.insert((*name).to_string(), json!(value));
+        }
+        Some((spec, Value::Object(args)))
+    }
+
+    /// Authorizes, runs and records one operation.
+    pub async fn invoke(
+        &self,
+        inv: &Invocation,
+        name: &str,
+        args: Value,
+    ) -> Result<Output, OpError> {
+        let result = match Self::spec(name) {
+            None => Err(OpError::Unknown(name.to_string())),
+            Some(spec) if !allowed(spec, &inv.caller) => Err(OpError::Forbidden { op: spec.name }),
+            Some(spec) => self.dispatch(spec, inv, args.clone()).await,
+        };
+        let (summary, ok) = match &result {
+            Ok(out) => (format!("{name}: {}", first_line(&out.text)), true),
+            Err(e) => (format!("{name} failed: {e}"), false),
+        };
+        let entry = NewActivity {
+            kind: format!("op.{name}"),
+            actor: inv.caller.label.clone(),
+            agent: inv.via_agent.clone(),
+            conversation_id: inv.conversation_id,
+            summary,
+            detail: Some(json!({ "args": args, "ok": ok })),
+        };
+        if let Err(e) = self.inner.store.record(entry).await {
+            tracing::error!("cannot write the activity feed: {e}");
+        }
+        result
+    }
+
+    async fn dispatch(
+        &self,
+        spec: &'static OpSpec,
+        inv: &Invocation,
+        args: Value,
+    ) -> Result<Output, OpError> {
+        match spec.name {
+            "help" => system::help(self, inv).await,
+            "status" => system::status(self).await,
+            "activity_read" => system::activity(self, parse(spec, args)?).await,
+            "agent_list" => agents::list(self).await,
+            "agent_create" => agents::create(self, parse(spec, args)?).await,
+            "agent_update" => agents::update(self, parse(spec, args)?).await,
+            "agent_delete" => agents::delete(self, parse(spec, args)?).await,
+            "agent_use" => agents::use_agent(self, inv, parse(spec, args)?).await,
+            other => Err(OpError::Unknown(other.to_string())),
+        }
+    }
+}
+
+fn allowed(spec: &OpSpec, caller: &Caller) -> bool {
+    match spec.access {
+        Access::Member => true,
+        Access::Owner => caller.kind == CallerKind::Owner,
+    }
+}
+
+/// Splits `/cmd@botname rest` into `cmd` and `rest`.
+pub fn split_command(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim_start().strip_prefix('/')?;
+    let (head, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let command = head.split('@').next().unwrap_or(head);
+    if command.is_empty() {
+        return None;
+    }
+    Some((command, rest))
+}
+
+fn parse<T: DeserializeOwned>(spec: &'static OpSpec, args: Value) -> Result<T, OpError> {
+    // Models sometimes send `null` for "no arguments".
+    let args = if args.is_null() { json!({}) } else { args };
+    serde_json::from_value(args).map_err(|e| OpError::InvalidArgs {
+        op: spec.name,
+        message: e.to_string(),
+    })
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(160).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spec_has_a_valid_object_schema_and_unique_name() {
+        let mut names = std::collections::HashSet::new();
+        for spec in SPECS {
+            assert!(names.insert(spec.name), "duplicate {}", spec.name);
+            let schema = (spec.schema)();
+            assert_eq!(schema["type"], "object", "{}", spec.name);
+            for p in spec.positional {
+                assert!(schema["properties"].get(p).is_some(), "{}: {p}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn parses_chat_commands() {
+        let (spec, args) = Ops::parse_command("/use@my_bot daniel").unwrap();
+        assert_eq!(spec.name, "agent_use");
+        assert_eq!(args, json!({ "agent": "daniel" }));
+        let (spec, args) = Ops::parse_command("/agents").unwrap();
+        assert_eq!((spec.name, args), ("agent_list", json!({})));
+        assert!(Ops::parse_command("/nonsense").is_none());
+        assert!(Ops::parse_command("hello").is_none());
+    }
+
+    #[test]
+    fn members_do_not_see_owner_operations() {
+        let member = Caller::member("x");
+        assert!(Ops::available_to(&member).all(|s| s.access == Access::Member));
+        assert_eq!(Ops::available_to(&Caller::owner("o")).count(), SPECS.len());
+    }
+}

@@ -1,0 +1,265 @@
+//! Bindings (chat -> agent), conversations and their messages.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Result, Store, StoreError, not_found};
+use crate::domain::{ChatRef, Millis, Role, StoredMessage, ToolCall, now_millis};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: i64,
+    pub agent: String,
+    pub chat: ChatRef,
+    pub created_at: Millis,
+    pub summary: Option<String>,
+    /// Messages with an id up to this one are covered by `summary`.
+    pub summary_upto: i64,
+}
+
+/// A message about to be appended.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub is_error: bool,
+}
+
+impl NewMessage {
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
+    Ok(Conversation {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        chat: ChatRef {
+            channel: row.try_get("channel")?,
+            chat_id: row.try_get("chat_id")?,
+            thread_id: row.try_get("thread_id")?,
+        },
+        created_at: row.try_get("created_at")?,
+        summary: row.try_get("summary")?,
+        summary_upto: row.try_get("summary_upto")?,
+    })
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<StoredMessage> {
+    let role: String = row.try_get("role")?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| StoreError::Conflict(format!("unknown message role {role:?}")))?;
+    let tool_calls: Option<String> = row.try_get("tool_calls")?;
+    let tool_calls = match tool_calls {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Conflict(format!("stored tool calls are unreadable: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(StoredMessage {
+        id: row.try_get("id")?,
+        role,
+        content: row.try_get("content")?,
+        tool_calls,
+        tool_call_id: row.try_get("tool_call_id")?,
+        tool_name: row.try_get("tool_name")?,
+        is_error: row.try_get::<i64, _>("is_error")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const CONVERSATION_COLUMNS: &str =
+    "id, agent, channel, chat_id, thread_id, created_at, summary, summary_upto";
+
+impl Store {
+    /// The agent this chat is bound to, if any.
+    pub async fn binding(&self, chat: &ChatRef) -> Result<Option<String>> {
+        let agent = sqlx::query_scalar(
+            "SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
+        )
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(agent)
+    }
+
+    /// Binds the chat to `agent`, replacing an earlier binding.
+    pub async fn bind(&self, chat: &ChatRef, agent: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO bindings (channel, chat_id, thread_id, agent, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (channel, chat_id, thread_id) DO UPDATE SET agent = excluded.agent",
+        )
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .bind(agent)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the chat's binding; returns whether there was one.
+    pub async fn unbind(&self, chat: &ChatRef) -> Result<bool> {
+        let n = sqlx::query(
+            "DELETE FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
+        )
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// The open conversation of this chat with this agent, created when there is none.
+    pub async fn open_conversation(&self, chat: &ChatRef, agent: &str) -> Result<Conversation> {
+        let existing = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE channel = $1 AND chat_id = $2 AND thread_id = $3 AND agent = $4 \
+             AND closed_at IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .bind(agent)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = existing {
+            return conversation_from_row(&row);
+        }
+        let now = now_millis();
+        let row = sqlx::query(&format!(
+            "INSERT INTO conversations (agent, channel, chat_id, thread_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {CONVERSATION_COLUMNS}"
+        ))
+        .bind(agent)
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        conversation_from_row(&row)
+    }
+
+    pub async fn conversation(&self, id: i64) -> Result<Conversation> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .map_err(not_found(format!("conversation {id}")))?;
+        conversation_from_row(&row)
+    }
+
+    /// Closes every open conversation of the chat, so the next message starts afresh.
+    pub async fn close_conversations(&self, chat: &ChatRef) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE conversations SET closed_at = $1 \
+             WHERE channel = $2 AND chat_id = $3 AND thread_id = $4 AND closed_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    pub async fn append_message(
+        &self,
+        conversation_id: i64,
+        role: Role,
+        message: &NewMessage,
+    ) -> Result<StoredMessage> {
+        let tool_calls =
+            if message.tool_calls.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&message.tool_calls).map_err(|e| {
+                    StoreError::Conflict(format!("tool calls cannot be stored: {e}"))
+                })?)
+            };
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO messages \
+             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        )
+        .bind(conversation_id)
+        .bind(role.as_str())
+        .bind(&message.content)
+        .bind(tool_calls)
+        .bind(&message.tool_call_id)
+        .bind(&message.tool_name)
+        .bind(i64::from(message.is_error))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        message_from_row(&row)
+    }
+
+    /// Messages after `after_id`, oldest first.
+    pub async fn messages_after(
+        &self,
+        conversation_id: i64,
+        after_id: i64,
+    ) -> Result<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE conversation_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(conversation_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Records that `summary` now stands for every message up to `upto`.
+    pub async fn set_summary(&self, conversation_id: i64, summary: &str, upto: i64) -> Result<()> {
+        sqlx::query("UPDATE conversations SET summary = $1, summary_upto = $2 WHERE id = $3")
+            .bind(summary)
+            .bind(upto)
+            .bind(conversation_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts for the status report: (agents, open conversations, messages).
+    pub async fn counts(&self) -> Result<(i64, i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM agents) AS agents, \
+             (SELECT COUNT(*) FROM conversations WHERE closed_at IS NULL) AS conversations, \
+             (SELECT COUNT(*) FROM messages) AS messages",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get("agents")?,
+            row.try_get("conversations")?,
+            row.try_get("messages")?,
+        ))
+    }
+}

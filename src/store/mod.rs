@@ -1,0 +1,176 @@
+//! Persistence: sqlx repositories over SQLite, with the migrations embedded in the binary.
+//!
+//! The store knows rows and columns, never behaviour: it does not call agents, operations or
+//! channels. `RowNotFound` becomes [`StoreError::NotFound`] here and nowhere else.
+
+mod activity;
+mod agents;
+mod conversations;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
+pub use agents::{Agent, AgentPatch};
+pub use conversations::{Conversation, NewMessage};
+
+/// The migrations, in order. Files under `migrations/` are never edited once landed.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../../migrations/0001_foundation.sql"),
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("state directory {path} cannot be used: {cause}")]
+    StateDir {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("already exists ({})", db.message()))
+            }
+            other => StoreError::Db(other),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A cheap-to-clone handle on the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) `operator.db` in `state_dir`. Does not migrate.
+    pub async fn open(state_dir: &Path) -> Result<Self> {
+        let state_err = |cause| StoreError::StateDir {
+            path: state_dir.to_path_buf(),
+            cause,
+        };
+        std::fs::create_dir_all(state_dir).map_err(state_err)?;
+        // Fail early with a clear cause rather than with SQLite's "unable to open database".
+        let probe = state_dir.join(".write-test");
+        std::fs::write(&probe, b"").map_err(state_err)?;
+        let _ = std::fs::remove_file(&probe);
+
+        let path = state_dir.join("operator.db");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::Db)?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Db)?;
+        Ok(Self { pool })
+    }
+
+    /// Opens and applies every pending migration.
+    pub async fn open_and_migrate(state_dir: &Path) -> Result<Self> {
+        let store = Self::open(state_dir).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        let before = self.applied_migrations().await?;
+        migrator().run(&self.pool).await?;
+        Ok(self.applied_migrations().await?.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> Result<usize> {
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Migrations this binary knows that the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        Ok(MIGRATIONS
+            .len()
+            .saturating_sub(self.applied_migrations().await?))
+    }
+
+    /// How many migrations this binary knows.
+    pub fn known_migrations() -> usize {
+        MIGRATIONS.len()
+    }
+
+    /// A cheap query that proves the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Names what was not found, so errors read "agent daniel not found".
+pub(crate) fn not_found(what: impl Into<String>) -> impl FnOnce(StoreError) -> StoreError {
+    let what = what.into();
+    move |e| match e {
+        StoreError::NotFound(_) => StoreError::NotFound(what),
+        other => other,
+    }
+}
