@@ -1,10 +1,12 @@
-//! The router: inbound message -> access check -> command or (agent, conversation) -> that
-//! conversation's ordered queue.
+//! The router: inbound message -> access check -> its chat's ordered queue -> command or
+//! (agent, conversation) -> turn.
 //!
-//! One conversation is processed by one worker task at a time, in arrival order; different
-//! conversations run in parallel, each with a bounded queue. Every free-text message produces
-//! exactly one turn-ending outbound message (reply, failure or cancellation), which channels may
-//! rely on. The router never touches a platform: it sees channels only through the hub.
+//! Each chat is served by one worker task at a time, in arrival order, so "create an agent"
+//! followed by "/use it" does what it says; different chats run in parallel, each with a bounded
+//! queue. Only `/stop`, `/status`, `/help` and `/start` answer at once, ahead of the queue. Every
+//! free-text message produces exactly one turn-ending outbound message (reply, failure or
+//! cancellation), which channels may rely on. The router never touches a platform: it sees
+//! channels only through the hub.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,23 +21,26 @@ use crate::agent::{Outcome, Progress, Runner, Turn};
 use crate::channel::{Hub, Inbound, Outbound, console};
 use crate::domain::{Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
 use crate::ops::{Invocation, Ops, split_command};
-use crate::store::{Conversation, NewActivity, NewMessage, Store};
+use crate::store::{NewActivity, NewMessage, Store};
 
-/// Messages one conversation may have waiting before new ones are turned away.
+/// Messages one chat may have waiting before new ones are turned away.
 const QUEUE_DEPTH: usize = 16;
 /// A worker with nothing to do for this long ends; the next message starts a new one.
 const IDLE: Duration = Duration::from_secs(300);
+/// Commands answered at once, ahead of the chat's queue.
+const IMMEDIATE: [&str; 4] = ["stop", "status", "help", "start"];
 
 struct Job {
-    conversation: Conversation,
+    message: Inbound,
     caller: Caller,
 }
 
+type RunningSlot = Arc<Mutex<Option<CancellationToken>>>;
+
 struct Worker {
-    chat: ChatRef,
     tx: mpsc::Sender<Job>,
     /// The running turn's token, so `/stop` can cancel it.
-    running: Arc<Mutex<Option<CancellationToken>>>,
+    running: RunningSlot,
 }
 
 #[derive(Clone)]
@@ -48,7 +53,7 @@ struct Inner {
     ops: Ops,
     runner: Runner,
     hub: Hub,
-    workers: Mutex<HashMap<i64, Worker>>,
+    workers: Mutex<HashMap<ChatRef, Worker>>,
     tasks: TaskTracker,
 }
 
@@ -74,7 +79,7 @@ impl Router {
         self.drain().await;
     }
 
-    /// Waits until every queued turn has finished and been delivered.
+    /// Waits until every queued message has been handled and answered.
     pub async fn drain(&self) {
         self.workers().clear();
         self.inner.tasks.close();
@@ -84,18 +89,11 @@ impl Router {
     /// Cancels every running turn (used when a shutdown deadline passes).
     pub fn cancel_all(&self) {
         for worker in self.workers().values() {
-            if let Some(token) = worker
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
-                token.cancel();
-            }
+            cancel(&worker.running);
         }
     }
 
-    /// Turns waiting or running, over all conversations.
+    /// Messages waiting or running, over all chats.
     pub fn queue_depth(&self) -> usize {
         self.workers()
             .values()
@@ -103,12 +101,12 @@ impl Router {
             .sum()
     }
 
-    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Worker>> {
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<ChatRef, Worker>> {
         self.inner.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Handles one inbound message. Failures are reported to the chat and logged; they never
-    /// stop the router.
+    /// Handles one inbound message: admits it, answers an immediate command, or queues it in
+    /// its chat. Failures are reported to the chat and logged; they never stop the router.
     pub async fn handle(&self, message: Inbound) {
         let Some(caller) = self.admit(&message) else {
             self.record(NewActivity {
@@ -123,18 +121,26 @@ impl Router {
             .await;
             return;
         };
-        if let Some((command, rest)) = split_command(&message.text) {
-            let reply = self.command(&message.chat, &caller, command, rest).await;
-            if let Some(reply) = reply {
+        if let Some((command, rest)) = split_command(&message.text)
+            && IMMEDIATE.contains(&command)
+        {
+            if let Some(reply) = self.command(&message.chat, &caller, command, rest).await {
                 self.inner.hub.deliver(&message.chat, reply).await;
             }
             return;
         }
-        if let Err(reason) = self.enqueue(&message, caller).await {
-            self.inner
-                .hub
-                .deliver(&message.chat, Outbound::Failed(reason))
-                .await;
+        let chat = message.chat.clone();
+        let is_turn = split_command(&message.text).is_none();
+        if self.enqueue(Job { message, caller }).is_err() {
+            let reason = format!(
+                "I'm busy with {QUEUE_DEPTH} waiting messages here; send this again in a moment."
+            );
+            let reply = if is_turn {
+                Outbound::Failed(reason)
+            } else {
+                Outbound::Notice(reason)
+            };
+            self.inner.hub.deliver(&chat, reply).await;
         }
     }
 
@@ -143,6 +149,68 @@ impl Router {
         match message.chat.channel.as_str() {
             console::CHANNEL_ID => Some(Caller::owner("console")),
             _ => None,
+        }
+    }
+
+    /// Puts the job in its chat's queue, starting the chat's worker when needed.
+    fn enqueue(&self, job: Job) -> Result<(), ()> {
+        let mut workers = self.workers();
+        if let Some(worker) = workers.get(&job.message.chat) {
+            return worker.tx.try_send(job).map_err(|_| ());
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let running: RunningSlot = Arc::new(Mutex::new(None));
+        let chat = job.message.chat.clone();
+        tx.try_send(job).map_err(|_| ())?;
+        workers.insert(
+            chat.clone(),
+            Worker {
+                tx,
+                running: running.clone(),
+            },
+        );
+        let router = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { router.work(chat, rx, running).await });
+        Ok(())
+    }
+
+    /// A chat's worker: handles its messages one at a time, in order.
+    async fn work(self, chat: ChatRef, mut rx: mpsc::Receiver<Job>, running: RunningSlot) {
+        loop {
+            let job = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) => {
+                    // Idle: leave, unless a message was queued meanwhile.
+                    let mut workers = self.workers();
+                    let idle = workers
+                        .get(&chat)
+                        .is_none_or(|w| w.tx.capacity() == w.tx.max_capacity());
+                    if idle {
+                        workers.remove(&chat);
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Some((command, rest)) = split_command(&job.message.text) {
+                if let Some(reply) = self.command(&chat, &job.caller, command, rest).await {
+                    self.inner.hub.deliver(&chat, reply).await;
+                }
+                continue;
+            }
+            let token = CancellationToken::new();
+            *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+            let outcome = self.turn(job, token).await;
+            *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if let Err(reason) = outcome {
+                self.inner
+                    .hub
+                    .deliver(&chat, Outbound::Failed(reason))
+                    .await;
+            }
         }
     }
 
@@ -181,10 +249,10 @@ impl Router {
                 Err(e) => Outbound::Notice(format!("Could not start a fresh conversation: {e}")),
             }),
             "stop" => {
-                let stopped = self.stop(chat);
-                (stopped == 0).then(|| Outbound::Notice("Nothing is running.".into()))
+                let running = self.workers().get(chat).is_some_and(|w| cancel(&w.running));
+                (!running).then(|| Outbound::Notice("Nothing is running.".into()))
             }
-            _ => match crate::ops::Ops::parse_command(&format!("/{command} {rest}")) {
+            _ => match Ops::parse_command(&format!("/{command} {rest}")) {
                 Some((spec, args)) => Some(Outbound::Notice(
                     match self.inner.ops.invoke(&inv, spec.name, args).await {
                         Ok(out) => out.text,
@@ -202,26 +270,10 @@ impl Router {
         }
     }
 
-    /// Cancels the running turns of the chat; returns how many were running.
-    fn stop(&self, chat: &ChatRef) -> usize {
-        let mut stopped = 0;
-        for worker in self.workers().values().filter(|w| &w.chat == chat) {
-            if let Some(token) = worker
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
-                token.cancel();
-                stopped += 1;
-            }
-        }
-        stopped
-    }
-
-    /// Picks the agent, stores the message, and queues the turn.
-    async fn enqueue(&self, message: &Inbound, caller: Caller) -> Result<(), String> {
+    /// Picks the agent, stores the message, and runs the turn. An error is for the user.
+    async fn turn(&self, job: Job, cancel: CancellationToken) -> Result<(), String> {
         let store = &self.inner.store;
+        let message = &job.message;
         let (agent, text) = match split_mention(&message.text) {
             Some((name, rest)) if name == OPERATOR => (OPERATOR.to_string(), rest.to_string()),
             Some((name, rest)) => match store.agent(&name).await {
@@ -234,38 +286,25 @@ impl Router {
             .open_conversation(&message.chat, &agent)
             .await
             .map_err(|e| format!("could not open the conversation: {e}"))?;
-
-        // Reserve the queue slot before storing, so a message is never stored and then dropped.
-        let (tx, fresh) = self.worker_for(&conversation);
-        let permit = tx.try_reserve().map_err(|_| {
-            format!(
-                "{agent} is busy with {QUEUE_DEPTH} waiting messages; send this again in a moment"
-            )
-        })?;
-        if let Some((rx, running)) = fresh {
-            let router = self.clone();
-            let id = conversation.id;
-            self.inner
-                .tasks
-                .spawn(async move { router.work(id, rx, running).await });
-        }
         store
             .append_message(conversation.id, Role::User, &NewMessage::text(text.clone()))
             .await
             .map_err(|e| format!("could not store the message: {e}"))?;
         self.record(NewActivity {
             kind: "message.in".into(),
-            actor: caller.label.clone(),
+            actor: job.caller.label.clone(),
             agent: Some(agent.clone()),
             conversation_id: Some(conversation.id),
             summary: text.chars().take(160).collect(),
             detail: Some(json!({ "chat": message.chat.to_string(), "from": message.sender_name })),
         })
         .await;
-        permit.send(Job {
+        let turn = Turn {
             conversation,
-            caller,
-        });
+            caller: job.caller,
+            cancel,
+        };
+        self.run_turn(turn).await;
         Ok(())
     }
 
@@ -279,65 +318,8 @@ impl Router {
         Ok(bound.unwrap_or_else(|| OPERATOR.to_string()))
     }
 
-    /// The conversation's queue; when a worker must be started, also its receiving end.
-    #[allow(clippy::type_complexity)]
-    fn worker_for(
-        &self,
-        conversation: &Conversation,
-    ) -> (
-        mpsc::Sender<Job>,
-        Option<(mpsc::Receiver<Job>, Arc<Mutex<Option<CancellationToken>>>)>,
-    ) {
-        let mut workers = self.workers();
-        if let Some(worker) = workers.get(&conversation.id) {
-            return (worker.tx.clone(), None);
-        }
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let running = Arc::new(Mutex::new(None));
-        workers.insert(
-            conversation.id,
-            Worker {
-                chat: conversation.chat.clone(),
-                tx: tx.clone(),
-                running: running.clone(),
-            },
-        );
-        (tx, Some((rx, running)))
-    }
-
-    /// A conversation's worker: runs its turns one at a time, in order.
-    async fn work(
-        self,
-        id: i64,
-        mut rx: mpsc::Receiver<Job>,
-        running: Arc<Mutex<Option<CancellationToken>>>,
-    ) {
-        loop {
-            let job = match tokio::time::timeout(IDLE, rx.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(_) => {
-                    // Idle: leave, unless a message was queued or reserved meanwhile.
-                    let mut workers = self.workers();
-                    let idle = workers
-                        .get(&id)
-                        .is_none_or(|w| w.tx.capacity() == w.tx.max_capacity());
-                    if idle {
-                        workers.remove(&id);
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let cancel = CancellationToken::new();
-            *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
-            self.run_job(job, cancel).await;
-            *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
-    }
-
-    async fn run_job(&self, job: Job, cancel: CancellationToken) {
-        let chat = job.conversation.chat.clone();
+    async fn run_turn(&self, turn: Turn) {
+        let chat = turn.conversation.chat.clone();
         let hub = self.inner.hub.clone();
         // Progress goes through its own ordered queue so it never overtakes the reply.
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
@@ -357,13 +339,9 @@ impl Router {
             };
             let _ = progress_tx.send(message);
         };
-        let conversation_id = job.conversation.id;
-        let agent = job.conversation.agent.clone();
-        let turn = Turn {
-            conversation: job.conversation,
-            caller: job.caller.clone(),
-            cancel,
-        };
+        let conversation_id = turn.conversation.id;
+        let agent = turn.conversation.agent.clone();
+        let caller = turn.caller.label.clone();
         let outcome = self.inner.runner.run_turn(turn, &progress).await;
         let message = match outcome {
             Outcome::Reply(text) => Outbound::Reply(text),
@@ -382,7 +360,7 @@ impl Router {
             Outcome::Cancelled => {
                 self.record(NewActivity {
                     kind: "turn.cancelled".into(),
-                    actor: job.caller.label,
+                    actor: caller,
                     agent: Some(agent),
                     conversation_id: Some(conversation_id),
                     summary: "turn cancelled".into(),
@@ -402,5 +380,16 @@ impl Router {
         if let Err(e) = self.inner.store.record(entry).await {
             tracing::error!("cannot write the activity feed: {e}");
         }
+    }
+}
+
+/// Cancels the running turn in the slot; returns whether one was running.
+fn cancel(slot: &RunningSlot) -> bool {
+    match slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(token) => {
+            token.cancel();
+            true
+        }
+        None => false,
     }
 }

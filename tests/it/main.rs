@@ -1,1 +1,9 @@
+//! The integration suite: one binary, driving the daemon through its public faces.
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chat;
+mod cli;
+mod daemon;
+mod turns;

@@ -23,12 +23,7 @@ impl Anthropic {
         }
     }
 
-    fn post<'a>(
-        &'a self,
-        http: &reqwest::Client,
-        url: &str,
-        body: &Value,
-    ) -> reqwest::RequestBuilder {
+    fn post(&self, http: &reqwest::Client, url: &str, body: &Value) -> reqwest::RequestBuilder {
         http.post(url)
             .header("x-api-key", self.client.key.expose())
             .header("anthropic-version", API_VERSION)

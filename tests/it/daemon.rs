@@ -1,0 +1,116 @@
+//! `operator run`: the daemon in process (`app::run` on port 0) and as a process under signals.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::World;
+use crate::support::process::BIN;
+
+#[tokio::test]
+async fn serves_health_and_readiness_and_stops_on_request() {
+    let world = World::new(None, "");
+    let loaded = operator::config::load(Some(&world.config)).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(operator::app::run(loaded.settings, listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
+            ready = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, Some(reqwest::StatusCode::OK));
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+
+    stop_tx.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("stops in time");
+    result.unwrap().expect("clean exit");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_process_cleanly() {
+    let world = World::new(None, "");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .env("OPERATOR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "never ready: {seen}");
+
+    let pid = child.id().unwrap().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn refuses_what_it_cannot_do() {
+    let open = World::new(None, "");
+    std::fs::write(
+        &open.config,
+        format!(
+            "[state]\ndir = {:?}\n[admin]\nlisten = \"0.0.0.0:0\"\n",
+            open.path().join("s").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = open.run(&["run"], "").await;
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("[admin] token is empty"),
+        "{}",
+        out.stderr
+    );
+
+    let telegram = World::new(None, "[telegram]\nenabled = true\n");
+    let out = telegram.run(&["run"], "").await;
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("no Telegram channel yet"),
+        "{}",
+        out.stderr
+    );
+}

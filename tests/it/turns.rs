@@ -1,0 +1,121 @@
+//! The turn loop's edges: malformed tool calls, the step limit, and compaction of long
+//! histories.
+
+use serde_json::Value;
+
+use crate::support::{FakeLlm, Vendor, World};
+
+fn tool_results(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn malformed_tool_calls_are_answered_as_errors() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[
+        ("a", "launch_rockets", "{}"),
+        ("b", "agent_create", "{not json"),
+        ("c", "agent_create", r#"{"nom":"x"}"#),
+        ("d", "agent_create", r#"{"name":"Bad Name"}"#),
+    ]);
+    llm.reply_text("Sorry, those calls failed.");
+    let world = World::new(Some(&llm), "");
+    let out = world.chat(&["do things"]).await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("Sorry, those calls failed."),
+        "{}",
+        out.stdout
+    );
+
+    let results = tool_results(&llm.completions()[1].body);
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results[0].contains("no tool called \"launch_rockets\""),
+        "{}",
+        results[0]
+    );
+    assert!(results[1].contains("not valid JSON"), "{}", results[1]);
+    assert!(
+        results[2].contains("invalid arguments for agent_create"),
+        "{}",
+        results[2]
+    );
+    assert!(results[3].contains("not allowed"), "{}", results[3]);
+}
+
+#[tokio::test]
+async fn a_turn_stops_at_max_steps() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    for i in 0..3 {
+        llm.reply_tool_calls(&[(&format!("s{i}"), "status", "{}")]);
+    }
+    let world = World::new(Some(&llm), "[operator]\nmax_steps = 3\n");
+    let out = world.chat(&["loop forever"]).await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("stopped after 3 steps"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(llm.completions().len(), 3);
+    assert_eq!(llm.remaining_script(), 0);
+}
+
+#[tokio::test]
+async fn long_histories_are_compacted_into_a_summary() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let world = World::new(Some(&llm), "[operator]\ncontext_tokens = 1000\n");
+    // Four long exchanges (about 250 tokens each way) overflow a 1,000-token budget.
+    let long = "lorem ipsum dolor sit amet ".repeat(40);
+    for i in 0..4 {
+        llm.reply_text(&format!("answer {i}: {long}"));
+    }
+    llm.reply_when(
+        "You compress chat history",
+        "SUMMARY: the user sent long texts.",
+    );
+    llm.reply_text("final answer");
+    let lines: Vec<String> = (0..4)
+        .map(|i| format!("question {i}: {long}"))
+        .chain(["short question".to_string()])
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let out = world.chat(&refs).await;
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("final answer"), "{}", out.stdout);
+
+    let requests = llm.completions();
+    let summarize = requests
+        .iter()
+        .rfind(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("You compress chat history")
+        })
+        .expect("a summarization request");
+    let summarized = summarize.body.to_string();
+    assert!(
+        summarized.contains("question 0") || summarized.contains("Earlier summary"),
+        "{summarized}"
+    );
+    let last = &requests.last().unwrap().body;
+    let system = last["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("SUMMARY: the user sent long texts."),
+        "{system}"
+    );
+    let text = last.to_string();
+    assert!(
+        !text.contains("question 0"),
+        "old turns are replaced by the summary"
+    );
+    assert!(text.contains("short question"));
+}

@@ -1,0 +1,10 @@
+//! Test support: fakes of what cannot be reached from here (LLM vendors), speaking the real wire
+//! format on 127.0.0.1, and helpers that drive the real `operator` binary.
+
+#![allow(dead_code)]
+
+pub mod llm;
+pub mod process;
+
+pub use llm::{FakeLlm, Vendor};
+pub use process::{World, run_with_timeout};
