@@ -30,7 +30,6 @@ CREATE TABLE conversations (
     chat_id       TEXT NOT NULL,
     thread_id     TEXT NOT NULL DEFAULT '',
     created_at    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL,
     closed_at     INTEGER,
     summary       TEXT,
     summary_upto  INTEGER NOT NULL DEFAULT 0

@@ -117,8 +117,7 @@ impl Router {
                     message.sender_name, message.chat
                 ),
                 ..NewActivity::default()
-            })
-            .await;
+            });
             return;
         };
         if let Some((command, rest)) = split_command(&message.text)
@@ -242,8 +241,7 @@ impl Router {
                         actor: caller.label.clone(),
                         summary: format!("fresh conversation in {chat}"),
                         ..NewActivity::default()
-                    })
-                    .await;
+                    });
                     Outbound::Notice("Started a fresh conversation.".into())
                 }
                 Err(e) => Outbound::Notice(format!("Could not start a fresh conversation: {e}")),
@@ -297,8 +295,7 @@ impl Router {
             conversation_id: Some(conversation.id),
             summary: text.chars().take(160).collect(),
             detail: Some(json!({ "chat": message.chat.to_string(), "from": message.sender_name })),
-        })
-        .await;
+        });
         let turn = Turn {
             conversation,
             caller: job.caller,
@@ -353,8 +350,7 @@ impl Router {
                     conversation_id: Some(conversation_id),
                     summary: reason.clone(),
                     detail: None,
-                })
-                .await;
+                });
                 Outbound::Failed(reason)
             }
             Outcome::Cancelled => {
@@ -365,8 +361,7 @@ impl Router {
                     conversation_id: Some(conversation_id),
                     summary: "turn cancelled".into(),
                     detail: None,
-                })
-                .await;
+                });
                 Outbound::Cancelled
             }
         };
@@ -376,10 +371,8 @@ impl Router {
         let _ = delivery.await;
     }
 
-    async fn record(&self, entry: NewActivity) {
-        if let Err(e) = self.inner.store.record(entry).await {
-            tracing::error!("cannot write the activity feed: {e}");
-        }
+    fn record(&self, entry: NewActivity) {
+        self.inner.store.record(entry);
     }
 }
 

@@ -54,6 +54,8 @@ impl Runner {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Outcome {
         let conversation = &turn.conversation;
+        // The summary is tracked in memory for the turn; compaction updates it and the store.
+        let mut summary = (conversation.summary.clone(), conversation.summary_upto);
         let Some(llm) = self.inner.llm.clone() else {
             return Outcome::Failed(LlmError::NotConfigured.to_string());
         };
@@ -68,7 +70,7 @@ impl Runner {
                 return Outcome::Cancelled;
             }
             progress(Progress::Thinking);
-            let request = match self.request(conversation.id, &profile).await {
+            let request = match self.request(conversation, &mut summary, &profile).await {
                 Ok(r) => r,
                 Err(e) => return Outcome::Failed(e),
             };
@@ -85,8 +87,7 @@ impl Runner {
                         "llm.error",
                         e.to_string(),
                         None,
-                    )
-                    .await;
+                    );
                     return Outcome::Failed(e.to_string());
                 }
             };
@@ -118,8 +119,7 @@ impl Runner {
                     "message.out",
                     first_line(&response.text),
                     Some(usage),
-                )
-                .await;
+                );
                 if response.text.trim().is_empty() {
                     return Outcome::Reply("(the model gave an empty answer)".into());
                 }
@@ -158,8 +158,7 @@ impl Runner {
             "turn.limit",
             note.clone(),
             None,
-        )
-        .await;
+        );
         if last_text.is_empty() {
             Outcome::Failed(note)
         } else {
@@ -205,21 +204,18 @@ impl Runner {
     /// Builds the model request, compacting the history first when it outgrew the budget.
     async fn request(
         &self,
-        conversation_id: i64,
+        conversation: &Conversation,
+        summary: &mut (Option<String>, i64),
         profile: &Profile,
     ) -> Result<ChatRequest, String> {
         let store = &self.inner.store;
         let budget = self.inner.limits.context_tokens as usize;
-        let mut conversation = store
-            .conversation(conversation_id)
-            .await
-            .map_err(|e| e.to_string())?;
         let mut messages = store
-            .messages_after(conversation.id, conversation.summary_upto)
+            .messages_after(conversation.id, summary.1)
             .await
             .map_err(|e| e.to_string())?;
         let fixed = estimate_tokens(&profile.persona)
-            + conversation.summary.as_deref().map_or(0, estimate_tokens)
+            + summary.0.as_deref().map_or(0, estimate_tokens)
             + profile
                 .tools
                 .iter()
@@ -233,27 +229,22 @@ impl Runner {
             if cut > 0 {
                 let upto = messages[cut - 1].id;
                 match self
-                    .summarize(
-                        conversation.summary.as_deref(),
-                        &messages[..cut],
-                        &profile.model,
-                    )
+                    .summarize(summary.0.as_deref(), &messages[..cut], &profile.model)
                     .await
                 {
-                    Ok(summary) => {
+                    Ok(text) => {
                         store
-                            .set_summary(conversation.id, &summary, upto)
+                            .set_summary(conversation.id, &text, upto)
                             .await
                             .map_err(|e| e.to_string())?;
                         self.note(
-                            &conversation,
+                            conversation,
                             &profile.name,
                             "conversation.compact",
                             format!("summarized {cut} older messages"),
                             Some(json!({ "upto": upto })),
-                        )
-                        .await;
-                        conversation.summary = Some(summary);
+                        );
+                        *summary = (Some(text), upto);
                     }
                     Err(e) => {
                         // Better an answer without the oldest turns than no answer at all.
@@ -270,7 +261,7 @@ impl Runner {
             &profile.name,
             &profile.persona,
             now_millis(),
-            conversation.summary.as_deref(),
+            summary.0.as_deref(),
         );
         Ok(ChatRequest {
             model: profile.model.clone(),
@@ -315,8 +306,7 @@ impl Runner {
                 "tool.error",
                 msg.clone(),
                 None,
-            )
-            .await;
+            );
             return (msg, true);
         }
         let args: Value = match call.arguments.trim() {
@@ -333,8 +323,7 @@ impl Runner {
                         "tool.error",
                         msg.clone(),
                         None,
-                    )
-                    .await;
+                    );
                     return (msg, true);
                 }
             },
@@ -354,7 +343,7 @@ impl Runner {
         }
     }
 
-    async fn note(
+    fn note(
         &self,
         conversation: &Conversation,
         agent: &str,
@@ -370,9 +359,7 @@ impl Runner {
             summary,
             detail,
         };
-        if let Err(e) = self.inner.store.record(entry).await {
-            tracing::error!("cannot write the activity feed: {e}");
-        }
+        self.inner.store.record(entry);
     }
 }
 

@@ -207,9 +207,7 @@ impl Ops {
             summary,
             detail: Some(json!({ "args": args, "ok": ok })),
         };
-        if let Err(e) = self.inner.store.record(entry).await {
-            tracing::error!("cannot write the activity feed: {e}");
-        }
+        self.inner.store.record(entry);
         result
     }
 

@@ -1,8 +1,13 @@
 //! The append-only activity feed: every message, tool call, change and error.
+//!
+//! Entries are written by one background task in batches, so recording never puts a database
+//! round trip (or an fsync) on a turn's path. Reads and `Store::close` flush the queue first,
+//! so a reader always sees what was recorded before it asked.
 
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Result, Store};
 use crate::domain::{Millis, now_millis};
@@ -57,26 +62,92 @@ fn entry_from_row(row: &SqliteRow) -> Result<ActivityEntry> {
     })
 }
 
-impl Store {
-    pub async fn record(&self, entry: NewActivity) -> Result<i64> {
-        let id = sqlx::query_scalar(
+/// What the writer task is asked to do.
+#[derive(Debug)]
+pub(super) enum Command {
+    Write(NewActivity, Millis),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Largest batch written in one transaction.
+const BATCH: usize = 256;
+
+/// Starts the writer task; it ends when every sender is gone.
+pub(super) fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Command> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Write(entry, at) => batch.push((entry, at)),
+                    Command::Flush(waiter) => waiters.push(waiter),
+                }
+                if batch.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                if let Err(e) = write_batch(&pool, &batch).await {
+                    tracing::error!(entries = batch.len(), "cannot write the activity feed: {e}");
+                }
+                batch.clear();
+            }
+            for waiter in waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    });
+    tx
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[(NewActivity, Millis)]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for (entry, at) in batch {
+        sqlx::query(
             "INSERT INTO activity (at, kind, actor, agent, conversation_id, summary, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(now_millis())
+        .bind(at)
         .bind(&entry.kind)
         .bind(&entry.actor)
         .bind(&entry.agent)
         .bind(entry.conversation_id)
         .bind(&entry.summary)
-        .bind(entry.detail.map(|d| d.to_string()))
-        .fetch_one(&self.pool)
+        .bind(entry.detail.as_ref().map(|d| d.to_string()))
+        .execute(&mut *tx)
         .await?;
-        Ok(id)
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Store {
+    /// Queues an entry for the feed. Never waits on the database.
+    pub fn record(&self, entry: NewActivity) {
+        if self
+            .activity
+            .send(Command::Write(entry, now_millis()))
+            .is_err()
+        {
+            tracing::error!("the activity writer has stopped; an entry was lost");
+        }
+    }
+
+    /// Waits until every entry recorded so far is in the database.
+    pub async fn flush_activity(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.activity.send(Command::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// The newest entries matching the filter, newest first.
     pub async fn activity(&self, filter: &ActivityFilter) -> Result<Vec<ActivityEntry>> {
+        self.flush_activity().await;
         let limit = i64::from(filter.limit.clamp(1, 1000));
         let prefix = filter
             .kind_prefix

@@ -139,8 +139,8 @@ impl Store {
         }
         let now = now_millis();
         let row = sqlx::query(&format!(
-            "INSERT INTO conversations (agent, channel, chat_id, thread_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {CONVERSATION_COLUMNS}"
+            "INSERT INTO conversations (agent, channel, chat_id, thread_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {CONVERSATION_COLUMNS}"
         ))
         .bind(agent)
         .bind(&chat.channel)
@@ -194,8 +194,6 @@ impl Store {
                     StoreError::Conflict(format!("tool calls cannot be stored: {e}"))
                 })?)
             };
-        let now = now_millis();
-        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO messages \
              (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at) \
@@ -208,15 +206,9 @@ impl Store {
         .bind(&message.tool_call_id)
         .bind(&message.tool_name)
         .bind(i64::from(message.is_error))
-        .bind(now)
-        .fetch_one(&mut *tx)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
         .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(conversation_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         message_from_row(&row)
     }
 

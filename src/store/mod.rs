@@ -62,6 +62,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    activity: tokio::sync::mpsc::UnboundedSender<activity::Command>,
 }
 
 impl Store {
@@ -92,7 +93,8 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::Db)?;
-        Ok(Self { pool })
+        let activity = activity::spawn_writer(pool.clone());
+        Ok(Self { pool, activity })
     }
 
     /// Opens and applies every pending migration.
@@ -131,18 +133,15 @@ impl Store {
             .saturating_sub(self.applied_migrations().await?))
     }
 
-    /// How many migrations this binary knows.
-    pub fn known_migrations() -> usize {
-        MIGRATIONS.len()
-    }
-
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
+    /// Writes what is queued, then closes every connection.
     pub async fn close(&self) {
+        self.flush_activity().await;
         self.pool.close().await;
     }
 }

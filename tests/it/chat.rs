@@ -257,3 +257,91 @@ async fn use_binds_the_chat_to_an_agent_with_its_persona_and_model() {
         "are you there?"
     );
 }
+
+#[tokio::test]
+async fn stop_cancels_the_running_turn_and_the_chat_goes_on() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("too late", Duration::from_secs(30));
+    llm.reply_text("fresh answer");
+    let world = World::new(Some(&llm), "");
+    let mut child = world.spawn(&["chat"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a slow question\n").await.unwrap();
+    assert!(
+        llm.wait_for_completions(1, Duration::from_secs(20)).await,
+        "the turn started"
+    );
+    stdin.write_all(b"/stop\nnext question\n").await.unwrap();
+    drop(stdin);
+    let out = crate::support::process::finish(child).await;
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("(stopped)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("too late"), "{}", out.stdout);
+    assert!(out.stdout.contains("fresh answer"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn messages_and_tool_calls_reach_the_activity_feed() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[("c1", "agent_create", r#"{"name":"scout"}"#)]);
+    llm.reply_text("done");
+    let world = World::new(Some(&llm), "");
+    let out = world.chat(&["create scout"]).await;
+    assert!(out.success(), "{out:?}");
+
+    let store = operator::store::Store::open(&world.path().join("state"))
+        .await
+        .unwrap();
+    let filter = operator::store::ActivityFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let kinds: Vec<String> = store
+        .activity(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    store.close().await;
+    for kind in ["message.in", "op.agent_create", "message.out"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_turn_not_the_process() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("too late", Duration::from_secs(30));
+    llm.reply_text("still here");
+    let world = World::new(Some(&llm), "");
+    let mut child = world.spawn(&["chat"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a slow question\n").await.unwrap();
+    assert!(
+        llm.wait_for_completions(1, Duration::from_secs(20)).await,
+        "the turn started"
+    );
+    let pid = child.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    stdin.write_all(b"are you there?\n").await.unwrap();
+    drop(stdin);
+    let out = crate::support::process::finish(child).await;
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("(stopped)"), "{}", out.stdout);
+    assert!(out.stdout.contains("still here"), "{}", out.stdout);
+}

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -25,8 +26,8 @@ pub struct Recorded {
     pub body: Value,
 }
 
-/// A scripted response: status, extra headers, JSON body.
-type Scripted = (StatusCode, Vec<(&'static str, String)>, Value);
+/// A scripted response: status, extra headers, JSON body, and how long to wait before answering.
+type Scripted = (StatusCode, Vec<(&'static str, String)>, Value, Duration);
 
 #[derive(Default)]
 struct Shared {
@@ -86,11 +87,31 @@ impl FakeLlm {
 
     fn push(&self, status: u16, headers: Vec<(&'static str, String)>, body: Value) {
         let status = StatusCode::from_u16(status).expect("status");
-        self.shared
-            .lock()
-            .unwrap()
+        let mut shared = self.shared.lock().unwrap();
+        shared
             .script
-            .push_back((status, headers, body));
+            .push_back((status, headers, body, Duration::ZERO));
+    }
+
+    /// Scripts a text answer that arrives only after `delay`.
+    pub fn reply_text_after(&self, text: &str, delay: Duration) {
+        let body = self.text_body(text);
+        let mut shared = self.shared.lock().unwrap();
+        shared
+            .script
+            .push_back((StatusCode::OK, vec![], body, delay));
+    }
+
+    /// Waits until the fake has received `n` completion requests; false on timeout.
+    pub async fn wait_for_completions(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.completions().len() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// Scripts a final text answer.
@@ -197,8 +218,21 @@ async fn complete(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let (response, delay) = respond(&shared, uri, headers, body);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Records the request and picks its response (a standing rule first, then the script).
+fn respond(
+    shared: &Mutex<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: String,
+) -> (Response, Duration) {
     let mut shared = shared.lock().unwrap();
-    let raw = body;
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::String(raw.clone()));
     shared.requests.push(Recorded {
         path: uri.path().to_string(),
@@ -210,23 +244,25 @@ async fn complete(
         .iter()
         .find(|(needle, _)| raw.contains(needle.as_str()))
     {
-        return axum::Json(reply.clone()).into_response();
+        return (axum::Json(reply.clone()).into_response(), Duration::ZERO);
     }
     match shared.script.pop_front() {
-        Some((status, extra, body)) => {
+        Some((status, extra, body, delay)) => {
             let mut response = (status, axum::Json(body)).into_response();
             for (name, value) in extra {
                 response
                     .headers_mut()
                     .insert(name, value.parse().expect("header value"));
             }
-            response
+            (response, delay)
         }
-        None => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({ "error": { "message": "the fake has no scripted reply left" } })),
-        )
-            .into_response(),
+        None => {
+            let body = json!({ "error": { "message": "the fake has no scripted reply left" } });
+            (
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response(),
+                Duration::ZERO,
+            )
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use super::FakeLlm;
 
@@ -71,6 +71,17 @@ impl World {
         run_with_timeout(command, stdin).await
     }
 
+    /// `operator <args> --config <file>` as a running child, stdin open.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.path());
+        spawn(command)
+    }
+
     /// `operator chat` with one line per message.
     pub async fn chat(&self, lines: &[&str]) -> Finished {
         let mut input = lines.join("\n");
@@ -80,7 +91,16 @@ impl World {
 }
 
 /// Runs a command with a clean `OPERATOR*` environment; kills it after a timeout.
-pub async fn run_with_timeout(mut command: Command, stdin: &str) -> Finished {
+pub async fn run_with_timeout(command: Command, stdin: &str) -> Finished {
+    let mut child = spawn(command);
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.as_bytes()).await.expect("write stdin");
+    drop(pipe);
+    finish(child).await
+}
+
+/// Spawns with piped stdio and a clean `OPERATOR*` environment; killed when dropped.
+pub fn spawn(mut command: Command) -> Child {
     for (key, _) in std::env::vars() {
         if key.starts_with("OPERATOR") {
             command.env_remove(key);
@@ -91,10 +111,11 @@ pub async fn run_with_timeout(mut command: Command, stdin: &str) -> Finished {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawn operator");
-    let mut pipe = child.stdin.take().expect("stdin");
-    pipe.write_all(stdin.as_bytes()).await.expect("write stdin");
-    drop(pipe);
+    command.spawn().expect("spawn operator")
+}
+
+/// Waits for the process to end (killing it after a timeout) and collects its output.
+pub async fn finish(child: Child) -> Finished {
     let output = tokio::time::timeout(TIMEOUT, child.wait_with_output())
         .await
         .expect("operator did not finish in time")

@@ -1,0 +1,283 @@
+//! Foundation figures, printed as one table:
+//! cold start to ready, idle RSS, release binary size, and the per-turn overhead the daemon adds
+//! around a zero-latency model (median and p99).
+//!
+//! Run with `cargo bench --bench foundation`. Start and memory are measured on the real binary
+//! (`operator run` against a fresh state directory); the turn overhead in process, through the
+//! router, store and turn loop, with a model that answers at once.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use operator::agent::llm::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmProvider};
+use operator::agent::{Limits, Runner};
+use operator::channel::{
+    Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound,
+};
+use operator::config::Settings;
+use operator::domain::ChatRef;
+use operator::ops::{Ops, SystemInfo};
+use operator::router::Router;
+use operator::store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_operator");
+const STARTS: usize = 15;
+const TURNS: usize = 3000;
+
+fn main() {
+    let size = std::fs::metadata(BIN).map(|m| m.len()).unwrap_or(0);
+    let (fresh, warm, rss) = start_and_memory();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (median, p99) = runtime.block_on(turn_overhead());
+    let ping = runtime.block_on(store_round_trip());
+
+    println!();
+    println!("| figure                                   | value      |");
+    println!("|------------------------------------------|------------|");
+    println!(
+        "| binary size ({:<26}) | {:>6.1} MiB |",
+        if BIN.contains("/release/") {
+            "release, stripped"
+        } else {
+            "debug build"
+        },
+        mib(size)
+    );
+    println!(
+        "| cold start to ready, fresh state (median) | {:>7.1} ms |",
+        ms(fresh)
+    );
+    println!(
+        "| start to ready, existing state (median)   | {:>7.1} ms |",
+        ms(warm)
+    );
+    println!(
+        "| idle RSS of `operator run`                | {:>6.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    println!(
+        "| per-turn overhead, median ({TURNS} turns)    | {:>7.0} µs |",
+        median.as_secs_f64() * 1e6
+    );
+    println!(
+        "| per-turn overhead, p99                    | {:>7.0} µs |",
+        p99.as_secs_f64() * 1e6
+    );
+    println!(
+        "| one store round trip (SELECT 1), median   | {:>7.0} µs |",
+        ping.as_secs_f64() * 1e6
+    );
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Starts `operator run` repeatedly; returns median start on fresh and existing state, and the
+/// idle RSS (KiB) of one run a second after it was ready.
+fn start_and_memory() -> (Duration, Duration, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.toml");
+    let mut fresh = Vec::new();
+    let mut warm = Vec::new();
+    let mut rss = 0;
+    for i in 0..STARTS {
+        let state = dir.path().join(format!("state{i}"));
+        std::fs::write(
+            &config,
+            format!(
+                "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+                state.display().to_string()
+            ),
+        )
+        .unwrap();
+        fresh.push(start_once(&config, false).0);
+        let (elapsed, kib) = start_once(&config, i == 0);
+        warm.push(elapsed);
+        if i == 0 {
+            rss = kib;
+        }
+    }
+    (median(fresh), median(warm), rss)
+}
+
+/// One start: time until the "ready" log line; optionally the RSS a second later.
+fn start_once(config: &std::path::Path, measure_rss: bool) -> (Duration, u64) {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("OPERATOR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn operator");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut elapsed = None;
+    for line in lines.by_ref() {
+        if line.unwrap_or_default().contains("ready") {
+            elapsed = Some(started.elapsed());
+            break;
+        }
+    }
+    let elapsed = elapsed.expect("operator never became ready");
+    let mut kib = 0;
+    if measure_rss {
+        std::thread::sleep(Duration::from_secs(1));
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        kib = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    std::thread::spawn(move || for _ in lines {});
+    let _ = child.wait();
+    (elapsed, kib)
+}
+
+/// A model that answers at once.
+struct Instant0;
+
+impl LlmProvider for Instant0 {
+    fn describe(&self) -> String {
+        "zero-latency".into()
+    }
+    fn complete<'a>(
+        &'a self,
+        _request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(async {
+            Ok(ChatResponse {
+                text: "ok".into(),
+                ..ChatResponse::default()
+            })
+        })
+    }
+    fn probe(&self) -> BoxFuture<'_, Result<String, LlmError>> {
+        Box::pin(async { Ok("ok".into()) })
+    }
+}
+
+/// A channel that reports each turn's end to the benchmark.
+struct Sink {
+    done: mpsc::UnboundedSender<()>,
+}
+
+impl Channel for Sink {
+    fn id(&self) -> &str {
+        "console"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_chars: 4096,
+            can_edit: false,
+        }
+    }
+    fn run(
+        self: Arc<Self>,
+        _inbound: InboundTx,
+        _shutdown: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn send<'a>(
+        &'a self,
+        _chat: &'a ChatRef,
+        message: Outbound,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if message.ends_turn() {
+                let _ = self.done.send(());
+            }
+            Ok(())
+        })
+    }
+    fn health(&self) -> Health {
+        Health::Up
+    }
+}
+
+/// Time from handing a message to the router until its reply reaches the channel.
+async fn turn_overhead() -> (Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let settings = Settings::defaults();
+    let ops = Ops::new(
+        store.clone(),
+        SystemInfo {
+            started: Instant::now(),
+            llm: Some("zero-latency".into()),
+            channels: vec!["console".into()],
+        },
+    );
+    let limits = Limits {
+        default_model: settings.llm.model.clone(),
+        max_tokens: settings.llm.max_tokens,
+        max_steps: settings.operator.max_steps,
+        context_tokens: settings.operator.context_tokens,
+    };
+    let runner = Runner::new(store.clone(), ops.clone(), Some(Arc::new(Instant0)), limits);
+    let hub = operator::channel::Hub::default();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    hub.add(Arc::new(Sink { done: done_tx }));
+    let router = Router::new(store.clone(), ops, runner, hub);
+
+    let mut samples = Vec::with_capacity(TURNS);
+    for i in 0..TURNS {
+        let message = Inbound {
+            // 100 chats, so histories grow to a realistic 30 turns each.
+            chat: ChatRef::new("console", format!("chat{}", i % 100)),
+            sender_id: "bench".into(),
+            sender_name: "bench".into(),
+            text: format!("message number {i}: please check the status of the fleet"),
+        };
+        let started = Instant::now();
+        router.handle(message).await;
+        done_rx.recv().await.expect("a reply");
+        samples.push(started.elapsed());
+    }
+    router.drain().await;
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+/// The floor under every store call: one trivial query through the pool.
+async fn store_round_trip() -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let mut samples = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let started = Instant::now();
+        store.ping().await.unwrap();
+        samples.push(started.elapsed());
+    }
+    store.close().await;
+    median(samples)
+}
