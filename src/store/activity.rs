@@ -162,7 +162,7 @@ impl Store {
         .bind(&filter.agent)
         .bind(filter.since)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(entry_from_row).collect()
     }

@@ -52,7 +52,7 @@ impl Store {
         .bind(persona)
         .bind(model)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("agent {name} already exists")),
@@ -64,7 +64,7 @@ impl Store {
     pub async fn agent(&self, name: &str) -> Result<Agent> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE name = $1"))
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("agent {name}")))?;
@@ -73,7 +73,7 @@ impl Store {
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents ORDER BY name"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(agent_from_row).collect()
     }
@@ -90,7 +90,7 @@ impl Store {
         .bind(model)
         .bind(now_millis())
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await
         .map_err(StoreError::from)
         .map_err(not_found(format!("agent {name}")))?;
@@ -99,7 +99,7 @@ impl Store {
 
     /// Deletes the agent and its bindings; its conversations stay as history.
     pub async fn delete_agent(&self, name: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let deleted = sqlx::query("DELETE FROM agents WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

@@ -85,7 +85,7 @@ impl Store {
         .bind(&chat.channel)
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         Ok(agent)
     }
@@ -102,7 +102,7 @@ impl Store {
         .bind(&chat.thread_id)
         .bind(agent)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Store {
         .bind(&chat.channel)
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -132,7 +132,7 @@ impl Store {
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
         .bind(agent)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         if let Some(row) = existing {
             return conversation_from_row(&row);
@@ -147,7 +147,7 @@ impl Store {
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await?;
         conversation_from_row(&row)
     }
@@ -157,7 +157,7 @@ impl Store {
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
         ))
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.read)
         .await
         .map_err(StoreError::from)
         .map_err(not_found(format!("conversation {id}")))?;
@@ -174,7 +174,7 @@ impl Store {
         .bind(&chat.channel)
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?
         .rows_affected();
         Ok(n)
@@ -207,7 +207,7 @@ impl Store {
         .bind(&message.tool_name)
         .bind(i64::from(message.is_error))
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await?;
         message_from_row(&row)
     }
@@ -223,7 +223,7 @@ impl Store {
         )
         .bind(conversation_id)
         .bind(after_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(message_from_row).collect()
     }
@@ -234,7 +234,7 @@ impl Store {
             .bind(summary)
             .bind(upto)
             .bind(conversation_id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -246,7 +246,7 @@ impl Store {
              (SELECT COUNT(*) FROM conversations WHERE closed_at IS NULL) AS conversations, \
              (SELECT COUNT(*) FROM messages) AS messages",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.read)
         .await?;
         Ok((
             row.try_get("agents")?,

@@ -59,9 +59,14 @@ impl From<sqlx::Error> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A cheap-to-clone handle on the database.
+///
+/// Writes go through a pool of one connection, so writers queue in async code instead of
+/// meeting SQLite's busy handler (which sleeps); reads use their own small pool, which WAL lets
+/// run beside the writer.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    read: SqlitePool,
+    write: SqlitePool,
     activity: tokio::sync::mpsc::UnboundedSender<activity::Command>,
 }
 
@@ -87,14 +92,24 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Db)?;
-        let activity = activity::spawn_writer(pool.clone());
-        Ok(Self { pool, activity })
+        let read = SqlitePoolOptions::new()
+            .max_connections(3)
+            .min_connections(1)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(StoreError::Db)?;
+        let activity = activity::spawn_writer(write.clone());
+        Ok(Self {
+            read,
+            write,
+            activity,
+        })
     }
 
     /// Opens and applies every pending migration.
@@ -107,7 +122,7 @@ impl Store {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize> {
         let before = self.applied_migrations().await?;
-        migrator().run(&self.pool).await?;
+        migrator().run(&self.write).await?;
         Ok(self.applied_migrations().await?.saturating_sub(before))
     }
 
@@ -115,13 +130,13 @@ impl Store {
         let exists: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.read)
         .await?;
         if exists == 0 {
             return Ok(0);
         }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -135,14 +150,15 @@ impl Store {
 
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     /// Writes what is queued, then closes every connection.
     pub async fn close(&self) {
         self.flush_activity().await;
-        self.pool.close().await;
+        self.read.close().await;
+        self.write.close().await;
     }
 }
 
