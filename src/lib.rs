@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod instance;
 pub mod logging;
 pub mod ops;
 pub mod router;

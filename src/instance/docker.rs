@@ -1,0 +1,496 @@
+//! The Docker backend: bollard over the local socket or `[docker] host`, with the API version
+//! negotiated on first use (Debian's engine speaks 1.41). Every container is hardened: all
+//! capabilities dropped, no new privileges, read-only root with tmpfs `/tmp` and `/run`, limits,
+//! a non-root user, an init process, capped logs, and no mount but its own workspace volume.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateOptions,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use super::{
+    ExecOutput, ExecRequest, INSTANCE_USER, InstanceBackend, InstanceError, InstanceSpec, LABEL_INSTANCE,
+    LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
+};
+use crate::agent::llm::BoxFuture;
+
+/// Seconds a request to the engine may take.
+const ENGINE_TIMEOUT: u64 = 60;
+/// Seconds a container gets to stop before it is killed.
+const STOP_GRACE: i32 = 5;
+/// The process that keeps an instance alive; it exits promptly on SIGTERM.
+const KEEPALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+
+pub struct DockerBackend {
+    host: String,
+    /// Connected and negotiated on first use, so a daemon started before Docker still works.
+    client: Mutex<Option<Docker>>,
+}
+
+impl DockerBackend {
+    pub fn new(host: &str) -> Self {
+        Self {
+            host: host.trim().to_string(),
+            client: Mutex::new(None),
+        }
+    }
+
+    fn describe_host(&self) -> &str {
+        if self.host.is_empty() { "the local socket" } else { &self.host }
+    }
+
+    async fn client(&self) -> Result<Docker, InstanceError> {
+        let mut guard = self.client.lock().await;
+        if let Some(client) = guard.as_ref() {
+            return Ok(client.clone());
+        }
+        let unreachable = |e: DockerError| InstanceError::Unreachable(format!("{}: {e}", self.describe_host()));
+        let client = if self.host.is_empty() {
+            Docker::connect_with_local_defaults()
+        } else if let Some(path) = self.host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, ENGINE_TIMEOUT, bollard::API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_http(&self.host, ENGINE_TIMEOUT, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(unreachable)?;
+        let client = client.negotiate_version().await.map_err(unreachable)?;
+        *guard = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Maps an engine error; a lost connection also forgets the client so the next call
+    /// negotiates afresh.
+    async fn fail(&self, e: DockerError, what: &str) -> InstanceError {
+        match e {
+            DockerError::DockerResponseServerError { status_code, message } => {
+                InstanceError::Failed(format!("{what}: the engine answered {status_code}: {}", message.trim()))
+            }
+            other => {
+                *self.client.lock().await = None;
+                InstanceError::Unreachable(format!("{}: {other}", self.describe_host()))
+            }
+        }
+    }
+
+    async fn ensure_volume(&self, docker: &Docker, instance: &str) -> Result<bool, InstanceError> {
+        let volume = volume_name(instance);
+        match docker.inspect_volume(&volume).await {
+            Ok(_) => return Ok(false),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(self.fail(e, "inspecting the workspace volume").await),
+        }
+        let options = VolumeCreateOptions {
+            name: Some(volume),
+            labels: Some(labels(instance)),
+            ..Default::default()
+        };
+        match docker.create_volume(options).await {
+            Ok(_) => Ok(true),
+            Err(e) => Err(self.fail(e, "creating the workspace volume").await),
+        }
+    }
+
+    /// A fresh volume belongs to root; a one-shot helper (only CAP_CHOWN, no network) hands
+    /// it to the instance user, since the instance itself has no capability to do so.
+    async fn prepare_volume(&self, docker: &Docker, spec: &InstanceSpec) -> Result<(), InstanceError> {
+        let name = format!("{}-init", container_name(&spec.name));
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            user: Some("0:0".into()),
+            cmd: Some(vec!["chown".into(), INSTANCE_USER.into(), "/workspace".into()]),
+            labels: Some(labels(&spec.name)),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(vec!["CHOWN".into()]),
+                security_opt: Some(vec!["no-new-privileges:true".into()]),
+                readonly_rootfs: Some(true),
+                network_mode: Some("none".into()),
+                mounts: Some(vec![workspace_mount(&spec.name)]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = docker.create_container(Some(options), body).await {
+            return Err(self.fail(e, "preparing the workspace").await);
+        }
+        let result = async {
+            docker.start_container(&name, None::<StartContainerOptions>).await?;
+            let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+            while let Some(status) = wait.next().await {
+                status?;
+            }
+            Ok::<(), DockerError>(())
+        }
+        .await;
+        let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e, "preparing the workspace").await),
+        }
+    }
+}
+
+fn labels(instance: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+    ])
+}
+
+fn workspace_mount(instance: &str) -> Mount {
+    Mount {
+        target: Some("/workspace".into()),
+        source: Some(volume_name(instance)),
+        typ: Some(MountTypeEnum::VOLUME),
+        ..Default::default()
+    }
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// The hardened container definition of an instance.
+pub fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
+    let memory = i64::try_from(spec.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let tmpfs = HashMap::from([
+        ("/tmp".to_string(), "rw,nosuid,nodev,size=256m".to_string()),
+        ("/run".to_string(), "rw,nosuid,nodev,noexec,size=16m".to_string()),
+    ]);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        hostname: Some(spec.name.clone()),
+        user: Some(INSTANCE_USER.into()),
+        working_dir: Some("/workspace".into()),
+        env: Some(vec!["HOME=/workspace".into(), format!("OPERATOR_INSTANCE={}", spec.name)]),
+        cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
+        labels: Some(labels(&spec.name)),
+        host_config: Some(HostConfig {
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            privileged: Some(false),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(tmpfs),
+            init: Some(true),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((spec.cpus * 1e9) as i64),
+            pids_limit: Some(spec.pids_limit),
+            network_mode: Some(spec.network.clone()),
+            mounts: Some(vec![workspace_mount(&spec.name)]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "3".to_string()),
+                ])),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl InstanceBackend for DockerBackend {
+    fn engine(&self) -> BoxFuture<'_, Result<String, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            match docker.version().await {
+                Ok(v) => Ok(format!(
+                    "Docker {} (API {})",
+                    v.version.unwrap_or_default(),
+                    v.api_version.unwrap_or_default()
+                )),
+                Err(e) => Err(self.fail(e, "asking the engine's version").await),
+            }
+        })
+    }
+
+    fn ensure_image<'a>(&'a self, image: &'a str, progress: ProgressFn<'a>) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            match docker.inspect_image(image).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(self.fail(e, "inspecting the image").await),
+            }
+            progress(format!("pulling image {image}…"));
+            let options = CreateImageOptions {
+                from_image: Some(image.to_string()),
+                ..Default::default()
+            };
+            let mut pull = docker.create_image(Some(options), None, None);
+            let mut last = String::new();
+            while let Some(step) = pull.next().await {
+                match step {
+                    Ok(info) => {
+                        let status = info.status.unwrap_or_default();
+                        if !status.is_empty() && status != last {
+                            progress(format!("{image}: {status}"));
+                            last = status;
+                        }
+                    }
+                    Err(e) => {
+                        let detail = match e {
+                            DockerError::DockerResponseServerError { message, .. } => message,
+                            DockerError::DockerStreamError { error } => error,
+                            other => other.to_string(),
+                        };
+                        return Err(InstanceError::Image {
+                            image: image.to_string(),
+                            detail: format!("the pull failed: {}", detail.trim()),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn create<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            if self.ensure_volume(&docker, &spec.name).await? {
+                self.prepare_volume(&docker, spec).await?;
+            }
+            let name = container_name(&spec.name);
+            let options = CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            };
+            if let Err(e) = docker.create_container(Some(options), container_body(spec)).await {
+                return Err(self.fail(e, "creating the container").await);
+            }
+            if let Err(e) = docker.start_container(&name, None::<StartContainerOptions>).await {
+                return Err(self.fail(e, "starting the container").await);
+            }
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, name: &'a str, keep_volume: bool) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            match docker.remove_container(&container_name(name), Some(options)).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(self.fail(e, "removing the container").await),
+            }
+            if !keep_volume {
+                match docker.remove_volume(&volume_name(name), None::<RemoveVolumeOptions>).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(self.fail(e, "removing the workspace volume").await),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            match docker.start_container(&container_name(name), None::<StartContainerOptions>).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
+                // 304: already running.
+                Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                Err(e) => Err(self.fail(e, "starting the container").await),
+            }
+        })
+    }
+
+    fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = StopContainerOptions {
+                t: Some(STOP_GRACE),
+                ..Default::default()
+            };
+            match docker.stop_container(&container_name(name), Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
+                Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                Err(e) => Err(self.fail(e, "stopping the container").await),
+            }
+        })
+    }
+
+    fn restart<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = RestartContainerOptions {
+                t: Some(STOP_GRACE),
+                ..Default::default()
+            };
+            match docker.restart_container(&container_name(name), Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
+                Err(e) => Err(self.fail(e, "restarting the container").await),
+            }
+        })
+    }
+
+    fn state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<RunState, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            match docker.inspect_container(&container_name(name), None::<InspectContainerOptions>).await {
+                Ok(info) => {
+                    let running = info.state.and_then(|s| s.running).unwrap_or(false);
+                    Ok(if running { RunState::Running } else { RunState::Stopped })
+                }
+                Err(e) if is_not_found(&e) => Ok(RunState::Missing),
+                Err(e) => Err(self.fail(e, "inspecting the container").await),
+            }
+        })
+    }
+
+    fn logs<'a>(&'a self, name: &'a str, tail: u32) -> BoxFuture<'a, Result<String, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: tail.to_string(),
+                ..Default::default()
+            };
+            let mut stream = docker.logs(&container_name(name), Some(options));
+            let mut text = String::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(output) => text.push_str(&String::from_utf8_lossy(&output.into_bytes())),
+                    Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+                    Err(e) => return Err(self.fail(e, "reading the logs").await),
+                }
+            }
+            Ok(text)
+        })
+    }
+
+    fn exec<'a>(&'a self, name: &'a str, request: ExecRequest) -> BoxFuture<'a, Result<ExecOutput, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let secs = request.timeout.as_secs().max(1).to_string();
+            // `timeout` (coreutils or busybox) kills the command inside the container; the
+            // engine has no call to kill an exec.
+            let cmd = vec!["timeout", "-s", "KILL", &secs, "sh", "-c", &request.command];
+            let env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let options = CreateExecOptions {
+                attach_stdin: Some(request.stdin.is_some()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                env: Some(env.iter().map(String::as_str).collect()),
+                cmd: Some(cmd),
+                user: Some(INSTANCE_USER),
+                working_dir: Some("/workspace"),
+                ..Default::default()
+            };
+            let exec = match docker.create_exec(&container_name(name), options).await {
+                Ok(exec) => exec.id,
+                Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+                Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+                    return Err(InstanceError::Failed(format!("instance {name} is not running")));
+                }
+                Err(e) => return Err(self.fail(e, "starting the command").await),
+            };
+            let started = Instant::now();
+            let (mut output, mut input) = match docker.start_exec(&exec, None).await {
+                Ok(StartExecResults::Attached { output, input }) => (output, input),
+                Ok(StartExecResults::Detached) => return Err(InstanceError::Failed("the command detached".into())),
+                Err(e) => return Err(self.fail(e, "starting the command").await),
+            };
+            if let Some(stdin) = &request.stdin {
+                let written = async {
+                    input.write_all(stdin).await?;
+                    input.shutdown().await
+                }
+                .await;
+                if let Err(e) = written {
+                    return Err(InstanceError::Failed(format!("could not send input to the command: {e}")));
+                }
+            }
+            drop(input);
+            let mut kept: Vec<u8> = Vec::new();
+            let mut dropped = 0usize;
+            // The in-container timeout ends the command; this one only guards against an
+            // engine that stops answering.
+            let deadline = request.timeout + Duration::from_secs(10);
+            let read = tokio::time::timeout(deadline, async {
+                while let Some(chunk) = output.next().await {
+                    let bytes = chunk?.into_bytes();
+                    let room = request.output_cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    dropped += bytes.len().saturating_sub(room);
+                }
+                Ok::<(), DockerError>(())
+            })
+            .await;
+            let mut timed_out = match read {
+                Ok(Ok(())) => false,
+                Ok(Err(e)) => return Err(self.fail(e, "reading the command's output").await),
+                Err(_) => true,
+            };
+            let exit_code = match docker.inspect_exec(&exec).await {
+                Ok(info) if info.running != Some(true) => info.exit_code,
+                _ => None,
+            };
+            if exit_code == Some(137) && started.elapsed() >= request.timeout {
+                timed_out = true;
+            }
+            Ok(ExecOutput {
+                exit_code,
+                output: String::from_utf8_lossy(&kept).into_owned(),
+                dropped,
+                timed_out,
+            })
+        })
+    }
+
+    fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([(
+                    "label".to_string(),
+                    vec![format!("{LABEL_MANAGED}=true")],
+                )])),
+                ..Default::default()
+            };
+            match docker.list_containers(Some(options)).await {
+                Ok(list) => Ok(list
+                    .into_iter()
+                    .filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_INSTANCE)))
+                    .collect()),
+                Err(e) => Err(self.fail(e, "listing containers").await),
+            }
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! Instances: each agent's own computer, one long-lived hardened container plus a named volume
+//! mounted at `/workspace`.
+//!
+//! [`InstanceBackend`] is the small interface the rest of the daemon uses; `docker.rs` implements
+//! it over the Docker API with bollard (never the `docker` CLI). This module knows nothing of
+//! agents, chats or operations; file browsing is built on `exec` in `files.rs`.
+
+mod docker;
+pub mod files;
+
+use std::time::Duration;
+
+use crate::agent::llm::BoxFuture;
+
+pub use docker::DockerBackend;
+
+/// Label on every container and volume the daemon owns.
+pub const LABEL_MANAGED: &str = "operator.managed";
+/// Label carrying the instance name.
+pub const LABEL_INSTANCE: &str = "operator.instance";
+/// The uid:gid commands run as inside an instance.
+pub const INSTANCE_USER: &str = "1000:1000";
+
+/// What a container is created from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub image: String,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    /// `none`, `bridge`, or another Docker network.
+    pub network: String,
+}
+
+/// The container's state as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Stopped,
+    /// Our records name it, the engine does not have it.
+    Missing,
+}
+
+impl RunState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunState::Running => "active",
+            RunState::Stopped => "stopped",
+            RunState::Missing => "missing",
+        }
+    }
+}
+
+/// A command to run in an instance (through `sh -c`).
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub command: String,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Bytes of output kept; the rest is counted and dropped.
+    pub output_cap: usize,
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl ExecRequest {
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(60),
+            output_cap: 16 * 1024,
+            stdin: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecOutput {
+    /// `None` when the engine could not tell (the command was cut off).
+    pub exit_code: Option<i64>,
+    /// stdout and stderr, interleaved as they came, up to the cap.
+    pub output: String,
+    /// Bytes dropped beyond the cap.
+    pub dropped: usize,
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InstanceError {
+    #[error("the Docker engine is unreachable ({0}); instances cannot be managed until it is back")]
+    Unreachable(String),
+    #[error("image {image} is not available: {detail}")]
+    Image { image: String, detail: String },
+    #[error("the container of instance {0} does not exist")]
+    Missing(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A progress callback for long steps such as an image pull.
+pub type ProgressFn<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+pub trait InstanceBackend: Send + Sync {
+    /// The engine's version; proves it answers.
+    fn engine(&self) -> BoxFuture<'_, Result<String, InstanceError>>;
+    /// Pulls the image when it is not present.
+    fn ensure_image<'a>(&'a self, image: &'a str, progress: ProgressFn<'a>) -> BoxFuture<'a, Result<(), InstanceError>>;
+    /// Creates the workspace volume (if new) and the container, and starts it.
+    fn create<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), InstanceError>>;
+    /// Removes the container, and the workspace volume unless `keep_volume`.
+    fn remove<'a>(&'a self, name: &'a str, keep_volume: bool) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn start<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn restart<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<RunState, InstanceError>>;
+    /// The last `tail` lines of the container's output.
+    fn logs<'a>(&'a self, name: &'a str, tail: u32) -> BoxFuture<'a, Result<String, InstanceError>>;
+    fn exec<'a>(&'a self, name: &'a str, request: ExecRequest) -> BoxFuture<'a, Result<ExecOutput, InstanceError>>;
+    /// Names of the instances whose containers carry our label.
+    fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;
+}
+
+/// The container name of an instance.
+pub fn container_name(instance: &str) -> String {
+    format!("operator-{instance}")
+}
+
+/// The workspace volume of an instance.
+pub fn volume_name(instance: &str) -> String {
+    format!("operator-{instance}-workspace")
+}
