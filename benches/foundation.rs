@@ -18,6 +18,7 @@ use operator::channel::{
 };
 use operator::config::Settings;
 use operator::domain::ChatRef;
+use operator::instance::{DockerBackend, InstanceDefaults};
 use operator::ops::{Ops, SystemInfo};
 use operator::router::Router;
 use operator::store::Store;
@@ -226,6 +227,7 @@ async fn turn_overhead() -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_and_migrate(dir.path()).await.unwrap();
     let settings = Settings::defaults();
+    let instance_defaults = InstanceDefaults::from_settings(&settings.docker);
     let ops = Ops::new(
         store.clone(),
         SystemInfo {
@@ -233,6 +235,8 @@ async fn turn_overhead() -> (Duration, Duration) {
             llm: Some("zero-latency".into()),
             channels: vec!["console".into()],
         },
+        Arc::new(DockerBackend::new("")),
+        instance_defaults,
     );
     let limits = Limits {
         default_model: settings.llm.model.clone(),

@@ -13,6 +13,33 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# The instance tests drive a real Docker engine and build their image from busybox-static.
+apt_updated=""
+need_package() {
+    if ! dpkg -s "$1" >/dev/null 2>&1; then
+        if [ -z "$apt_updated" ]; then
+            apt-get update -qq
+            apt_updated=1
+        fi
+        echo "installing $1" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    fi
+}
+docker_up() {
+    curl -sf --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1
+}
+if ! docker_up; then
+    command -v dockerd >/dev/null 2>&1 || need_package docker.io
+    echo "starting dockerd" >&2
+    nohup dockerd >/tmp/operator-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker_up && break
+        sleep 0.5
+    done
+    docker_up || { echo "dockerd did not start; see /tmp/operator-test-dockerd.log" >&2; exit 1; }
+fi
+need_package busybox-static
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

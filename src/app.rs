@@ -15,6 +15,7 @@ use crate::channel::console::Console;
 use crate::channel::{Channel, Hub};
 use crate::config::Settings;
 use crate::http::{self, HttpState};
+use crate::instance::{DockerBackend, InstanceDefaults};
 use crate::ops::{Ops, SystemInfo};
 use crate::router::Router;
 use crate::store::Store;
@@ -42,7 +43,9 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         llm: llm.as_ref().map(|l| l.describe()),
         channels,
     };
-    let ops = Ops::new(store.clone(), info);
+    let instances = Arc::new(DockerBackend::new(&settings.docker.host));
+    let defaults = InstanceDefaults::from_settings(&settings.docker);
+    let ops = Ops::new(store.clone(), info, instances, defaults);
     let limits = Limits {
         default_model: settings.llm.model.clone(),
         max_tokens: settings.llm.max_tokens,

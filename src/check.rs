@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::agent::llm;
 use crate::config::Loaded;
+use crate::instance::{DockerBackend, InstanceBackend};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +110,7 @@ pub async fn run(loaded: &Loaded) -> Report {
         }
     }
 
-    report.push(
-        Level::Warn,
-        "docker",
-        "not checked: this build has no instances yet, so Docker is not used",
-    );
+    check_docker(&mut report, &settings.docker.host).await;
 
     let listen = &settings.admin.listen;
     let loopback = listen
@@ -141,6 +138,17 @@ pub async fn run(loaded: &Loaded) -> Report {
         );
     }
     report
+}
+
+/// An engine that answers is fine. One that does not is an error when a host was configured,
+/// and a warning for the default socket (instances are then unavailable, the rest works).
+async fn check_docker(report: &mut Report, host: &str) {
+    let backend = DockerBackend::new(host);
+    match backend.engine().await {
+        Ok(version) => report.push(Level::Ok, "docker", format!("{version} answers")),
+        Err(e) if host.trim().is_empty() => report.push(Level::Warn, "docker", e.to_string()),
+        Err(e) => report.push(Level::Error, "docker", e.to_string()),
+    }
 }
 
 async fn check_store(report: &mut Report, dir: &Path) {

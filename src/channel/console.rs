@@ -89,6 +89,10 @@ impl Console {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        // One listener for the whole session, so a Ctrl-C that arrives while a line is being
+        // handled is kept rather than lost between loop iterations.
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         if self.interactive {
             eprintln!(
                 "Operator {} — type /help for commands, Ctrl-D to quit.",
@@ -99,7 +103,7 @@ impl Console {
         loop {
             let line = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupt.recv() => {
                     if self.pending.load(Ordering::SeqCst) > 0 {
                         self.set_spinner(Some("stopping…".into()));
                         let _ = inbound.send(self.inbound("/stop".into())).await;

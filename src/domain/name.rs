@@ -7,19 +7,19 @@ pub const OPERATOR: &str = "operator";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("an agent name must not be empty")]
+    #[error("a name must not be empty")]
     Empty,
-    #[error("an agent name has at most 32 characters (got {0})")]
+    #[error("a name has at most 32 characters (got {0})")]
     TooLong(usize),
     #[error(
-        "agent name {0:?} is not allowed: use lowercase letters, digits and single hyphens, starting with a letter"
+        "name {0:?} is not allowed: use lowercase letters, digits and single hyphens, starting with a letter"
     )]
     Charset(String),
-    #[error("\"operator\" is the built-in manager agent's name")]
+    #[error("\"operator\" is reserved for the built-in manager agent")]
     Reserved,
 }
 
-/// A validated agent name.
+/// A validated name of an agent or an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentName(String);
 

@@ -10,20 +10,21 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateOptions,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateOptions,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, RestartContainerOptions,
+    StartContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::{
-    ExecOutput, ExecRequest, INSTANCE_USER, InstanceBackend, InstanceError, InstanceSpec, LABEL_INSTANCE,
-    LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
+    ExecOutput, ExecRequest, INSTANCE_USER, InstanceBackend, InstanceError, InstanceSpec,
+    LABEL_INSTANCE, LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
 };
 use crate::agent::llm::BoxFuture;
 
@@ -49,7 +50,11 @@ impl DockerBackend {
     }
 
     fn describe_host(&self) -> &str {
-        if self.host.is_empty() { "the local socket" } else { &self.host }
+        if self.host.is_empty() {
+            "the local socket"
+        } else {
+            &self.host
+        }
     }
 
     async fn client(&self) -> Result<Docker, InstanceError> {
@@ -57,7 +62,8 @@ impl DockerBackend {
         if let Some(client) = guard.as_ref() {
             return Ok(client.clone());
         }
-        let unreachable = |e: DockerError| InstanceError::Unreachable(format!("{}: {e}", self.describe_host()));
+        let unreachable =
+            |e: DockerError| InstanceError::Unreachable(format!("{}: {e}", self.describe_host()));
         let client = if self.host.is_empty() {
             Docker::connect_with_local_defaults()
         } else if let Some(path) = self.host.strip_prefix("unix://") {
@@ -75,9 +81,13 @@ impl DockerBackend {
     /// negotiates afresh.
     async fn fail(&self, e: DockerError, what: &str) -> InstanceError {
         match e {
-            DockerError::DockerResponseServerError { status_code, message } => {
-                InstanceError::Failed(format!("{what}: the engine answered {status_code}: {}", message.trim()))
-            }
+            DockerError::DockerResponseServerError {
+                status_code,
+                message,
+            } => InstanceError::Failed(format!(
+                "{what}: the engine answered {status_code}: {}",
+                message.trim()
+            )),
             other => {
                 *self.client.lock().await = None;
                 InstanceError::Unreachable(format!("{}: {other}", self.describe_host()))
@@ -104,13 +114,23 @@ impl DockerBackend {
     }
 
     /// A fresh volume belongs to root; a one-shot helper (only CAP_CHOWN, no network) hands
-    /// it to the instance user, since the instance itself has no capability to do so.
-    async fn prepare_volume(&self, docker: &Docker, spec: &InstanceSpec) -> Result<(), InstanceError> {
+    /// it to the instance user, since the instance itself has no capability to do so. It also
+    /// leaves a marker file: Docker copies the image's ownership onto a volume again at every
+    /// mount while the volume is empty.
+    async fn prepare_volume(
+        &self,
+        docker: &Docker,
+        spec: &InstanceSpec,
+    ) -> Result<(), InstanceError> {
         let name = format!("{}-init", container_name(&spec.name));
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             user: Some("0:0".into()),
-            cmd: Some(vec!["chown".into(), INSTANCE_USER.into(), "/workspace".into()]),
+            cmd: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace"),
+            ]),
             labels: Some(labels(&spec.name)),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
@@ -124,7 +144,15 @@ impl DockerBackend {
             }),
             ..Default::default()
         };
-        let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        let _ = docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -133,7 +161,9 @@ impl DockerBackend {
             return Err(self.fail(e, "preparing the workspace").await);
         }
         let result = async {
-            docker.start_container(&name, None::<StartContainerOptions>).await?;
+            docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await?;
             let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
             while let Some(status) = wait.next().await {
                 status?;
@@ -141,7 +171,15 @@ impl DockerBackend {
             Ok::<(), DockerError>(())
         }
         .await;
-        let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        let _ = docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
         match result {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(e, "preparing the workspace").await),
@@ -166,22 +204,37 @@ fn workspace_mount(instance: &str) -> Mount {
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// The hardened container definition of an instance.
 pub fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
     let memory = i64::try_from(spec.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
     let tmpfs = HashMap::from([
-        ("/tmp".to_string(), "rw,nosuid,nodev,size=256m".to_string()),
-        ("/run".to_string(), "rw,nosuid,nodev,noexec,size=16m".to_string()),
+        (
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+        ),
+        (
+            "/run".to_string(),
+            "rw,nosuid,nodev,noexec,size=16m,mode=755".to_string(),
+        ),
     ]);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         hostname: Some(spec.name.clone()),
         user: Some(INSTANCE_USER.into()),
         working_dir: Some("/workspace".into()),
-        env: Some(vec!["HOME=/workspace".into(), format!("OPERATOR_INSTANCE={}", spec.name)]),
+        env: Some(vec![
+            "HOME=/workspace".into(),
+            format!("OPERATOR_INSTANCE={}", spec.name),
+        ]),
         cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         labels: Some(labels(&spec.name)),
         host_config: Some(HostConfig {
@@ -229,7 +282,11 @@ impl InstanceBackend for DockerBackend {
         })
     }
 
-    fn ensure_image<'a>(&'a self, image: &'a str, progress: ProgressFn<'a>) -> BoxFuture<'a, Result<(), InstanceError>> {
+    fn ensure_image<'a>(
+        &'a self,
+        image: &'a str,
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
             match docker.inspect_image(image).await {
@@ -281,30 +338,46 @@ impl InstanceBackend for DockerBackend {
                 name: Some(name.clone()),
                 ..Default::default()
             };
-            if let Err(e) = docker.create_container(Some(options), container_body(spec)).await {
+            if let Err(e) = docker
+                .create_container(Some(options), container_body(spec))
+                .await
+            {
                 return Err(self.fail(e, "creating the container").await);
             }
-            if let Err(e) = docker.start_container(&name, None::<StartContainerOptions>).await {
+            if let Err(e) = docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await
+            {
                 return Err(self.fail(e, "starting the container").await);
             }
             Ok(())
         })
     }
 
-    fn remove<'a>(&'a self, name: &'a str, keep_volume: bool) -> BoxFuture<'a, Result<(), InstanceError>> {
+    fn remove<'a>(
+        &'a self,
+        name: &'a str,
+        keep_volume: bool,
+    ) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
             let options = RemoveContainerOptions {
                 force: true,
                 ..Default::default()
             };
-            match docker.remove_container(&container_name(name), Some(options)).await {
+            match docker
+                .remove_container(&container_name(name), Some(options))
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(self.fail(e, "removing the container").await),
             }
             if !keep_volume {
-                match docker.remove_volume(&volume_name(name), None::<RemoveVolumeOptions>).await {
+                match docker
+                    .remove_volume(&volume_name(name), None::<RemoveVolumeOptions>)
+                    .await
+                {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(self.fail(e, "removing the workspace volume").await),
@@ -317,11 +390,16 @@ impl InstanceBackend for DockerBackend {
     fn start<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
-            match docker.start_container(&container_name(name), None::<StartContainerOptions>).await {
+            match docker
+                .start_container(&container_name(name), None::<StartContainerOptions>)
+                .await
+            {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
                 // 304: already running.
-                Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
                 Err(e) => Err(self.fail(e, "starting the container").await),
             }
         })
@@ -334,10 +412,15 @@ impl InstanceBackend for DockerBackend {
                 t: Some(STOP_GRACE),
                 ..Default::default()
             };
-            match docker.stop_container(&container_name(name), Some(options)).await {
+            match docker
+                .stop_container(&container_name(name), Some(options))
+                .await
+            {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
-                Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
                 Err(e) => Err(self.fail(e, "stopping the container").await),
             }
         })
@@ -350,7 +433,10 @@ impl InstanceBackend for DockerBackend {
                 t: Some(STOP_GRACE),
                 ..Default::default()
             };
-            match docker.restart_container(&container_name(name), Some(options)).await {
+            match docker
+                .restart_container(&container_name(name), Some(options))
+                .await
+            {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
                 Err(e) => Err(self.fail(e, "restarting the container").await),
@@ -361,10 +447,17 @@ impl InstanceBackend for DockerBackend {
     fn state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<RunState, InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
-            match docker.inspect_container(&container_name(name), None::<InspectContainerOptions>).await {
+            match docker
+                .inspect_container(&container_name(name), None::<InspectContainerOptions>)
+                .await
+            {
                 Ok(info) => {
                     let running = info.state.and_then(|s| s.running).unwrap_or(false);
-                    Ok(if running { RunState::Running } else { RunState::Stopped })
+                    Ok(if running {
+                        RunState::Running
+                    } else {
+                        RunState::Stopped
+                    })
                 }
                 Err(e) if is_not_found(&e) => Ok(RunState::Missing),
                 Err(e) => Err(self.fail(e, "inspecting the container").await),
@@ -372,7 +465,11 @@ impl InstanceBackend for DockerBackend {
         })
     }
 
-    fn logs<'a>(&'a self, name: &'a str, tail: u32) -> BoxFuture<'a, Result<String, InstanceError>> {
+    fn logs<'a>(
+        &'a self,
+        name: &'a str,
+        tail: u32,
+    ) -> BoxFuture<'a, Result<String, InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
             let options = LogsOptions {
@@ -386,7 +483,9 @@ impl InstanceBackend for DockerBackend {
             while let Some(chunk) = stream.next().await {
                 match chunk {
                     Ok(output) => text.push_str(&String::from_utf8_lossy(&output.into_bytes())),
-                    Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+                    Err(e) if is_not_found(&e) => {
+                        return Err(InstanceError::Missing(name.to_string()));
+                    }
                     Err(e) => return Err(self.fail(e, "reading the logs").await),
                 }
             }
@@ -394,14 +493,22 @@ impl InstanceBackend for DockerBackend {
         })
     }
 
-    fn exec<'a>(&'a self, name: &'a str, request: ExecRequest) -> BoxFuture<'a, Result<ExecOutput, InstanceError>> {
+    fn exec<'a>(
+        &'a self,
+        name: &'a str,
+        request: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecOutput, InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
             let secs = request.timeout.as_secs().max(1).to_string();
             // `timeout` (coreutils or busybox) kills the command inside the container; the
             // engine has no call to kill an exec.
             let cmd = vec!["timeout", "-s", "KILL", &secs, "sh", "-c", &request.command];
-            let env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let env: Vec<String> = request
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let options = CreateExecOptions {
                 attach_stdin: Some(request.stdin.is_some()),
                 attach_stdout: Some(true),
@@ -415,15 +522,21 @@ impl InstanceBackend for DockerBackend {
             let exec = match docker.create_exec(&container_name(name), options).await {
                 Ok(exec) => exec.id,
                 Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
-                Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
-                    return Err(InstanceError::Failed(format!("instance {name} is not running")));
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {
+                    return Err(InstanceError::Failed(format!(
+                        "instance {name} is not running"
+                    )));
                 }
                 Err(e) => return Err(self.fail(e, "starting the command").await),
             };
             let started = Instant::now();
             let (mut output, mut input) = match docker.start_exec(&exec, None).await {
                 Ok(StartExecResults::Attached { output, input }) => (output, input),
-                Ok(StartExecResults::Detached) => return Err(InstanceError::Failed("the command detached".into())),
+                Ok(StartExecResults::Detached) => {
+                    return Err(InstanceError::Failed("the command detached".into()));
+                }
                 Err(e) => return Err(self.fail(e, "starting the command").await),
             };
             if let Some(stdin) = &request.stdin {
@@ -433,7 +546,9 @@ impl InstanceBackend for DockerBackend {
                 }
                 .await;
                 if let Err(e) = written {
-                    return Err(InstanceError::Failed(format!("could not send input to the command: {e}")));
+                    return Err(InstanceError::Failed(format!(
+                        "could not send input to the command: {e}"
+                    )));
                 }
             }
             drop(input);

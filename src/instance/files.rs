@@ -52,20 +52,47 @@ async fn run(
 }
 
 /// `ls -la` of a directory.
-pub async fn list(backend: &dyn InstanceBackend, instance: &str, path: &str) -> Result<String, InstanceError> {
+pub async fn list(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+    path: &str,
+) -> Result<String, InstanceError> {
     let path = resolve(path)?;
-    let (text, _) = run(backend, instance, format!("ls -la -- {} 2>&1", shell_quote(&path)), None, 64 * 1024).await?;
+    let (text, _) = run(
+        backend,
+        instance,
+        format!("ls -la -- {} 2>&1", shell_quote(&path)),
+        None,
+        64 * 1024,
+    )
+    .await?;
     Ok(text)
 }
 
 /// A file's text, up to [`READ_CAP`] bytes; the second value says how many bytes were left out.
-pub async fn read(backend: &dyn InstanceBackend, instance: &str, path: &str) -> Result<(String, usize), InstanceError> {
+pub async fn read(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+    path: &str,
+) -> Result<(String, usize), InstanceError> {
     let path = resolve(path)?;
-    run(backend, instance, format!("cat -- {} 2>&1", shell_quote(&path)), None, READ_CAP).await
+    run(
+        backend,
+        instance,
+        format!("cat -- {} 2>&1", shell_quote(&path)),
+        None,
+        READ_CAP,
+    )
+    .await
 }
 
 /// Writes a file, creating its directory.
-pub async fn write(backend: &dyn InstanceBackend, instance: &str, path: &str, content: &[u8]) -> Result<String, InstanceError> {
+pub async fn write(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+    path: &str,
+    content: &[u8],
+) -> Result<String, InstanceError> {
     let path = resolve(path)?;
     let quoted = shell_quote(&path);
     let command = format!("mkdir -p -- \"$(dirname -- {quoted})\" 2>&1 && cat > {quoted} 2>&1");

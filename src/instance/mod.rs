@@ -33,6 +33,28 @@ pub struct InstanceSpec {
     pub network: String,
 }
 
+/// Settings for instances created without explicit ones (`[docker]` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceDefaults {
+    pub image: String,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    pub network: String,
+}
+
+impl InstanceDefaults {
+    pub fn from_settings(docker: &crate::config::DockerSettings) -> Self {
+        Self {
+            image: docker.image.clone(),
+            memory_mb: docker.memory_mb,
+            cpus: docker.cpus,
+            pids_limit: docker.pids_limit,
+            network: docker.network.clone(),
+        }
+    }
+}
+
 /// The container's state as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
@@ -105,18 +127,31 @@ pub trait InstanceBackend: Send + Sync {
     /// The engine's version; proves it answers.
     fn engine(&self) -> BoxFuture<'_, Result<String, InstanceError>>;
     /// Pulls the image when it is not present.
-    fn ensure_image<'a>(&'a self, image: &'a str, progress: ProgressFn<'a>) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn ensure_image<'a>(
+        &'a self,
+        image: &'a str,
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Creates the workspace volume (if new) and the container, and starts it.
     fn create<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Removes the container, and the workspace volume unless `keep_volume`.
-    fn remove<'a>(&'a self, name: &'a str, keep_volume: bool) -> BoxFuture<'a, Result<(), InstanceError>>;
+    fn remove<'a>(
+        &'a self,
+        name: &'a str,
+        keep_volume: bool,
+    ) -> BoxFuture<'a, Result<(), InstanceError>>;
     fn start<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
     fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
     fn restart<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>>;
     fn state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<RunState, InstanceError>>;
     /// The last `tail` lines of the container's output.
-    fn logs<'a>(&'a self, name: &'a str, tail: u32) -> BoxFuture<'a, Result<String, InstanceError>>;
-    fn exec<'a>(&'a self, name: &'a str, request: ExecRequest) -> BoxFuture<'a, Result<ExecOutput, InstanceError>>;
+    fn logs<'a>(&'a self, name: &'a str, tail: u32)
+    -> BoxFuture<'a, Result<String, InstanceError>>;
+    fn exec<'a>(
+        &'a self,
+        name: &'a str,
+        request: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecOutput, InstanceError>>;
     /// Names of the instances whose containers carry our label.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;
 }

@@ -6,6 +6,7 @@
 //! of them: no channel, no HTTP, no agent loop.
 
 mod agents;
+mod instances;
 mod system;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::domain::{Caller, CallerKind, ChatRef};
+use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::store::{NewActivity, Store, StoreError};
 
 /// Who may run an operation.
@@ -122,6 +124,8 @@ pub struct Ops {
 struct Inner {
     store: Store,
     info: SystemInfo,
+    instances: Arc<dyn InstanceBackend>,
+    instance_defaults: InstanceDefaults,
 }
 
 /// Every operation, in the order help lists them.
@@ -133,14 +137,43 @@ pub static SPECS: &[OpSpec] = &[
     agents::UPDATE,
     agents::DELETE,
     agents::USE,
+    instances::LIST,
+    instances::CREATE,
+    instances::DELETE,
+    instances::START,
+    instances::STOP,
+    instances::RESTART,
+    instances::LOGS,
+    instances::EXEC,
+    instances::FILE_LIST,
+    instances::FILE_READ,
+    instances::FILE_WRITE,
     system::ACTIVITY,
 ];
 
 impl Ops {
-    pub fn new(store: Store, info: SystemInfo) -> Self {
+    pub fn new(
+        store: Store,
+        info: SystemInfo,
+        instances: Arc<dyn InstanceBackend>,
+        instance_defaults: InstanceDefaults,
+    ) -> Self {
         Self {
-            inner: Arc::new(Inner { store, info }),
+            inner: Arc::new(Inner {
+                store,
+                info,
+                instances,
+                instance_defaults,
+            }),
         }
+    }
+
+    pub fn instances(&self) -> &Arc<dyn InstanceBackend> {
+        &self.inner.instances
+    }
+
+    pub fn instance_defaults(&self) -> &InstanceDefaults {
+        &self.inner.instance_defaults
     }
 
     pub fn store(&self) -> &Store {
@@ -226,6 +259,23 @@ impl Ops {
             "agent_update" => agents::update(self, parse(spec, args)?).await,
             "agent_delete" => agents::delete(self, parse(spec, args)?).await,
             "agent_use" => agents::use_agent(self, inv, parse(spec, args)?).await,
+            "instance_list" => instances::list(self).await,
+            "instance_create" => instances::create(self, parse(spec, args)?).await,
+            "instance_delete" => instances::delete(self, parse(spec, args)?).await,
+            "instance_start" => {
+                instances::fleet(self, spec, instances::Action::Start, parse(spec, args)?).await
+            }
+            "instance_stop" => {
+                instances::fleet(self, spec, instances::Action::Stop, parse(spec, args)?).await
+            }
+            "instance_restart" => {
+                instances::fleet(self, spec, instances::Action::Restart, parse(spec, args)?).await
+            }
+            "instance_logs" => instances::logs(self, parse(spec, args)?).await,
+            "instance_exec" => instances::exec(self, parse(spec, args)?).await,
+            "file_list" => instances::file_list(self, parse(spec, args)?).await,
+            "file_read" => instances::file_read(self, parse(spec, args)?).await,
+            "file_write" => instances::file_write(self, parse(spec, args)?).await,
             other => Err(OpError::Unknown(other.to_string())),
         }
     }

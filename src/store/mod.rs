@@ -6,6 +6,7 @@
 mod activity;
 mod agents;
 mod conversations;
+mod instances;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -19,13 +20,21 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
 pub use agents::{Agent, AgentPatch};
 pub use conversations::{Conversation, NewMessage};
+pub use instances::{InstanceRecord, InstanceStatus};
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "instances",
+        include_str!("../../migrations/0002_instances.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

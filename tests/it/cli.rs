@@ -128,7 +128,7 @@ async fn migrate_applies_once_and_version_prints() {
     let first = world.run(&["migrate"], "").await;
     assert!(first.success(), "{first:?}");
     assert!(
-        first.stdout.contains("applied 1 migration"),
+        first.stdout.contains("applied 2 migration"),
         "{}",
         first.stdout
     );

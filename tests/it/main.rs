@@ -6,4 +6,5 @@ mod support;
 mod chat;
 mod cli;
 mod daemon;
+mod instances;
 mod turns;

@@ -1,0 +1,636 @@
+//! Instance operations: create, list, delete, start/stop/restart (one, several, or by tag, in
+//! parallel), logs, exec, and file browsing.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Access, OpError, OpSpec, Ops, Output};
+use crate::domain::{AgentName, format_millis};
+use crate::instance::{ExecRequest, InstanceError, InstanceSpec, RunState, files};
+use crate::store::{InstanceRecord, InstanceStatus};
+
+/// Longest a command may run.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Most output a command may return to the caller.
+const MAX_OUTPUT: usize = 256 * 1024;
+
+fn schema_targets() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "targets": { "type": "array", "items": { "type": "string" }, "description": "instance names" },
+            "tag": { "type": "string", "description": "every instance with this tag" }
+        }
+    })
+}
+
+pub const CREATE: OpSpec = OpSpec {
+    name: "instance_create",
+    description: "Create an instance: a hardened Docker container with a persistent /workspace volume. \
+                  Unset settings come from [docker] in the config.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "lowercase letters, digits and hyphens" },
+                "image": { "type": "string" },
+                "memory_mb": { "type": "integer", "minimum": 64 },
+                "cpus": { "type": "number", "minimum": 0.1 },
+                "network": { "type": "string", "description": "\"none\" or \"bridge\"" },
+                "tags": { "type": "array", "items": { "type": "string" } },
+                "project": { "type": "string", "description": "what this instance is for" }
+            },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const LIST: OpSpec = OpSpec {
+    name: "instance_list",
+    description: "List instances with their live status, image, limits, tags and project.",
+    access: Access::Member,
+    command: Some("instances"),
+    positional: &[],
+    schema: || json!({ "type": "object", "properties": {} }),
+};
+
+pub const DELETE: OpSpec = OpSpec {
+    name: "instance_delete",
+    description: "Delete an instance's container, and its /workspace volume unless keep_workspace is true.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "name": { "type": "string" }, "keep_workspace": { "type": "boolean" } },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const START: OpSpec = OpSpec {
+    name: "instance_start",
+    description: "Start instances, given by name or by tag; a missing container is recreated from its \
+                  stored settings with its workspace. Reports a result per instance.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: schema_targets,
+};
+
+pub const STOP: OpSpec = OpSpec {
+    name: "instance_stop",
+    description: "Stop instances, given by name or by tag; their workspaces are kept.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: schema_targets,
+};
+
+pub const RESTART: OpSpec = OpSpec {
+    name: "instance_restart",
+    description: "Restart instances, given by name or by tag; reports a result per instance.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: schema_targets,
+};
+
+pub const LOGS: OpSpec = OpSpec {
+    name: "instance_logs",
+    description: "The last lines of an instance's container output.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "name": { "type": "string" }, "tail": { "type": "integer", "minimum": 1 } },
+            "required": ["name"]
+        })
+    },
+};
+
+pub const EXEC: OpSpec = OpSpec {
+    name: "instance_exec",
+    description: "Run a shell command in an instance (as its non-root user, in /workspace). \
+                  Returns the exit code and the output, capped.",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "the instance" },
+                "command": { "type": "string" },
+                "timeout_secs": { "type": "integer", "minimum": 1, "description": "default 60" },
+                "output_cap": { "type": "integer", "minimum": 1, "description": "bytes, default 16384" }
+            },
+            "required": ["name", "command"]
+        })
+    },
+};
+
+pub const FILE_LIST: OpSpec = OpSpec {
+    name: "file_list",
+    description: "List a directory in an instance (relative paths are under /workspace).",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "instance": { "type": "string" }, "path": { "type": "string" } },
+            "required": ["instance"]
+        })
+    },
+};
+
+pub const FILE_READ: OpSpec = OpSpec {
+    name: "file_read",
+    description: "Read a text file in an instance (relative paths are under /workspace).",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": { "instance": { "type": "string" }, "path": { "type": "string" } },
+            "required": ["instance", "path"]
+        })
+    },
+};
+
+pub const FILE_WRITE: OpSpec = OpSpec {
+    name: "file_write",
+    description: "Write a text file in an instance, creating its directory (relative paths are under /workspace).",
+    access: Access::Owner,
+    command: None,
+    positional: &[],
+    schema: || {
+        json!({
+            "type": "object",
+            "properties": {
+                "instance": { "type": "string" },
+                "path": { "type": "string" },
+                "content": { "type": "string" }
+            },
+            "required": ["instance", "path", "content"]
+        })
+    },
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArgs {
+    name: String,
+    image: Option<String>,
+    memory_mb: Option<u64>,
+    cpus: Option<f64>,
+    network: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    project: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteArgs {
+    name: String,
+    #[serde(default)]
+    keep_workspace: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetArgs {
+    #[serde(default)]
+    targets: Vec<String>,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsArgs {
+    name: String,
+    tail: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecArgs {
+    name: String,
+    command: String,
+    timeout_secs: Option<u64>,
+    output_cap: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArgs {
+    instance: String,
+    #[serde(default)]
+    path: String,
+    content: Option<String>,
+}
+
+/// Fleet actions.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+fn invalid(op: &'static str, message: impl ToString) -> OpError {
+    OpError::InvalidArgs {
+        op,
+        message: message.to_string(),
+    }
+}
+
+impl From<InstanceError> for OpError {
+    fn from(e: InstanceError) -> Self {
+        OpError::Failed(e.to_string())
+    }
+}
+
+fn record_json(r: &InstanceRecord) -> Value {
+    json!({
+        "name": r.name,
+        "status": r.status.as_str(),
+        "image": r.image,
+        "memory_mb": r.memory_mb,
+        "cpus": r.cpus,
+        "pids_limit": r.pids_limit,
+        "network": r.network,
+        "tags": r.tags,
+        "project": r.project,
+        "agent": r.agent,
+        "last_error": r.last_error,
+        "created_at": format_millis(r.created_at),
+    })
+}
+
+fn status_of(state: &RunState) -> InstanceStatus {
+    match state {
+        RunState::Running => InstanceStatus::Active,
+        RunState::Stopped => InstanceStatus::Stopped,
+        RunState::Missing => InstanceStatus::Missing,
+    }
+}
+
+/// Accepts `none`, `bridge` and user-defined networks; never the host's network stack.
+fn check_network(network: &str) -> Result<(), OpError> {
+    let valid = !network.is_empty()
+        && network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid || network == "host" || network.starts_with("container") {
+        return Err(invalid(
+            CREATE.name,
+            format!("network {network:?} is not allowed: use \"none\" or \"bridge\""),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
+    let name = AgentName::parse(&args.name).map_err(|e| invalid(CREATE.name, e))?;
+    let defaults = ops.instance_defaults();
+    let memory_mb = args.memory_mb.unwrap_or(defaults.memory_mb);
+    if !(64..=1024 * 1024).contains(&memory_mb) {
+        return Err(invalid(
+            CREATE.name,
+            "memory_mb must be between 64 and 1048576",
+        ));
+    }
+    let cpus = args.cpus.unwrap_or(defaults.cpus);
+    if !(0.1..=256.0).contains(&cpus) {
+        return Err(invalid(CREATE.name, "cpus must be between 0.1 and 256"));
+    }
+    let network = args.network.unwrap_or_else(|| defaults.network.clone());
+    check_network(&network)?;
+    let image = args
+        .image
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty());
+    let record = InstanceRecord {
+        id: 0,
+        name: name.to_string(),
+        image: image.unwrap_or_else(|| defaults.image.clone()),
+        memory_mb: i64::try_from(memory_mb).unwrap_or(i64::MAX),
+        cpus,
+        pids_limit: defaults.pids_limit,
+        network,
+        tags: args.tags,
+        project: args.project.trim().to_string(),
+        agent: None,
+        status: InstanceStatus::Provisioning,
+        last_error: None,
+        created_at: 0,
+    };
+    let record = ops.store().create_instance(&record).await?;
+    match provision(ops, &record).await {
+        Ok(()) => {
+            ops.store()
+                .set_instance_status(&record.name, InstanceStatus::Active, None)
+                .await?;
+            let record = ops.store().instance(&record.name).await?;
+            Ok(Output::new(
+                format!(
+                    "Created instance {} ({}, {} MiB, {} CPU, network {}).",
+                    record.name, record.image, record.memory_mb, record.cpus, record.network
+                ),
+                record_json(&record),
+            ))
+        }
+        Err(e) => {
+            let message = e.to_string();
+            ops.store()
+                .set_instance_status(&record.name, InstanceStatus::Failed, Some(&message))
+                .await?;
+            Err(OpError::Failed(format!(
+                "instance {} could not be created: {message}",
+                record.name
+            )))
+        }
+    }
+}
+
+fn spec_of(r: &InstanceRecord) -> InstanceSpec {
+    InstanceSpec {
+        name: r.name.clone(),
+        image: r.image.clone(),
+        memory_mb: u64::try_from(r.memory_mb).unwrap_or(0),
+        cpus: r.cpus,
+        pids_limit: r.pids_limit,
+        network: r.network.clone(),
+    }
+}
+
+async fn provision(ops: &Ops, record: &InstanceRecord) -> Result<(), InstanceError> {
+    let backend = ops.instances();
+    let image = record.image.clone();
+    let progress = move |line: String| tracing::info!(image = %image, "{line}");
+    backend.ensure_image(&record.image, &progress).await?;
+    backend.create(&spec_of(record)).await
+}
+
+pub async fn list(ops: &Ops) -> Result<Output, OpError> {
+    let mut records = ops.store().list_instances().await?;
+    let mut warning = None;
+    for r in &mut records {
+        if r.status == InstanceStatus::Provisioning {
+            continue;
+        }
+        match ops.instances().state(&r.name).await {
+            Ok(state) => {
+                let live = status_of(&state);
+                let keep_failed =
+                    r.status == InstanceStatus::Failed && live == InstanceStatus::Missing;
+                if live != r.status && !keep_failed {
+                    ops.store()
+                        .set_instance_status(&r.name, live, r.last_error.as_deref())
+                        .await?;
+                    r.status = live;
+                }
+            }
+            Err(e @ InstanceError::Unreachable(_)) => {
+                warning = Some(format!("Statuses are the last known ones: {e}"));
+                break;
+            }
+            Err(e) => r.last_error = Some(e.to_string()),
+        }
+    }
+    let mut text = format!("{} instance(s)", records.len());
+    for r in &records {
+        let tags = if r.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", r.tags.join(", "))
+        };
+        let project = if r.project.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", r.project)
+        };
+        text.push_str(&format!(
+            "\n• {} {} ({}){tags}{project}",
+            r.name,
+            r.status.as_str(),
+            r.image
+        ));
+    }
+    if let Some(w) = &warning {
+        text.push_str(&format!("\n{w}"));
+    }
+    Ok(Output::new(
+        text,
+        json!({ "instances": records.iter().map(record_json).collect::<Vec<_>>(), "warning": warning }),
+    ))
+}
+
+pub async fn delete(ops: &Ops, args: DeleteArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.name.trim()).await?;
+    ops.instances()
+        .remove(&record.name, args.keep_workspace)
+        .await?;
+    ops.store().delete_instance(&record.name).await?;
+    let kept = if args.keep_workspace {
+        " Its workspace volume was kept."
+    } else {
+        ""
+    };
+    Ok(Output::new(
+        format!("Deleted instance {}.{kept}", record.name),
+        json!({ "deleted": record.name, "workspace_kept": args.keep_workspace }),
+    ))
+}
+
+/// Starts, stops or restarts each target in parallel; one result per target.
+pub async fn fleet(
+    ops: &Ops,
+    spec: &'static OpSpec,
+    action: Action,
+    args: TargetArgs,
+) -> Result<Output, OpError> {
+    let mut names: Vec<String> = args
+        .targets
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(tag) = args.tag.as_deref().map(|t| t.trim().to_ascii_lowercase()) {
+        let tagged = ops.store().list_instances().await?;
+        names.extend(
+            tagged
+                .into_iter()
+                .filter(|r| r.tags.contains(&tag))
+                .map(|r| r.name),
+        );
+    }
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(invalid(
+            spec.name,
+            "name the instances (targets) or a tag that matches some",
+        ));
+    }
+    let results = join_all(names.iter().map(|name| fleet_one(ops, action, name))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let verb = match action {
+        Action::Start => "started",
+        Action::Stop => "stopped",
+        Action::Restart => "restarted",
+    };
+    let mut text = format!("{ok} of {} {verb}", names.len());
+    let mut data = Vec::new();
+    for (name, result) in names.iter().zip(&results) {
+        match result {
+            Ok(()) => {
+                text.push_str(&format!("\n• {name}: {verb}"));
+                data.push(json!({ "name": name, "ok": true }));
+            }
+            Err(e) => {
+                text.push_str(&format!("\n• {name}: {e}"));
+                data.push(json!({ "name": name, "ok": false, "error": e.to_string() }));
+            }
+        }
+    }
+    Ok(Output::new(text, json!({ "results": data })))
+}
+
+async fn fleet_one(ops: &Ops, action: Action, name: &str) -> Result<(), OpError> {
+    let record = ops.store().instance(name).await?;
+    let backend = ops.instances();
+    let result = match action {
+        // A container removed behind our back is recreated from its stored settings; the
+        // workspace volume, if it survived, is reused as it is.
+        Action::Start => match backend.start(&record.name).await {
+            Err(InstanceError::Missing(_)) => provision(ops, &record).await,
+            other => other,
+        },
+        Action::Stop => backend.stop(&record.name).await,
+        Action::Restart => backend.restart(&record.name).await,
+    };
+    let status = match (&result, action) {
+        (Ok(()), Action::Stop) => InstanceStatus::Stopped,
+        (Ok(()), _) => InstanceStatus::Active,
+        (Err(InstanceError::Missing(_)), _) => InstanceStatus::Missing,
+        (Err(_), _) => record.status,
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    ops.store()
+        .set_instance_status(&record.name, status, error.as_deref())
+        .await?;
+    Ok(result?)
+}
+
+pub async fn logs(ops: &Ops, args: LogsArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.name.trim()).await?;
+    let tail = args.tail.unwrap_or(50).clamp(1, 1000);
+    let text = ops.instances().logs(&record.name, tail).await?;
+    let shown = if text.trim().is_empty() {
+        "(no output yet)".to_string()
+    } else {
+        text.clone()
+    };
+    Ok(Output::new(
+        shown,
+        json!({ "name": record.name, "logs": text }),
+    ))
+}
+
+pub async fn exec(ops: &Ops, args: ExecArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.name.trim()).await?;
+    if args.command.trim().is_empty() {
+        return Err(invalid(EXEC.name, "the command is empty"));
+    }
+    let timeout = args.timeout_secs.unwrap_or(60).clamp(1, MAX_TIMEOUT_SECS);
+    let mut request = ExecRequest::new(args.command);
+    request.timeout = Duration::from_secs(timeout);
+    request.output_cap = args
+        .output_cap
+        .unwrap_or(request.output_cap)
+        .clamp(1, MAX_OUTPUT);
+    let out = ops.instances().exec(&record.name, request).await?;
+    let mut text = match (out.timed_out, out.exit_code) {
+        (true, _) => format!("timed out after {timeout}s; the command was killed"),
+        (false, Some(code)) => format!("exit {code}"),
+        (false, None) => "exit status unknown".to_string(),
+    };
+    if !out.output.is_empty() {
+        text.push('\n');
+        text.push_str(out.output.trim_end());
+    }
+    if out.dropped > 0 {
+        text.push_str(&format!(
+            "\n[output cut: {} more bytes not shown]",
+            out.dropped
+        ));
+    }
+    Ok(Output::new(
+        text,
+        json!({
+            "exit_code": out.exit_code,
+            "timed_out": out.timed_out,
+            "output": out.output,
+            "dropped_bytes": out.dropped,
+        }),
+    ))
+}
+
+pub async fn file_list(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.instance.trim()).await?;
+    let listing = files::list(ops.instances().as_ref(), &record.name, &args.path).await?;
+    Ok(Output::new(listing.clone(), json!({ "listing": listing })))
+}
+
+pub async fn file_read(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.instance.trim()).await?;
+    let (content, dropped) =
+        files::read(ops.instances().as_ref(), &record.name, &args.path).await?;
+    let mut text = content.clone();
+    if dropped > 0 {
+        text.push_str(&format!("\n[file cut: {dropped} more bytes not shown]"));
+    }
+    Ok(Output::new(
+        text,
+        json!({ "content": content, "dropped_bytes": dropped }),
+    ))
+}
+
+pub async fn file_write(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
+    let record = ops.store().instance(args.instance.trim()).await?;
+    let content = args
+        .content
+        .ok_or_else(|| invalid(FILE_WRITE.name, "content is required"))?;
+    if args.path.trim().is_empty() {
+        return Err(invalid(FILE_WRITE.name, "path is required"));
+    }
+    let path = files::write(
+        ops.instances().as_ref(),
+        &record.name,
+        &args.path,
+        content.as_bytes(),
+    )
+    .await?;
+    Ok(Output::new(
+        format!(
+            "Wrote {} bytes to {path} on {}.",
+            content.len(),
+            record.name
+        ),
+        json!({ "path": path, "bytes": content.len() }),
+    ))
+}

@@ -1,0 +1,175 @@
+//! Stored instances: the settings each container is created from, and its last known status.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Result, Store, StoreError, not_found};
+use crate::domain::{Millis, now_millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStatus {
+    Provisioning,
+    Active,
+    Stopped,
+    Failed,
+    Missing,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Active => "active",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+            Self::Missing => "missing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "provisioning" => Self::Provisioning,
+            "active" => Self::Active,
+            "stopped" => Self::Stopped,
+            "missing" => Self::Missing,
+            _ => Self::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRecord {
+    pub id: i64,
+    pub name: String,
+    pub image: String,
+    pub memory_mb: i64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    pub network: String,
+    pub tags: Vec<String>,
+    pub project: String,
+    pub agent: Option<String>,
+    pub status: InstanceStatus,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
+    let tags: String = row.try_get("tags")?;
+    let status: String = row.try_get("status")?;
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        image: row.try_get("image")?,
+        memory_mb: row.try_get("memory_mb")?,
+        cpus: row.try_get("cpus")?,
+        pids_limit: row.try_get("pids_limit")?,
+        network: row.try_get("network")?,
+        tags: split_tags(&tags),
+        project: row.try_get("project")?,
+        agent: row.try_get("agent")?,
+        status: InstanceStatus::parse(&status),
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Normalizes tags: lowercase, trimmed, no empties, sorted, unique.
+pub fn normalize_tags(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase().replace(',', "-"))
+        .filter(|t| !t.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn split_tags(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Store {
+    /// Records a new instance in `provisioning`.
+    pub async fn create_instance(&self, r: &InstanceRecord) -> Result<InstanceRecord> {
+        let now = now_millis();
+        let row = sqlx::query(
+            "INSERT INTO instances (name, image, memory_mb, cpus, pids_limit, network, tags, project, agent, \
+             status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING *",
+        )
+        .bind(&r.name)
+        .bind(&r.image)
+        .bind(r.memory_mb)
+        .bind(r.cpus)
+        .bind(r.pids_limit)
+        .bind(&r.network)
+        .bind(normalize_tags(&r.tags).join(","))
+        .bind(&r.project)
+        .bind(&r.agent)
+        .bind(InstanceStatus::Provisioning.as_str())
+        .bind(now)
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("instance {} already exists", r.name)),
+            other => other,
+        })?;
+        record_from_row(&row)
+    }
+
+    pub async fn instance(&self, name: &str) -> Result<InstanceRecord> {
+        let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.read)
+            .await
+            .map_err(StoreError::from)
+            .map_err(not_found(format!("instance {name}")))?;
+        record_from_row(&row)
+    }
+
+    pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
+        let rows = sqlx::query("SELECT * FROM instances ORDER BY name")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Sets the status; `error` replaces the last error (None clears it).
+    pub async fn set_instance_status(
+        &self,
+        name: &str,
+        status: InstanceStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE instances SET status = $1, last_error = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now_millis())
+        .bind(name)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("instance {name}")));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_instance(&self, name: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM instances WHERE name = $1")
+            .bind(name)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("instance {name}")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The real Docker engine for tests: a tiny local image (a busybox-static root filesystem
+//! imported through the API, since no registry is reachable), and cleanup of every container
+//! and volume a test created, even when the test fails.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::query_parameters::{CreateImageOptions, RemoveContainerOptions, RemoveVolumeOptions};
+use futures_util::StreamExt;
+
+/// The image every instance test uses. Bump the tag when the recipe below changes, so engines
+/// that kept an older build make a new one.
+pub const TEST_IMAGE: &str = "operator-test:busybox-2";
+const BUSYBOX: &str = "/bin/busybox";
+
+pub async fn docker() -> Docker {
+    Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("a Docker engine must run for these tests: scripts/test.sh starts one")
+}
+
+/// Builds and imports the test image unless it exists. Safe to call from parallel tests.
+pub async fn ensure_test_image() {
+    let docker = docker().await;
+    if docker.inspect_image(TEST_IMAGE).await.is_ok() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    for sub in [
+        "bin",
+        "etc",
+        "workspace",
+        "tmp",
+        "run",
+        "proc",
+        "sys",
+        "dev",
+    ] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    // Docker copies the image's /tmp permissions onto the tmpfs mounted there.
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox"))
+        .expect("busybox-static must be installed (scripts/test.sh does)");
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/workspace:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nagent:x:1000:\n").unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar");
+    assert!(tar.status.success(), "tar failed");
+    let (repo, tag) = TEST_IMAGE.split_once(':').unwrap();
+    let options = CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(tag.into()),
+        ..Default::default()
+    };
+    let mut import = docker.create_image(
+        Some(options),
+        Some(bollard::body_full(tar.stdout.into())),
+        None,
+    );
+    while let Some(step) = import.next().await {
+        step.expect("image import");
+    }
+}
+
+/// Removes the named instances' containers and volumes when dropped.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.0);
+        // Drop cannot await; a separate thread with its own runtime does the removal.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let docker = docker().await;
+                for name in names {
+                    let force = RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = docker
+                        .remove_container(&format!("operator-{name}"), Some(force.clone()))
+                        .await;
+                    let _ = docker
+                        .remove_container(&format!("operator-{name}-init"), Some(force))
+                        .await;
+                    let _ = docker
+                        .remove_volume(
+                            &format!("operator-{name}-workspace"),
+                            Some(RemoveVolumeOptions { force: true }),
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A unique instance name for one test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Labels of a container, for assertions.
+pub async fn labels(name: &str) -> HashMap<String, String> {
+    let info = docker()
+        .await
+        .inspect_container(
+            &format!("operator-{name}"),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    info.config.and_then(|c| c.labels).unwrap_or_default()
+}
