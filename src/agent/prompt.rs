@@ -23,7 +23,13 @@ written to the activity feed.";
 
 /// The system prompt of a turn: persona, the facts the model needs, and the summary of the
 /// conversation's older part when it was compacted.
-pub fn system_prompt(agent: &str, persona: &str, now_ms: i64, summary: Option<&str>) -> String {
+pub fn system_prompt(
+    agent: &str,
+    persona: &str,
+    facts: &str,
+    now_ms: i64,
+    summary: Option<&str>,
+) -> String {
     let mut prompt = String::with_capacity(persona.len() + 512);
     if persona.trim().is_empty() {
         prompt.push_str(&format!(
@@ -36,6 +42,10 @@ pub fn system_prompt(agent: &str, persona: &str, now_ms: i64, summary: Option<&s
         "\n\nYour name: {agent}. Current time: {}.",
         format_millis(now_ms)
     ));
+    if !facts.trim().is_empty() {
+        prompt.push_str("\n\n");
+        prompt.push_str(facts.trim());
+    }
     if let Some(summary) = summary.filter(|s| !s.trim().is_empty()) {
         prompt.push_str("\n\nSummary of the earlier part of this conversation:\n");
         prompt.push_str(summary.trim());

@@ -10,8 +10,8 @@ use super::context::{
 use super::llm::{ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
 use crate::domain::{Caller, OPERATOR, Role, ToolCall, now_millis};
-use crate::ops::{Invocation, Ops};
-use crate::store::{Conversation, NewActivity, NewMessage};
+use crate::ops::{Invocation, OpSpec, Ops};
+use crate::store::{Conversation, InstanceRecord, NewActivity, NewMessage};
 
 /// A turn to run: the user's message is already stored in the conversation.
 pub struct Turn {
@@ -43,7 +43,40 @@ struct Profile {
     name: String,
     persona: String,
     model: String,
+    /// What the agent should know about its situation: its instance, or Operator's fleet.
+    facts: String,
     tools: Vec<ToolSpec>,
+}
+
+/// Operator's compact view of the fleet, so "the instance you made for the film project"
+/// resolves without a tool call.
+fn fleet_summary(instances: &[InstanceRecord]) -> String {
+    const SHOWN: usize = 40;
+    if instances.is_empty() {
+        return "Instances: none yet.".to_string();
+    }
+    let mut text = String::from("Instances (name: status, project, agent):");
+    for i in instances.iter().take(SHOWN) {
+        let project = if i.project.is_empty() {
+            "-"
+        } else {
+            &i.project
+        };
+        let agent = i.agent.as_deref().unwrap_or("-");
+        text.push_str(&format!(
+            "\n- {}: {}, {project}, {agent}",
+            i.name,
+            i.status.as_str()
+        ));
+        if let Some(error) = &i.last_error {
+            let error: String = error.chars().take(80).collect();
+            text.push_str(&format!(" (last error: {error})"));
+        }
+    }
+    if instances.len() > SHOWN {
+        text.push_str(&format!("\n(and {} more)", instances.len() - SHOWN));
+    }
+    text
 }
 
 impl Runner {
@@ -172,32 +205,59 @@ impl Runner {
         caller: &Caller,
     ) -> Result<Profile, String> {
         let limits = &self.inner.limits;
-        if conversation.agent == OPERATOR {
-            let tools = Ops::available_to(caller)
-                .map(|s| ToolSpec {
-                    name: s.name.to_string(),
-                    description: s.description.to_string(),
-                    parameters: (s.schema)(),
-                })
-                .collect();
-            return Ok(Profile {
-                name: OPERATOR.to_string(),
-                persona: OPERATOR_PERSONA.to_string(),
-                model: limits.default_model.clone(),
-                tools,
-            });
-        }
-        let agent = self
-            .inner
-            .store
-            .agent(&conversation.agent)
-            .await
-            .map_err(|e| format!("agent {} is not available: {e}", conversation.agent))?;
+        let store = &self.inner.store;
+        let specs: Vec<&OpSpec>;
+        let (name, persona, model, facts) = if conversation.agent == OPERATOR {
+            specs = Ops::available_to(caller).collect();
+            let instances = store.list_instances().await.map_err(|e| e.to_string())?;
+            let persona = OPERATOR_PERSONA.to_string();
+            (
+                OPERATOR.to_string(),
+                persona,
+                limits.default_model.clone(),
+                fleet_summary(&instances),
+            )
+        } else {
+            let agent = store
+                .agent(&conversation.agent)
+                .await
+                .map_err(|e| format!("agent {} is not available: {e}", conversation.agent))?;
+            let instance = store
+                .instance_of_agent(&agent.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let facts = match &instance {
+                Some(i) => {
+                    specs = Ops::workspace_tools().collect();
+                    format!(
+                        "You have your own computer: instance {} ({}), your files are in /workspace. \
+                         IDENTITY.md says who you are; keep what you learn about the user in USER.md.",
+                        i.name,
+                        i.status.as_str()
+                    )
+                }
+                None => {
+                    specs = Vec::new();
+                    String::new()
+                }
+            };
+            let model = agent.model.unwrap_or_else(|| limits.default_model.clone());
+            (agent.name, agent.persona, model, facts)
+        };
+        let tools = specs
+            .into_iter()
+            .map(|s| ToolSpec {
+                name: s.name.to_string(),
+                description: s.description.to_string(),
+                parameters: (s.schema)(),
+            })
+            .collect();
         Ok(Profile {
-            name: agent.name,
-            persona: agent.persona,
-            model: agent.model.unwrap_or_else(|| limits.default_model.clone()),
-            tools: Vec::new(),
+            name,
+            persona,
+            model,
+            facts,
+            tools,
         })
     }
 
@@ -215,6 +275,7 @@ impl Runner {
             .await
             .map_err(|e| e.to_string())?;
         let fixed = estimate_tokens(&profile.persona)
+            + estimate_tokens(&profile.facts)
             + summary.0.as_deref().map_or(0, estimate_tokens)
             + profile
                 .tools
@@ -260,6 +321,7 @@ impl Runner {
         let system = system_prompt(
             &profile.name,
             &profile.persona,
+            &profile.facts,
             now_millis(),
             summary.0.as_deref(),
         );

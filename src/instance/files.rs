@@ -100,6 +100,22 @@ pub async fn write(
     Ok(path)
 }
 
+/// Writes a file only when it does not exist yet; returns whether it was written.
+pub async fn write_new(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+    path: &str,
+    content: &[u8],
+) -> Result<bool, InstanceError> {
+    let path = resolve(path)?;
+    let quoted = shell_quote(&path);
+    let command = format!(
+        "if [ -e {quoted} ]; then echo exists; else cat > {quoted} 2>&1 && echo written; fi"
+    );
+    let (out, _) = run(backend, instance, command, Some(content.to_vec()), 4096).await?;
+    Ok(out.trim() == "written")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

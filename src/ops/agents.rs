@@ -3,9 +3,10 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
+use super::{Access, Invocation, OpError, OpSpec, Ops, Output, instances};
 use crate::domain::{AgentName, OPERATOR, format_millis};
-use crate::store::{Agent, AgentPatch};
+use crate::instance::files;
+use crate::store::{Agent, AgentPatch, StoreError};
 
 pub const LIST: OpSpec = OpSpec {
     name: "agent_list",
@@ -18,7 +19,9 @@ pub const LIST: OpSpec = OpSpec {
 
 pub const CREATE: OpSpec = OpSpec {
     name: "agent_create",
-    description: "Create an agent: a persistent identity with a persona and optionally its own model.",
+    description: "Create an agent: a persistent identity with a persona and optionally its own model. \
+                  It gets its own instance (same name; an existing unowned one is adopted) with \
+                  IDENTITY.md and USER.md in its workspace.",
     access: Access::Owner,
     command: None,
     positional: &[],
@@ -28,6 +31,8 @@ pub const CREATE: OpSpec = OpSpec {
             "properties": {
                 "name": { "type": "string", "description": "lowercase letters, digits and hyphens, e.g. repo-watch" },
                 "persona": { "type": "string", "description": "who the agent is and how it works (its IDENTITY.md)" },
+                "role": { "type": "string", "description": "what the agent is for, in a line" },
+                "tone": { "type": "string", "description": "how it talks, e.g. terse, friendly" },
                 "model": { "type": "string", "description": "model name; omit to use the default model" }
             },
             "required": ["name"]
@@ -91,6 +96,8 @@ pub struct CreateArgs {
     name: String,
     #[serde(default)]
     persona: String,
+    role: Option<String>,
+    tone: Option<String>,
     model: Option<String>,
 }
 
@@ -158,14 +165,80 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         .as_deref()
         .map(str::trim)
         .filter(|m| !m.is_empty());
-    let agent = ops
-        .store()
-        .create_agent(&name, args.persona.trim(), model)
+    let mut persona = String::new();
+    for (label, value) in [("Role", &args.role), ("Tone", &args.tone)] {
+        if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            persona.push_str(&format!("{label}: {value}\n"));
+        }
+    }
+    if !persona.is_empty() && !args.persona.trim().is_empty() {
+        persona.push('\n');
+    }
+    persona.push_str(args.persona.trim());
+    let agent = ops.store().create_agent(&name, &persona, model).await?;
+    let mut data = agent_json(&agent);
+    let text = match attach_instance(ops, &agent).await {
+        Ok(instance) => {
+            data["instance"] = json!(instance);
+            format!("Created agent {} on instance {instance}.", agent.name)
+        }
+        Err(e) => {
+            data["instance_error"] = json!(e.to_string());
+            format!(
+                "Created agent {}, but its instance could not be set up: {e}",
+                agent.name
+            )
+        }
+    };
+    Ok(Output::new(text, data))
+}
+
+/// Gives the agent its instance (creating one, or adopting an unowned one of the same name)
+/// and seeds the workspace. Returns the instance's name.
+async fn attach_instance(ops: &Ops, agent: &Agent) -> Result<String, OpError> {
+    let record = match ops.store().instance(&agent.name).await {
+        Ok(record) => match record.agent.as_deref() {
+            Some(owner) if owner != agent.name => {
+                return Err(OpError::Conflict(format!(
+                    "instance {} belongs to agent {owner}",
+                    record.name
+                )));
+            }
+            _ => record,
+        },
+        Err(StoreError::NotFound(_)) => {
+            instances::create(ops, instances::CreateArgs::named(&agent.name)).await?;
+            ops.store().instance(&agent.name).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ops.store()
+        .set_instance_agent(&record.name, Some(&agent.name))
         .await?;
-    Ok(Output::new(
-        format!("Created agent {}.", agent.name),
-        agent_json(&agent),
-    ))
+    let backend = ops.instances().as_ref();
+    let identity = identity_md(agent, &record.name);
+    files::write(backend, &record.name, "IDENTITY.md", identity.as_bytes()).await?;
+    let user = format!(
+        "# About the user\n\nWhat {} learns about the person it works for: preferences, context, \
+         recurring requests. Keep it short and current.\n",
+        agent.name
+    );
+    files::write_new(backend, &record.name, "USER.md", user.as_bytes()).await?;
+    Ok(record.name)
+}
+
+fn identity_md(agent: &Agent, instance: &str) -> String {
+    let persona = if agent.persona.trim().is_empty() {
+        "An AI agent managed by Operator.".to_string()
+    } else {
+        agent.persona.trim().to_string()
+    };
+    format!(
+        "# {name}\n\n{persona}\n\n- Name: {name}\n- Computer: instance {instance}, files in /workspace\n\
+         - Model: {model}\n",
+        name = agent.name,
+        model = agent.model.as_deref().unwrap_or("the default model"),
+    )
 }
 
 pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
@@ -193,10 +266,20 @@ pub async fn delete(ops: &Ops, args: NameArgs) -> Result<Output, OpError> {
             "Operator is built in and cannot be deleted",
         ));
     }
+    let instance = ops.store().instance_of_agent(&name).await?;
     ops.store().delete_agent(&name).await?;
+    // The instance and its files are kept: deleting work is a separate, explicit decision.
+    let mut text = format!("Deleted agent {name}.");
+    if let Some(instance) = &instance {
+        ops.store().set_instance_agent(&instance.name, None).await?;
+        text.push_str(&format!(
+            " Its instance {} is kept; delete it with instance_delete.",
+            instance.name
+        ));
+    }
     Ok(Output::new(
-        format!("Deleted agent {name}."),
-        json!({ "deleted": name }),
+        text,
+        json!({ "deleted": name, "instance_kept": instance.map(|i| i.name) }),
     ))
 }
 

@@ -191,15 +191,30 @@ pub const FILE_WRITE: OpSpec = OpSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateArgs {
-    name: String,
-    image: Option<String>,
-    memory_mb: Option<u64>,
-    cpus: Option<f64>,
-    network: Option<String>,
+    pub(super) name: String,
+    pub(super) image: Option<String>,
+    pub(super) memory_mb: Option<u64>,
+    pub(super) cpus: Option<f64>,
+    pub(super) network: Option<String>,
     #[serde(default)]
-    tags: Vec<String>,
+    pub(super) tags: Vec<String>,
     #[serde(default)]
-    project: String,
+    pub(super) project: String,
+}
+
+impl CreateArgs {
+    /// An instance with the default settings.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            image: None,
+            memory_mb: None,
+            cpus: None,
+            network: None,
+            tags: Vec::new(),
+            project: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -228,19 +243,19 @@ pub struct LogsArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecArgs {
-    name: String,
-    command: String,
-    timeout_secs: Option<u64>,
-    output_cap: Option<usize>,
+    pub(super) name: String,
+    pub(super) command: String,
+    pub(super) timeout_secs: Option<u64>,
+    pub(super) output_cap: Option<usize>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileArgs {
-    instance: String,
+    pub(super) instance: String,
     #[serde(default)]
-    path: String,
-    content: Option<String>,
+    pub(super) path: String,
+    pub(super) content: Option<String>,
 }
 
 /// Fleet actions.

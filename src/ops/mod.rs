@@ -8,6 +8,7 @@
 mod agents;
 mod instances;
 mod system;
+mod workspace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::domain::{Caller, CallerKind, ChatRef};
+use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::store::{NewActivity, Store, StoreError};
 
@@ -26,6 +27,8 @@ pub enum Access {
     Member,
     /// Owners only.
     Owner,
+    /// An agent acting in its own instance (its workspace tools); never offered to Operator.
+    Workspace,
 }
 
 /// The description of one operation.
@@ -83,7 +86,7 @@ impl Output {
 pub enum OpError {
     #[error("there is no operation called {0:?}")]
     Unknown(String),
-    #[error("{op} is for owners only")]
+    #[error("{op} is not allowed here: it is for owners, or for an agent in its own instance")]
     Forbidden { op: &'static str },
     #[error("invalid arguments for {op}: {message}")]
     InvalidArgs { op: &'static str, message: String },
@@ -149,6 +152,10 @@ pub static SPECS: &[OpSpec] = &[
     instances::FILE_READ,
     instances::FILE_WRITE,
     system::ACTIVITY,
+    workspace::RUN,
+    workspace::READ,
+    workspace::WRITE,
+    workspace::LIST,
 ];
 
 impl Ops {
@@ -190,7 +197,14 @@ impl Ops {
 
     /// The operations this caller may run: what Operator is offered as tools.
     pub fn available_to(caller: &Caller) -> impl Iterator<Item = &'static OpSpec> + '_ {
-        SPECS.iter().filter(move |s| allowed(s, caller))
+        SPECS.iter().filter(move |s| {
+            s.access != Access::Workspace && allowed(s, &Invocation::new(caller.clone()))
+        })
+    }
+
+    /// The workspace tools an agent with an instance is offered.
+    pub fn workspace_tools() -> impl Iterator<Item = &'static OpSpec> {
+        SPECS.iter().filter(|s| s.access == Access::Workspace)
     }
 
     /// Parses a chat command such as `/use daniel` into an operation and its arguments.
@@ -225,7 +239,7 @@ impl Ops {
     ) -> Result<Output, OpError> {
         let result = match Self::spec(name) {
             None => Err(OpError::Unknown(name.to_string())),
-            Some(spec) if !allowed(spec, &inv.caller) => Err(OpError::Forbidden { op: spec.name }),
+            Some(spec) if !allowed(spec, inv) => Err(OpError::Forbidden { op: spec.name }),
             Some(spec) => self.dispatch(spec, inv, args.clone()).await,
         };
         let (summary, ok) = match &result {
@@ -276,15 +290,20 @@ impl Ops {
             "file_list" => instances::file_list(self, parse(spec, args)?).await,
             "file_read" => instances::file_read(self, parse(spec, args)?).await,
             "file_write" => instances::file_write(self, parse(spec, args)?).await,
+            "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
+            "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
+            "write_file" => workspace::write(self, inv, parse(spec, args)?).await,
+            "list_files" => workspace::list(self, inv, parse(spec, args)?).await,
             other => Err(OpError::Unknown(other.to_string())),
         }
     }
 }
 
-fn allowed(spec: &OpSpec, caller: &Caller) -> bool {
+fn allowed(spec: &OpSpec, inv: &Invocation) -> bool {
     match spec.access {
         Access::Member => true,
-        Access::Owner => caller.kind == CallerKind::Owner,
+        Access::Owner => inv.caller.kind == CallerKind::Owner,
+        Access::Workspace => inv.via_agent.as_deref().is_some_and(|a| a != OPERATOR),
     }
 }
 
@@ -345,6 +364,18 @@ mod tests {
     fn members_do_not_see_owner_operations() {
         let member = Caller::member("x");
         assert!(Ops::available_to(&member).all(|s| s.access == Access::Member));
-        assert_eq!(Ops::available_to(&Caller::owner("o")).count(), SPECS.len());
+        let owner = Ops::available_to(&Caller::owner("o")).count();
+        assert_eq!(owner + Ops::workspace_tools().count(), SPECS.len());
+    }
+
+    #[test]
+    fn workspace_tools_need_an_agent_other_than_operator() {
+        let spec = Ops::spec("run_command").unwrap();
+        let mut inv = Invocation::new(Caller::owner("o"));
+        assert!(!allowed(spec, &inv));
+        inv.via_agent = Some(OPERATOR.into());
+        assert!(!allowed(spec, &inv));
+        inv.via_agent = Some("daniel".into());
+        assert!(allowed(spec, &inv));
     }
 }

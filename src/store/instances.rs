@@ -173,3 +173,29 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Records which agent lives on the instance (`None`: nobody).
+    pub async fn set_instance_agent(&self, name: &str, agent: Option<&str>) -> Result<()> {
+        let n = sqlx::query("UPDATE instances SET agent = $1, updated_at = $2 WHERE name = $3")
+            .bind(agent)
+            .bind(now_millis())
+            .bind(name)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("instance {name}")));
+        }
+        Ok(())
+    }
+
+    /// The instance an agent lives on, if it has one.
+    pub async fn instance_of_agent(&self, agent: &str) -> Result<Option<InstanceRecord>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE agent = $1 ORDER BY id LIMIT 1")
+            .bind(agent)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+}

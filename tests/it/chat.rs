@@ -55,7 +55,7 @@ async fn tool_call_round_trip(vendor: Vendor) {
 
     // The second request carries the tool's result back to the model.
     let second = requests[1].body.to_string();
-    assert!(second.contains("Created agent daniel."), "{second}");
+    assert!(second.contains("Created agent daniel"), "{second}");
     match vendor {
         Vendor::OpenAi => {
             assert_eq!(requests[0].headers["authorization"], "Bearer test-key");

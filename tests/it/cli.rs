@@ -107,10 +107,16 @@ async fn check_on_the_default_config_passes_and_reports_what_is_missing() {
 #[tokio::test]
 async fn check_probes_the_llm() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
-    let world = World::new(Some(&llm), "");
+    // The local engine (scripts/test.sh starts one) is checked too.
+    let world = World::new(Some(&llm), "[docker]\nhost = \"\"\n");
     let out = world.run(&["check"], "").await;
     assert!(out.success(), "{out:?}");
     assert!(out.stdout.contains("key accepted"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ok    docker    Docker"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("test-key"), "the key is never printed");
 
     let dead = World::new(

@@ -50,6 +50,10 @@ impl World {
                 llm.base_url
             ));
         }
+        if !extra.contains("[docker]") {
+            // Conversations do not need Docker; agents created in them get no instance, fast.
+            toml.push_str("[docker]\nhost = \"unix:///nonexistent/operator-test.sock\"\n\n");
+        }
         toml.push_str(extra);
         let config = dir.path().join("operator.toml");
         std::fs::write(&config, toml).expect("write config");
