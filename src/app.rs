@@ -22,6 +22,8 @@ use crate::store::Store;
 
 /// How long running turns get to finish after a shutdown request before they are cancelled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often instance statuses are compared with the engine.
+const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 
 /// The daemon's parts, wired together. Cheap to clone.
 #[derive(Clone)]
@@ -112,12 +114,14 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
 
     shutdown.await;
     tracing::info!("shutting down");
     drop(inbound_tx);
     stop.cancel();
+    let _ = reconciling.await;
     if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
@@ -130,6 +134,28 @@ pub async fn run(
     core.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Compares instances with the engine at start and then every [`RECONCILE_EVERY`]. An engine
+/// that does not answer is logged and tried again next time; nothing else waits for it.
+async fn reconcile_periodically(ops: Ops, stop: CancellationToken) {
+    loop {
+        match ops.reconcile_instances().await {
+            Ok(fleet) => {
+                if let Some(e) = fleet.unreachable {
+                    tracing::warn!("instance reconciliation skipped: {e}");
+                }
+                if !fleet.unknown.is_empty() {
+                    tracing::warn!(containers = ?fleet.unknown, "containers labelled operator.managed are not in the database");
+                }
+            }
+            Err(e) => tracing::error!("instance reconciliation failed: {e}"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
 }
 
 /// `operator chat`: the console channel against the same state as the daemon. Returns at end of

@@ -113,46 +113,40 @@ impl DockerBackend {
         }
     }
 
-    /// A fresh volume belongs to root; a one-shot helper (only CAP_CHOWN, no network) hands
-    /// it to the instance user, since the instance itself has no capability to do so. It also
-    /// leaves a marker file: Docker copies the image's ownership onto a volume again at every
-    /// mount while the volume is empty.
-    async fn prepare_volume(
+    /// Runs a one-shot root helper on the instance's image, with no network and only the
+    /// capabilities it names, and waits for it to finish. The instance itself has no capability
+    /// to change ownership, so preparing and copying workspaces happens here.
+    async fn run_helper(
         &self,
         docker: &Docker,
         spec: &InstanceSpec,
+        script: String,
+        caps: &[&str],
+        mounts: Vec<Mount>,
     ) -> Result<(), InstanceError> {
         let name = format!("{}-init", container_name(&spec.name));
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             user: Some("0:0".into()),
-            cmd: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                format!("touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace"),
-            ]),
+            cmd: Some(vec!["sh".into(), "-c".into(), script]),
             labels: Some(labels(&spec.name)),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(vec!["CHOWN".into()]),
+                cap_add: Some(caps.iter().map(|c| c.to_string()).collect()),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),
                 readonly_rootfs: Some(true),
                 network_mode: Some("none".into()),
-                mounts: Some(vec![workspace_mount(&spec.name)]),
+                mounts: Some(mounts),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let _ = docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        let force = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&name, Some(force.clone())).await;
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -171,19 +165,44 @@ impl DockerBackend {
             Ok::<(), DockerError>(())
         }
         .await;
-        let _ = docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        let _ = docker.remove_container(&name, Some(force)).await;
         match result {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(e, "preparing the workspace").await),
         }
+    }
+
+    /// Makes a fresh volume usable: either a copy of another instance's workspace, or empty and
+    /// owned by the instance user. Either way it ends non-empty (a marker file), because Docker
+    /// copies the image's ownership onto a volume again at every mount while it is empty.
+    async fn prepare_volume(
+        &self,
+        docker: &Docker,
+        spec: &InstanceSpec,
+        copy_from: Option<&str>,
+    ) -> Result<(), InstanceError> {
+        let mut mounts = vec![workspace_mount(&spec.name)];
+        let (script, caps) = match copy_from {
+            Some(source) => {
+                mounts.push(Mount {
+                    target: Some("/from".into()),
+                    source: Some(volume_name(source)),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+                let script = format!(
+                    "cp -a /from/. /workspace/ && touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace"
+                );
+                (script, &["CHOWN", "DAC_OVERRIDE", "FOWNER"][..])
+            }
+            None => {
+                let script =
+                    format!("touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace");
+                (script, &["CHOWN"][..])
+            }
+        };
+        self.run_helper(docker, spec, script, caps, mounts).await
     }
 }
 
@@ -327,11 +346,20 @@ impl InstanceBackend for DockerBackend {
         })
     }
 
-    fn create<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), InstanceError>> {
+    fn create<'a>(
+        &'a self,
+        spec: &'a InstanceSpec,
+        copy_from: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
             if self.ensure_volume(&docker, &spec.name).await? {
-                self.prepare_volume(&docker, spec).await?;
+                self.prepare_volume(&docker, spec, copy_from).await?;
+            } else if copy_from.is_some() {
+                return Err(InstanceError::Failed(format!(
+                    "a workspace volume for {} already exists; delete it before cloning into it",
+                    spec.name
+                )));
             }
             let name = container_name(&spec.name);
             let options = CreateContainerOptions {

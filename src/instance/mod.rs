@@ -132,8 +132,13 @@ pub trait InstanceBackend: Send + Sync {
         image: &'a str,
         progress: ProgressFn<'a>,
     ) -> BoxFuture<'a, Result<(), InstanceError>>;
-    /// Creates the workspace volume (if new) and the container, and starts it.
-    fn create<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<(), InstanceError>>;
+    /// Creates the workspace volume (if new; a copy of `copy_from`'s workspace when given) and
+    /// the container, and starts it. An existing volume is reused as it is.
+    fn create<'a>(
+        &'a self,
+        spec: &'a InstanceSpec,
+        copy_from: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Removes the container, and the workspace volume unless `keep_volume`.
     fn remove<'a>(
         &'a self,

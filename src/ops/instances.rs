@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{Access, OpError, OpSpec, Ops, Output};
 use crate::domain::{AgentName, format_millis};
 use crate::instance::{ExecRequest, InstanceError, InstanceSpec, RunState, files};
-use crate::store::{InstanceRecord, InstanceStatus};
+use crate::store::{InstanceRecord, InstanceStatus, NewActivity};
 
 /// Longest a command may run.
 const MAX_TIMEOUT_SECS: u64 = 3600;
@@ -266,7 +266,7 @@ pub enum Action {
     Restart,
 }
 
-fn invalid(op: &'static str, message: impl ToString) -> OpError {
+pub(super) fn invalid(op: &'static str, message: impl ToString) -> OpError {
     OpError::InvalidArgs {
         op,
         message: message.to_string(),
@@ -279,7 +279,7 @@ impl From<InstanceError> for OpError {
     }
 }
 
-fn record_json(r: &InstanceRecord) -> Value {
+pub(super) fn record_json(r: &InstanceRecord) -> Value {
     json!({
         "name": r.name,
         "status": r.status.as_str(),
@@ -305,14 +305,14 @@ fn status_of(state: &RunState) -> InstanceStatus {
 }
 
 /// Accepts `none`, `bridge` and user-defined networks; never the host's network stack.
-fn check_network(network: &str) -> Result<(), OpError> {
+fn check_network(op: &'static str, network: &str) -> Result<(), OpError> {
     let valid = !network.is_empty()
         && network
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid || network == "host" || network.starts_with("container") {
         return Err(invalid(
-            CREATE.name,
+            op,
             format!("network {network:?} is not allowed: use \"none\" or \"bridge\""),
         ));
     }
@@ -322,31 +322,14 @@ fn check_network(network: &str) -> Result<(), OpError> {
 pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
     let name = AgentName::parse(&args.name).map_err(|e| invalid(CREATE.name, e))?;
     let defaults = ops.instance_defaults();
-    let memory_mb = args.memory_mb.unwrap_or(defaults.memory_mb);
-    if !(64..=1024 * 1024).contains(&memory_mb) {
-        return Err(invalid(
-            CREATE.name,
-            "memory_mb must be between 64 and 1048576",
-        ));
-    }
-    let cpus = args.cpus.unwrap_or(defaults.cpus);
-    if !(0.1..=256.0).contains(&cpus) {
-        return Err(invalid(CREATE.name, "cpus must be between 0.1 and 256"));
-    }
-    let network = args.network.unwrap_or_else(|| defaults.network.clone());
-    check_network(&network)?;
-    let image = args
-        .image
-        .map(|i| i.trim().to_string())
-        .filter(|i| !i.is_empty());
-    let record = InstanceRecord {
+    let mut record = InstanceRecord {
         id: 0,
         name: name.to_string(),
-        image: image.unwrap_or_else(|| defaults.image.clone()),
-        memory_mb: i64::try_from(memory_mb).unwrap_or(i64::MAX),
-        cpus,
+        image: defaults.image.clone(),
+        memory_mb: i64::try_from(defaults.memory_mb).unwrap_or(i64::MAX),
+        cpus: defaults.cpus,
         pids_limit: defaults.pids_limit,
-        network,
+        network: defaults.network.clone(),
         tags: args.tags,
         project: args.project.trim().to_string(),
         agent: None,
@@ -354,8 +337,67 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         last_error: None,
         created_at: 0,
     };
+    let changes = Settings {
+        image: args.image,
+        memory_mb: args.memory_mb,
+        cpus: args.cpus,
+        network: args.network,
+    };
+    apply_settings(&mut record, CREATE.name, changes)?;
     let record = ops.store().create_instance(&record).await?;
-    match provision(ops, &record).await {
+    bring_up(ops, &record, None, "Created").await
+}
+
+/// Container settings that may change; `None` keeps the current value.
+pub(super) struct Settings {
+    pub(super) image: Option<String>,
+    pub(super) memory_mb: Option<u64>,
+    pub(super) cpus: Option<f64>,
+    pub(super) network: Option<String>,
+}
+
+/// Validates and applies settings; returns whether the container must be recreated.
+pub(super) fn apply_settings(
+    record: &mut InstanceRecord,
+    op: &'static str,
+    changes: Settings,
+) -> Result<bool, OpError> {
+    let before = spec_of(record);
+    if let Some(memory_mb) = changes.memory_mb {
+        if !(64..=1024 * 1024).contains(&memory_mb) {
+            return Err(invalid(op, "memory_mb must be between 64 and 1048576"));
+        }
+        record.memory_mb = i64::try_from(memory_mb).unwrap_or(i64::MAX);
+    }
+    if let Some(cpus) = changes.cpus {
+        if !(0.1..=256.0).contains(&cpus) {
+            return Err(invalid(op, "cpus must be between 0.1 and 256"));
+        }
+        record.cpus = cpus;
+    }
+    if let Some(network) = changes.network {
+        check_network(op, &network)?;
+        record.network = network;
+    }
+    if let Some(image) = changes
+        .image
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
+    {
+        record.image = image;
+    }
+    Ok(spec_of(record) != before)
+}
+
+/// Provisions the record's container (copying `copy_from`'s workspace into a new volume when
+/// given) and records the outcome.
+pub(super) async fn bring_up(
+    ops: &Ops,
+    record: &InstanceRecord,
+    copy_from: Option<&str>,
+    verb: &str,
+) -> Result<Output, OpError> {
+    match provision(ops, record, copy_from).await {
         Ok(()) => {
             ops.store()
                 .set_instance_status(&record.name, InstanceStatus::Active, None)
@@ -363,7 +405,7 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
             let record = ops.store().instance(&record.name).await?;
             Ok(Output::new(
                 format!(
-                    "Created instance {} ({}, {} MiB, {} CPU, network {}).",
+                    "{verb} instance {} ({}, {} MiB, {} CPU, network {}).",
                     record.name, record.image, record.memory_mb, record.cpus, record.network
                 ),
                 record_json(&record),
@@ -375,14 +417,14 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
                 .set_instance_status(&record.name, InstanceStatus::Failed, Some(&message))
                 .await?;
             Err(OpError::Failed(format!(
-                "instance {} could not be created: {message}",
+                "instance {} could not be set up: {message}",
                 record.name
             )))
         }
     }
 }
 
-fn spec_of(r: &InstanceRecord) -> InstanceSpec {
+pub(super) fn spec_of(r: &InstanceRecord) -> InstanceSpec {
     InstanceSpec {
         name: r.name.clone(),
         image: r.image.clone(),
@@ -393,42 +435,22 @@ fn spec_of(r: &InstanceRecord) -> InstanceSpec {
     }
 }
 
-async fn provision(ops: &Ops, record: &InstanceRecord) -> Result<(), InstanceError> {
+pub(super) async fn provision(
+    ops: &Ops,
+    record: &InstanceRecord,
+    copy_from: Option<&str>,
+) -> Result<(), InstanceError> {
     let backend = ops.instances();
     let image = record.image.clone();
     let progress = move |line: String| tracing::info!(image = %image, "{line}");
     backend.ensure_image(&record.image, &progress).await?;
-    backend.create(&spec_of(record)).await
+    backend.create(&spec_of(record), copy_from).await
 }
 
 pub async fn list(ops: &Ops) -> Result<Output, OpError> {
-    let mut records = ops.store().list_instances().await?;
-    let mut warning = None;
-    for r in &mut records {
-        if r.status == InstanceStatus::Provisioning {
-            continue;
-        }
-        match ops.instances().state(&r.name).await {
-            Ok(state) => {
-                let live = status_of(&state);
-                let keep_failed =
-                    r.status == InstanceStatus::Failed && live == InstanceStatus::Missing;
-                if live != r.status && !keep_failed {
-                    ops.store()
-                        .set_instance_status(&r.name, live, r.last_error.as_deref())
-                        .await?;
-                    r.status = live;
-                }
-            }
-            Err(e @ InstanceError::Unreachable(_)) => {
-                warning = Some(format!("Statuses are the last known ones: {e}"));
-                break;
-            }
-            Err(e) => r.last_error = Some(e.to_string()),
-        }
-    }
-    let mut text = format!("{} instance(s)", records.len());
-    for r in &records {
+    let fleet = reconcile(ops).await?;
+    let mut text = format!("{} instance(s)", fleet.records.len());
+    for r in &fleet.records {
         let tags = if r.tags.is_empty() {
             String::new()
         } else {
@@ -446,13 +468,98 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             r.image
         ));
     }
-    if let Some(w) = &warning {
-        text.push_str(&format!("\n{w}"));
+    if !fleet.unknown.is_empty() {
+        text.push_str(&format!(
+            "\nContainers labelled as ours but unknown here: {}",
+            fleet.unknown.join(", ")
+        ));
+    }
+    if let Some(e) = &fleet.unreachable {
+        text.push_str(&format!("\nStatuses are the last known ones: {e}"));
     }
     Ok(Output::new(
         text,
-        json!({ "instances": records.iter().map(record_json).collect::<Vec<_>>(), "warning": warning }),
+        json!({
+            "instances": fleet.records.iter().map(record_json).collect::<Vec<_>>(),
+            "unknown_containers": fleet.unknown,
+            "warning": fleet.unreachable,
+        }),
     ))
+}
+
+/// The fleet as the database and the engine agree on it.
+pub struct Reconciled {
+    pub records: Vec<InstanceRecord>,
+    /// Instances with our label that the database does not know.
+    pub unknown: Vec<String>,
+    /// Set when the engine did not answer: statuses are then the stored ones.
+    pub unreachable: Option<String>,
+}
+
+/// Compares the database with the engine: statuses follow the containers (one removed behind
+/// our back becomes `missing`), and labelled containers the database does not know are listed.
+pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
+    let mut records = ops.store().list_instances().await?;
+    let backend = ops.instances();
+    let managed = match backend.managed().await {
+        Ok(names) => names,
+        Err(e) => {
+            return Ok(Reconciled {
+                records,
+                unknown: Vec::new(),
+                unreachable: Some(e.to_string()),
+            });
+        }
+    };
+    for r in &mut records {
+        if r.status == InstanceStatus::Provisioning {
+            continue;
+        }
+        let live = match backend.state(&r.name).await {
+            Ok(state) => status_of(&state),
+            Err(e @ InstanceError::Unreachable(_)) => {
+                return Ok(Reconciled {
+                    records,
+                    unknown: Vec::new(),
+                    unreachable: Some(e.to_string()),
+                });
+            }
+            Err(e) => {
+                r.last_error = Some(e.to_string());
+                continue;
+            }
+        };
+        // A failed instance without a container stays failed: missing would hide the reason.
+        let keep_failed = r.status == InstanceStatus::Failed && live == InstanceStatus::Missing;
+        if live != r.status && !keep_failed {
+            ops.store()
+                .set_instance_status(&r.name, live, r.last_error.as_deref())
+                .await?;
+            ops.store().record(NewActivity {
+                kind: "instance.status".into(),
+                actor: "system".into(),
+                summary: format!(
+                    "{}: {} -> {} (found by reconciliation)",
+                    r.name,
+                    r.status.as_str(),
+                    live.as_str()
+                ),
+                ..NewActivity::default()
+            });
+            r.status = live;
+        }
+    }
+    let mut unknown: Vec<String> = managed
+        .into_iter()
+        .filter(|name| !records.iter().any(|r| &r.name == name))
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    Ok(Reconciled {
+        records,
+        unknown,
+        unreachable: None,
+    })
 }
 
 pub async fn delete(ops: &Ops, args: DeleteArgs) -> Result<Output, OpError> {
@@ -532,7 +639,7 @@ async fn fleet_one(ops: &Ops, action: Action, name: &str) -> Result<(), OpError>
         // A container removed behind our back is recreated from its stored settings; the
         // workspace volume, if it survived, is reused as it is.
         Action::Start => match backend.start(&record.name).await {
-            Err(InstanceError::Missing(_)) => provision(ops, &record).await,
+            Err(InstanceError::Missing(_)) => provision(ops, &record, None).await,
             other => other,
         },
         Action::Stop => backend.stop(&record.name).await,

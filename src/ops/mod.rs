@@ -6,6 +6,7 @@
 //! of them: no channel, no HTTP, no agent loop.
 
 mod agents;
+mod instance_admin;
 mod instances;
 mod system;
 mod workspace;
@@ -19,6 +20,8 @@ use serde_json::{Value, json};
 use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::store::{NewActivity, Store, StoreError};
+
+pub use instances::Reconciled;
 
 /// Who may run an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +149,9 @@ pub static SPECS: &[OpSpec] = &[
     instances::START,
     instances::STOP,
     instances::RESTART,
+    instance_admin::SETTINGS,
+    instance_admin::UPDATE,
+    instance_admin::CLONE,
     instances::LOGS,
     instances::EXEC,
     instances::FILE_LIST,
@@ -181,6 +187,11 @@ impl Ops {
 
     pub fn instance_defaults(&self) -> &InstanceDefaults {
         &self.inner.instance_defaults
+    }
+
+    /// Brings stored instance statuses in line with the engine (see [`Reconciled`]).
+    pub async fn reconcile_instances(&self) -> Result<Reconciled, OpError> {
+        instances::reconcile(self).await
     }
 
     pub fn store(&self) -> &Store {
@@ -285,6 +296,9 @@ impl Ops {
             "instance_restart" => {
                 instances::fleet(self, spec, instances::Action::Restart, parse(spec, args)?).await
             }
+            "instance_settings" => instance_admin::settings(self, parse(spec, args)?).await,
+            "instance_update" => instance_admin::update(self, parse(spec, args)?).await,
+            "instance_clone" => instance_admin::clone(self, parse(spec, args)?).await,
             "instance_logs" => instances::logs(self, parse(spec, args)?).await,
             "instance_exec" => instances::exec(self, parse(spec, args)?).await,
             "file_list" => instances::file_list(self, parse(spec, args)?).await,

@@ -199,3 +199,26 @@ impl Store {
         row.as_ref().map(record_from_row).transpose()
     }
 }
+
+impl Store {
+    /// Saves an instance's settings (image, limits, network, tags, project).
+    pub async fn update_instance_settings(&self, r: &InstanceRecord) -> Result<InstanceRecord> {
+        let row = sqlx::query(
+            "UPDATE instances SET image = $1, memory_mb = $2, cpus = $3, network = $4, tags = $5, project = $6, \
+             updated_at = $7 WHERE name = $8 RETURNING *",
+        )
+        .bind(&r.image)
+        .bind(r.memory_mb)
+        .bind(r.cpus)
+        .bind(&r.network)
+        .bind(normalize_tags(&r.tags).join(","))
+        .bind(&r.project)
+        .bind(now_millis())
+        .bind(&r.name)
+        .fetch_one(&self.write)
+        .await
+        .map_err(StoreError::from)
+        .map_err(not_found(format!("instance {}", r.name)))?;
+        record_from_row(&row)
+    }
+}

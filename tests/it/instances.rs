@@ -489,3 +489,139 @@ async fn an_agent_lives_and_works_on_its_own_instance() {
         "{operator}"
     );
 }
+
+#[tokio::test]
+async fn settings_change_recreates_and_clone_copies_the_workspace() {
+    let fleet = Fleet::new().await;
+    let name = unique("upd");
+    let twin = unique("twin");
+    let _cleanup = Cleanup(vec![name.clone(), twin.clone()]);
+    fleet.ok("instance_create", json!({ "name": name })).await;
+    fleet
+        .ok(
+            "file_write",
+            json!({ "instance": name, "path": "data/keep.txt", "content": "precious" }),
+        )
+        .await;
+
+    let tagged = fleet
+        .ok(
+            "instance_update",
+            json!({ "name": name, "tags": ["Blue", "blue", "green"] }),
+        )
+        .await;
+    assert_eq!(tagged.text, format!("Updated instance {name}."));
+    assert_eq!(tagged.data["tags"], json!(["blue", "green"]));
+
+    let updated = fleet
+        .ok(
+            "instance_update",
+            json!({ "name": name, "memory_mb": 384, "cpus": 0.25 }),
+        )
+        .await;
+    assert!(
+        updated.text.contains("Recreated") && updated.text.contains("/workspace was kept"),
+        "{}",
+        updated.text
+    );
+    let host = docker()
+        .await
+        .inspect_container(&format!("operator-{name}"), None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.memory, Some(384 * 1024 * 1024));
+    assert_eq!(host.nano_cpus, Some(250_000_000));
+    let read = fleet
+        .ok(
+            "file_read",
+            json!({ "instance": name, "path": "data/keep.txt" }),
+        )
+        .await;
+    assert_eq!(read.data["content"], "precious");
+    let shown = fleet.ok("instance_settings", json!({ "name": name })).await;
+    assert!(shown.text.contains("384 MiB"), "{}", shown.text);
+
+    let bad = fleet
+        .op(
+            "instance_update",
+            json!({ "name": name, "network": "host" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("not allowed"), "{bad}");
+
+    let cloned = fleet
+        .ok("instance_clone", json!({ "name": name, "new_name": twin }))
+        .await;
+    assert!(
+        cloned.text.contains(&format!("a copy of {name}'s")),
+        "{}",
+        cloned.text
+    );
+    let copy = fleet
+        .ok(
+            "file_read",
+            json!({ "instance": twin, "path": "data/keep.txt" }),
+        )
+        .await;
+    assert_eq!(copy.data["content"], "precious");
+    fleet
+        .ok(
+            "file_write",
+            json!({ "instance": twin, "path": "data/keep.txt", "content": "changed" }),
+        )
+        .await;
+    let original = fleet
+        .ok(
+            "file_read",
+            json!({ "instance": name, "path": "data/keep.txt" }),
+        )
+        .await;
+    assert_eq!(
+        original.data["content"], "precious",
+        "the clone is a copy, not a share"
+    );
+}
+
+#[tokio::test]
+async fn labelled_containers_unknown_to_the_database_are_reported() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptions;
+
+    let fleet = Fleet::new().await;
+    let stray = unique("stray");
+    let _cleanup = Cleanup(vec![stray.clone()]);
+    let body = ContainerCreateBody {
+        image: Some(TEST_IMAGE.into()),
+        cmd: Some(vec!["true".into()]),
+        labels: Some(
+            [
+                ("operator.managed".to_string(), "true".to_string()),
+                ("operator.instance".to_string(), stray.clone()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(format!("operator-{stray}")),
+        ..Default::default()
+    };
+    docker()
+        .await
+        .create_container(Some(options), body)
+        .await
+        .unwrap();
+    let list = fleet.ok("instance_list", json!({})).await;
+    assert!(
+        list.data["unknown_containers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(stray)),
+        "{}",
+        list.text
+    );
+    assert!(list.text.contains("unknown here"), "{}", list.text);
+}
