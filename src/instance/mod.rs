@@ -7,6 +7,7 @@
 
 mod docker;
 pub mod files;
+mod profile;
 
 use std::time::Duration;
 

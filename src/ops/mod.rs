@@ -7,6 +7,7 @@
 
 mod agents;
 mod instance_admin;
+mod instance_tools;
 mod instances;
 mod system;
 mod workspace;
@@ -152,11 +153,11 @@ pub static SPECS: &[OpSpec] = &[
     instance_admin::SETTINGS,
     instance_admin::UPDATE,
     instance_admin::CLONE,
-    instances::LOGS,
-    instances::EXEC,
-    instances::FILE_LIST,
-    instances::FILE_READ,
-    instances::FILE_WRITE,
+    instance_tools::LOGS,
+    instance_tools::EXEC,
+    instance_tools::FILE_LIST,
+    instance_tools::FILE_READ,
+    instance_tools::FILE_WRITE,
     system::ACTIVITY,
     workspace::RUN,
     workspace::READ,
@@ -299,11 +300,11 @@ impl Ops {
             "instance_settings" => instance_admin::settings(self, parse(spec, args)?).await,
             "instance_update" => instance_admin::update(self, parse(spec, args)?).await,
             "instance_clone" => instance_admin::clone(self, parse(spec, args)?).await,
-            "instance_logs" => instances::logs(self, parse(spec, args)?).await,
-            "instance_exec" => instances::exec(self, parse(spec, args)?).await,
-            "file_list" => instances::file_list(self, parse(spec, args)?).await,
-            "file_read" => instances::file_read(self, parse(spec, args)?).await,
-            "file_write" => instances::file_write(self, parse(spec, args)?).await,
+            "instance_logs" => instance_tools::logs(self, parse(spec, args)?).await,
+            "instance_exec" => instance_tools::exec(self, parse(spec, args)?).await,
+            "file_list" => instance_tools::file_list(self, parse(spec, args)?).await,
+            "file_read" => instance_tools::file_read(self, parse(spec, args)?).await,
+            "file_write" => instance_tools::file_write(self, parse(spec, args)?).await,
             "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
             "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
             "write_file" => workspace::write(self, inv, parse(spec, args)?).await,

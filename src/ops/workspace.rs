@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::instances::{self, ExecArgs, FileArgs};
+use super::instance_tools::{self, ExecArgs, FileArgs};
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
 use crate::store::InstanceRecord;
 
@@ -101,20 +101,20 @@ pub async fn run(ops: &Ops, inv: &Invocation, args: RunArgs) -> Result<Output, O
         timeout_secs: args.timeout_secs,
         output_cap: None,
     };
-    instances::exec(ops, exec).await
+    instance_tools::exec(ops, exec).await
 }
 
 pub async fn read(ops: &Ops, inv: &Invocation, args: PathArgs) -> Result<Output, OpError> {
     let instance = own_instance(ops, inv).await?;
-    instances::file_read(ops, file_args(instance, args)).await
+    instance_tools::file_read(ops, file_args(instance, args)).await
 }
 
 pub async fn write(ops: &Ops, inv: &Invocation, args: PathArgs) -> Result<Output, OpError> {
     let instance = own_instance(ops, inv).await?;
-    instances::file_write(ops, file_args(instance, args)).await
+    instance_tools::file_write(ops, file_args(instance, args)).await
 }
 
 pub async fn list(ops: &Ops, inv: &Invocation, args: PathArgs) -> Result<Output, OpError> {
     let instance = own_instance(ops, inv).await?;
-    instances::file_list(ops, file_args(instance, args)).await
+    instance_tools::file_list(ops, file_args(instance, args)).await
 }
