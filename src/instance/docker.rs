@@ -13,16 +13,17 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum, Vol
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, RestartContainerOptions,
-    StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    StartContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::profile::{container_body, labels, workspace_mount};
+use super::tar;
 use super::{
-    ExecOutput, ExecRequest, INSTANCE_USER, InstanceBackend, InstanceError, InstanceSpec,
-    LABEL_INSTANCE, LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
+    ExecOutput, ExecRequest, INSTANCE_UID, INSTANCE_USER, InstanceBackend, InstanceError,
+    InstanceSpec, LABEL_INSTANCE, LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
 };
 use crate::agent::llm::BoxFuture;
 
@@ -111,7 +112,7 @@ impl DockerBackend {
 
     /// Runs a one-shot root helper on the instance's image, with no network and only the
     /// capabilities it names, and waits for it to finish. The instance itself has no capability
-    /// to change ownership, so preparing and copying workspaces happens here.
+    /// to change ownership, so copying workspaces happens here.
     async fn run_helper(
         &self,
         docker: &Docker,
@@ -168,37 +169,99 @@ impl DockerBackend {
         }
     }
 
-    /// Makes a fresh volume usable: either a copy of another instance's workspace, or empty and
-    /// owned by the instance user. Either way it ends non-empty (a marker file), because Docker
-    /// copies the image's ownership onto a volume again at every mount while it is empty.
-    async fn prepare_volume(
+    /// Hands a fresh volume to the instance user. Docker skips the root entry of an archive
+    /// extracted into a volume, so the archive goes to `/` of a throwaway container (created,
+    /// never started, root filesystem writable) that mounts the volume, with `workspace/` as an
+    /// ordinary entry owned by the user. It also leaves a marker file, because Docker copies the
+    /// image's ownership onto a volume again at every mount while the volume is empty. No
+    /// process runs and no capability is granted; a helper container would cost a start.
+    async fn seed_volume(&self, docker: &Docker, spec: &InstanceSpec) -> Result<(), InstanceError> {
+        let name = format!("{}-seed", container_name(&spec.name));
+        let force = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&name, Some(force.clone())).await;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["true".into()]),
+            labels: Some(labels(&spec.name)),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                cap_drop: Some(vec!["ALL".into()]),
+                network_mode: Some("none".into()),
+                mounts: Some(vec![workspace_mount(&spec.name)]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = docker.create_container(Some(options), body).await {
+            return Err(self.fail(e, "preparing the workspace").await);
+        }
+        let marker = b"This workspace is managed by operator.\n";
+        let archive = tar::build(
+            &[
+                tar::Entry {
+                    path: "workspace/",
+                    mode: 0o755,
+                    data: None,
+                },
+                tar::Entry {
+                    path: "workspace/.operator",
+                    mode: 0o644,
+                    data: Some(marker),
+                },
+            ],
+            INSTANCE_UID,
+            INSTANCE_UID,
+        );
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        let uploaded = docker
+            .upload_to_container(&name, Some(options), bollard::body_full(archive.into()))
+            .await;
+        let _ = docker.remove_container(&name, Some(force)).await;
+        match uploaded {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e, "preparing the workspace").await),
+        }
+    }
+
+    /// Fills a fresh volume with a copy of another instance's workspace, owned by the instance
+    /// user, through a one-shot helper that mounts both.
+    async fn copy_volume(
         &self,
         docker: &Docker,
         spec: &InstanceSpec,
-        copy_from: Option<&str>,
+        source: &str,
     ) -> Result<(), InstanceError> {
-        let mut mounts = vec![workspace_mount(&spec.name)];
-        let (script, caps) = match copy_from {
-            Some(source) => {
-                mounts.push(Mount {
-                    target: Some("/from".into()),
-                    source: Some(volume_name(source)),
-                    typ: Some(MountTypeEnum::VOLUME),
-                    read_only: Some(true),
-                    ..Default::default()
-                });
-                let script = format!(
-                    "cp -a /from/. /workspace/ && touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace"
-                );
-                (script, &["CHOWN", "DAC_OVERRIDE", "FOWNER"][..])
-            }
-            None => {
-                let script =
-                    format!("touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace");
-                (script, &["CHOWN"][..])
-            }
-        };
-        self.run_helper(docker, spec, script, caps, mounts).await
+        let mounts = vec![
+            workspace_mount(&spec.name),
+            Mount {
+                target: Some("/from".into()),
+                source: Some(volume_name(source)),
+                typ: Some(MountTypeEnum::VOLUME),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ];
+        let script = format!(
+            "cp -a /from/. /workspace/ && touch /workspace/.operator && chown -R {INSTANCE_USER} /workspace"
+        );
+        self.run_helper(
+            docker,
+            spec,
+            script,
+            &["CHOWN", "DAC_OVERRIDE", "FOWNER"],
+            mounts,
+        )
+        .await
     }
 }
 
@@ -279,13 +342,17 @@ impl InstanceBackend for DockerBackend {
     ) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
-            if self.ensure_volume(&docker, &spec.name).await? {
-                self.prepare_volume(&docker, spec, copy_from).await?;
-            } else if copy_from.is_some() {
-                return Err(InstanceError::Failed(format!(
-                    "a workspace volume for {} already exists; delete it before cloning into it",
-                    spec.name
-                )));
+            let fresh = self.ensure_volume(&docker, &spec.name).await?;
+            match copy_from {
+                Some(source) if fresh => self.copy_volume(&docker, spec, source).await?,
+                None if fresh => self.seed_volume(&docker, spec).await?,
+                Some(_) => {
+                    return Err(InstanceError::Failed(format!(
+                        "a workspace volume for {} already exists; delete it before cloning into it",
+                        spec.name
+                    )));
+                }
+                None => {}
             }
             let name = container_name(&spec.name);
             let options = CreateContainerOptions {

@@ -8,6 +8,7 @@
 mod docker;
 pub mod files;
 mod profile;
+mod tar;
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub const LABEL_MANAGED: &str = "operator.managed";
 pub const LABEL_INSTANCE: &str = "operator.instance";
 /// The uid:gid commands run as inside an instance.
 pub const INSTANCE_USER: &str = "1000:1000";
+/// The same user, as a number (uid and gid are equal).
+pub const INSTANCE_UID: u32 = 1000;
 
 /// What a container is created from.
 #[derive(Debug, Clone, PartialEq)]
