@@ -1,8 +1,9 @@
 //! The composition root: builds the store, the control surface, the model client, the router and
 //! the channels, runs them, and shuts them down in order.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -12,16 +13,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Limits, Runner, llm};
 use crate::channel::console::Console;
-use crate::channel::{Channel, Hub};
+use crate::channel::{Channel, Hub, Outbound};
 use crate::config::Settings;
+use crate::domain::{Caller, CallerKind};
 use crate::http::{self, HttpState};
 use crate::instance::{DockerBackend, InstanceDefaults};
-use crate::ops::{Ops, SystemInfo};
+use crate::ops::{JobEvents, Ops, SystemInfo};
 use crate::router::Router;
-use crate::store::Store;
+use crate::store::{JobRecord, Store};
 
 /// How long running turns get to finish after a shutdown request before they are cancelled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often running background jobs are looked at.
+const JOB_POLL: Duration = Duration::from_secs(2);
+/// The least time between two progress updates of one job in its chat.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How often instance statuses are compared with the engine.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 
@@ -115,6 +121,7 @@ pub async fn run(
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
+    let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
 
     shutdown.await;
@@ -122,6 +129,7 @@ pub async fn run(
     drop(inbound_tx);
     stop.cancel();
     let _ = reconciling.await;
+    let _ = watching.await;
     if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
@@ -158,6 +166,75 @@ async fn reconcile_periodically(ops: Ops, stop: CancellationToken) {
     }
 }
 
+/// Delivers job progress to the job's chat (at most every [`PROGRESS_EVERY`] per job) and hands
+/// a finished job's report to the agent that started it, in the same chat.
+struct ChatJobEvents {
+    router: Router,
+    last_progress: Mutex<HashMap<i64, Instant>>,
+}
+
+impl JobEvents for ChatJobEvents {
+    fn progress(&self, job: &JobRecord, text: String) {
+        let Some(chat) = job.chat.clone() else { return };
+        {
+            let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if last
+                .get(&job.id)
+                .is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY)
+            {
+                return;
+            }
+            last.insert(job.id, now);
+        }
+        let hub = self.router.hub().clone();
+        let key = format!("job-{}", job.id);
+        tokio::spawn(async move { hub.deliver(&chat, Outbound::Status { key, text }).await });
+    }
+
+    fn finished(&self, job: &JobRecord, report: String) {
+        self.last_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.id);
+        let Some(chat) = job.chat.clone() else {
+            tracing::info!(
+                job = job.id,
+                "a background job without a chat ended: {report}"
+            );
+            return;
+        };
+        let caller = Caller {
+            kind: if job.caller_is_owner {
+                CallerKind::Owner
+            } else {
+                CallerKind::Member
+            },
+            label: job.caller.clone(),
+        };
+        let router = self.router.clone();
+        let agent = job.agent.clone();
+        tokio::spawn(async move { router.inject(chat, agent, caller, report).await });
+    }
+}
+
+/// Follows background jobs every [`JOB_POLL`] until `stop`.
+async fn watch_jobs(core: Core, stop: CancellationToken) {
+    let events = ChatJobEvents {
+        router: core.router.clone(),
+        last_progress: Mutex::new(HashMap::new()),
+    };
+    loop {
+        if let Err(e) = core.ops.poll_jobs(&events).await {
+            tracing::error!("following background jobs failed: {e}");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(JOB_POLL) => {}
+        }
+    }
+}
+
 /// `operator chat`: the console channel against the same state as the daemon. Returns at end of
 /// input (or Ctrl-C with nothing running) once every queued turn has been answered.
 pub async fn chat(settings: Settings) -> anyhow::Result<()> {
@@ -168,10 +245,12 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
     let stop = CancellationToken::new();
+    let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let result = console.run(inbound_tx, stop.clone()).await;
     // The console dropped its sender: the router finishes queued turns, then returns.
-    serving.await.context("the router task failed")?;
     stop.cancel();
+    let _ = watching.await;
+    serving.await.context("the router task failed")?;
     core.store.close().await;
     result
 }

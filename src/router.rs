@@ -33,6 +33,8 @@ const IMMEDIATE: [&str; 4] = ["stop", "status", "help", "start"];
 struct Job {
     message: Inbound,
     caller: Caller,
+    /// Set for messages the daemon itself sends to an agent (a background job's result).
+    agent: Option<String>,
 }
 
 type RunningSlot = Arc<Mutex<Option<CancellationToken>>>;
@@ -130,7 +132,12 @@ impl Router {
         }
         let chat = message.chat.clone();
         let is_turn = split_command(&message.text).is_none();
-        if self.enqueue(Job { message, caller }).is_err() {
+        let job = Job {
+            message,
+            caller,
+            agent: None,
+        };
+        if self.enqueue(job).is_err() {
             let reason = format!(
                 "I'm busy with {QUEUE_DEPTH} waiting messages here; send this again in a moment."
             );
@@ -272,13 +279,9 @@ impl Router {
     async fn turn(&self, job: Job, cancel: CancellationToken) -> Result<(), String> {
         let store = &self.inner.store;
         let message = &job.message;
-        let (agent, text) = match split_mention(&message.text) {
-            Some((name, rest)) if name == OPERATOR => (OPERATOR.to_string(), rest.to_string()),
-            Some((name, rest)) => match store.agent(&name).await {
-                Ok(agent) => (agent.name, rest.to_string()),
-                Err(_) => (self.bound_agent(&message.chat).await?, message.text.clone()),
-            },
-            None => (self.bound_agent(&message.chat).await?, message.text.clone()),
+        let (agent, text) = match (&job.agent, split_mention(&message.text)) {
+            (Some(agent), _) => (agent.clone(), message.text.clone()),
+            (None, mention) => self.pick_agent(message, mention).await?,
         };
         let conversation = store
             .open_conversation(&message.chat, &agent)
@@ -303,6 +306,52 @@ impl Router {
         };
         self.run_turn(turn).await;
         Ok(())
+    }
+
+    /// The agent a message is for: a leading `@mention` of a known agent, else the chat's binding,
+    /// else Operator. Returns the agent and the text without the mention.
+    async fn pick_agent(
+        &self,
+        message: &Inbound,
+        mention: Option<(String, &str)>,
+    ) -> Result<(String, String), String> {
+        match mention {
+            Some((name, rest)) if name == OPERATOR => Ok((OPERATOR.to_string(), rest.to_string())),
+            Some((name, rest)) => match self.inner.store.agent(&name).await {
+                Ok(agent) => Ok((agent.name, rest.to_string())),
+                Err(_) => Ok((self.bound_agent(&message.chat).await?, message.text.clone())),
+            },
+            None => Ok((self.bound_agent(&message.chat).await?, message.text.clone())),
+        }
+    }
+
+    /// Queues a message from the daemon itself to `agent` in `chat`, as a turn like any other
+    /// (used to hand a background job's result back to the agent that started it).
+    pub async fn inject(&self, chat: ChatRef, agent: String, caller: Caller, text: String) {
+        let message = Inbound {
+            chat: chat.clone(),
+            sender_id: "system".into(),
+            sender_name: "operator daemon".into(),
+            text,
+        };
+        let job = Job {
+            message,
+            caller,
+            agent: Some(agent),
+        };
+        if self.enqueue(job).is_err() {
+            let reason =
+                "a background result could not be queued: this chat's queue is full".to_string();
+            self.inner
+                .hub
+                .deliver(&chat, Outbound::Notice(reason))
+                .await;
+        }
+    }
+
+    /// The hub the router delivers through.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
     }
 
     async fn bound_agent(&self, chat: &ChatRef) -> Result<String, String> {

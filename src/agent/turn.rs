@@ -210,12 +210,19 @@ impl Runner {
         let (name, persona, model, facts) = if conversation.agent == OPERATOR {
             specs = Ops::available_to(caller).collect();
             let instances = store.list_instances().await.map_err(|e| e.to_string())?;
+            let jobs = self
+                .inner
+                .ops
+                .jobs_summary()
+                .await
+                .map_err(|e| e.to_string())?;
+            let facts = format!("{}\n{jobs}", fleet_summary(&instances));
             let persona = OPERATOR_PERSONA.to_string();
             (
                 OPERATOR.to_string(),
                 persona,
                 limits.default_model.clone(),
-                fleet_summary(&instances),
+                facts,
             )
         } else {
             let agent = store

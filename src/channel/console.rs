@@ -186,6 +186,7 @@ impl Channel for Console {
                     return Ok(());
                 }
                 Outbound::Reply(text) | Outbound::Notice(text) => text,
+                Outbound::Status { text, .. } => format!("… {text}"),
                 Outbound::Failed(text) => format!("error: {text}"),
                 Outbound::Cancelled => "(stopped)".to_string(),
             };

@@ -43,6 +43,9 @@ pub enum Outbound {
     Cancelled,
     /// A command's answer; not part of a turn.
     Notice(String),
+    /// A status line for long work, identified by `key`: channels that can edit keep one
+    /// message per key and edit it in place; others show each new text.
+    Status { key: String, text: String },
 }
 
 impl Outbound {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum, VolumeCreateOptions};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
@@ -606,6 +606,42 @@ impl InstanceBackend for DockerBackend {
                 dropped,
                 timed_out,
             })
+        })
+    }
+
+    fn spawn<'a>(
+        &'a self,
+        name: &'a str,
+        command: String,
+    ) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let options = CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", &command]),
+                user: Some(INSTANCE_USER),
+                working_dir: Some("/workspace"),
+                ..Default::default()
+            };
+            let exec = match docker.create_exec(&container_name(name), options).await {
+                Ok(exec) => exec.id,
+                Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {
+                    return Err(InstanceError::Failed(format!(
+                        "instance {name} is not running"
+                    )));
+                }
+                Err(e) => return Err(self.fail(e, "starting the command").await),
+            };
+            let detached = StartExecOptions {
+                detach: true,
+                ..Default::default()
+            };
+            match docker.start_exec(&exec, Some(detached)).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.fail(e, "starting the command").await),
+            }
         })
     }
 

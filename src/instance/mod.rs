@@ -161,6 +161,13 @@ pub trait InstanceBackend: Send + Sync {
         name: &'a str,
         request: ExecRequest,
     ) -> BoxFuture<'a, Result<ExecOutput, InstanceError>>;
+    /// Starts a shell command detached: it runs on inside the container whatever happens to
+    /// the daemon. Its output and exit status are the command's own business (see `ops::jobs`).
+    fn spawn<'a>(
+        &'a self,
+        name: &'a str,
+        command: String,
+    ) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Names of the instances whose containers carry our label.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;
 }

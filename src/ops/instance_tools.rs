@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::instances::invalid;
-use super::{Access, OpError, OpSpec, Ops, Output};
+use super::{Access, Invocation, OpError, OpSpec, Ops, Output, jobs};
 use crate::instance::{ExecRequest, files};
 
 /// Longest a command may run.
@@ -43,8 +43,9 @@ pub const EXEC: OpSpec = OpSpec {
             "properties": {
                 "name": { "type": "string", "description": "the instance" },
                 "command": { "type": "string" },
-                "timeout_secs": { "type": "integer", "minimum": 1, "description": "default 60" },
-                "output_cap": { "type": "integer", "minimum": 1, "description": "bytes, default 16384" }
+                "timeout_secs": { "type": "integer", "minimum": 1, "description": "default 60; 3600 in the background" },
+                "output_cap": { "type": "integer", "minimum": 1, "description": "bytes, default 16384" },
+                "background": { "type": "boolean", "description": "for long work: start it and return at once; progress shows in the chat and the result comes back when it ends" }
             },
             "required": ["name", "command"]
         })
@@ -114,6 +115,8 @@ pub struct ExecArgs {
     pub(super) command: String,
     pub(super) timeout_secs: Option<u64>,
     pub(super) output_cap: Option<usize>,
+    #[serde(default)]
+    pub(super) background: bool,
 }
 
 #[derive(Deserialize)]
@@ -140,10 +143,14 @@ pub async fn logs(ops: &Ops, args: LogsArgs) -> Result<Output, OpError> {
     ))
 }
 
-pub async fn exec(ops: &Ops, args: ExecArgs) -> Result<Output, OpError> {
+pub async fn exec(ops: &Ops, inv: &Invocation, args: ExecArgs) -> Result<Output, OpError> {
     let record = ops.store().instance(args.name.trim()).await?;
     if args.command.trim().is_empty() {
         return Err(invalid(EXEC.name, "the command is empty"));
+    }
+    if args.background {
+        let timeout = args.timeout_secs.unwrap_or(jobs::DEFAULT_JOB_SECS);
+        return jobs::start(ops, inv, &record.name, &args.command, timeout).await;
     }
     let timeout = args.timeout_secs.unwrap_or(60).clamp(1, MAX_TIMEOUT_SECS);
     let mut request = ExecRequest::new(args.command);

@@ -9,6 +9,7 @@ mod agents;
 mod instance_admin;
 mod instance_tools;
 mod instances;
+mod jobs;
 mod system;
 mod workspace;
 
@@ -23,6 +24,7 @@ use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::store::{NewActivity, Store, StoreError};
 
 pub use instances::Reconciled;
+pub use jobs::JobEvents;
 
 /// Who may run an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +192,16 @@ impl Ops {
         &self.inner.instance_defaults
     }
 
+    /// Follows every running background job once (see `jobs.rs`).
+    pub async fn poll_jobs(&self, events: &dyn JobEvents) -> Result<(), OpError> {
+        jobs::poll(self, events).await
+    }
+
+    /// Running background jobs and the last failure, in a few lines.
+    pub async fn jobs_summary(&self) -> Result<String, OpError> {
+        jobs::summary(self).await
+    }
+
     /// Brings stored instance statuses in line with the engine (see [`Reconciled`]).
     pub async fn reconcile_instances(&self) -> Result<Reconciled, OpError> {
         instances::reconcile(self).await
@@ -301,7 +313,7 @@ impl Ops {
             "instance_update" => instance_admin::update(self, parse(spec, args)?).await,
             "instance_clone" => instance_admin::clone(self, parse(spec, args)?).await,
             "instance_logs" => instance_tools::logs(self, parse(spec, args)?).await,
-            "instance_exec" => instance_tools::exec(self, parse(spec, args)?).await,
+            "instance_exec" => instance_tools::exec(self, inv, parse(spec, args)?).await,
             "file_list" => instance_tools::file_list(self, parse(spec, args)?).await,
             "file_read" => instance_tools::file_read(self, parse(spec, args)?).await,
             "file_write" => instance_tools::file_write(self, parse(spec, args)?).await,

@@ -94,8 +94,9 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
     } else {
         info.channels.join(", ")
     };
+    let jobs = ops.jobs_summary().await?;
     let text = format!(
-        "operator {} up {}\nmodel: {llm}\nchannels: {channels}\nagents: {agents} · open conversations: {conversations} · messages: {messages}",
+        "operator {} up {}\nmodel: {llm}\nchannels: {channels}\nagents: {agents} · open conversations: {conversations} · messages: {messages}\n{jobs}",
         env!("CARGO_PKG_VERSION"),
         human_duration(uptime),
     );

@@ -21,7 +21,8 @@ pub const RUN: OpSpec = OpSpec {
             "type": "object",
             "properties": {
                 "command": { "type": "string" },
-                "timeout_secs": { "type": "integer", "minimum": 1, "description": "default 60" }
+                "timeout_secs": { "type": "integer", "minimum": 1, "description": "default 60; 3600 in the background" },
+                "background": { "type": "boolean", "description": "for long work: start it and return at once; you are told the result when it ends" }
             },
             "required": ["command"]
         })
@@ -66,6 +67,8 @@ pub const LIST: OpSpec = OpSpec {
 pub struct RunArgs {
     command: String,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    background: bool,
 }
 
 #[derive(Deserialize)]
@@ -100,8 +103,9 @@ pub async fn run(ops: &Ops, inv: &Invocation, args: RunArgs) -> Result<Output, O
         command: args.command,
         timeout_secs: args.timeout_secs,
         output_cap: None,
+        background: args.background,
     };
-    instance_tools::exec(ops, exec).await
+    instance_tools::exec(ops, inv, exec).await
 }
 
 pub async fn read(ops: &Ops, inv: &Invocation, args: PathArgs) -> Result<Output, OpError> {

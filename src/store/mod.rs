@@ -7,6 +7,7 @@ mod activity;
 mod agents;
 mod conversations;
 mod instances;
+mod jobs;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
 pub use agents::{Agent, AgentPatch};
 pub use conversations::{Conversation, NewMessage};
 pub use instances::{InstanceRecord, InstanceStatus};
+pub use jobs::{JobRecord, JobStatus, NewJob};
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -34,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "instances",
         include_str!("../../migrations/0002_instances.sql"),
     ),
+    (3, "jobs", include_str!("../../migrations/0003_jobs.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -196,5 +199,26 @@ pub(crate) fn not_found(what: impl Into<String>) -> impl FnOnce(StoreError) -> S
     move |e| match e {
         StoreError::NotFound(_) => StoreError::NotFound(what),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), MIGRATIONS.len(), "{files:?}");
+        for (i, (file, (version, _, _))) in files.iter().zip(MIGRATIONS).enumerate() {
+            assert_eq!(*version, i as i64 + 1);
+            assert!(file.starts_with(&format!("{version:04}_")), "{file}");
+        }
     }
 }
