@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::agent::{Outcome, Progress, Runner, Turn};
 use crate::channel::{Hub, Inbound, Outbound, console};
 use crate::domain::{Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
-use crate::ops::{Invocation, Ops, split_command};
+use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
 
 /// Messages one chat may have waiting before new ones are turned away.
@@ -227,11 +227,17 @@ impl Router {
         command: &str,
         rest: &str,
     ) -> Option<Outbound> {
+        let (hub, status_chat) = (self.inner.hub.clone(), chat.clone());
+        let sink = ProgressSink(Arc::new(move |key, text| {
+            let (hub, chat) = (hub.clone(), status_chat.clone());
+            tokio::spawn(async move { hub.deliver(&chat, Outbound::Status { key, text }).await });
+        }));
         let inv = Invocation {
             caller: caller.clone(),
             chat: Some(chat.clone()),
             conversation_id: None,
             via_agent: None,
+            progress: Some(sink),
         };
         match command {
             "start" => {
@@ -382,6 +388,7 @@ impl Router {
             let message = match p {
                 Progress::Thinking => Outbound::Typing,
                 Progress::Tool(name) => Outbound::Progress(format!("running {name}…")),
+                Progress::Status { key, text } => Outbound::Status { key, text },
             };
             let _ = progress_tx.send(message);
         };

@@ -1,5 +1,7 @@
 //! One turn of one conversation.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +12,7 @@ use super::context::{
 use super::llm::{ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
 use crate::domain::{Caller, OPERATOR, Role, ToolCall, now_millis};
-use crate::ops::{Invocation, OpSpec, Ops};
+use crate::ops::{Invocation, OpSpec, Ops, ProgressSink};
 use crate::store::{Conversation, InstanceRecord, NewActivity, NewMessage};
 
 /// A turn to run: the user's message is already stored in the conversation.
@@ -27,6 +29,9 @@ pub enum Progress {
     Thinking,
     /// A tool is running.
     Tool(String),
+    /// A long step inside a tool (an image pull): a status line, keyed so it can be updated
+    /// in place.
+    Status { key: String, text: String },
 }
 
 /// How a turn ended.
@@ -163,7 +168,7 @@ impl Runner {
                     return Outcome::Cancelled;
                 }
                 progress(Progress::Tool(call.name.clone()));
-                let (content, is_error) = self.call_tool(&turn, &profile, call).await;
+                let (content, is_error) = self.call_tool(&turn, &profile, call, progress).await;
                 let result = NewMessage {
                     content,
                     tool_call_id: Some(call.id.clone()),
@@ -366,7 +371,13 @@ impl Runner {
 
     /// Runs one tool call and returns its result text and whether it failed. Nothing the model
     /// sends can crash the turn: unknown tools and malformed arguments become error results.
-    async fn call_tool(&self, turn: &Turn, profile: &Profile, call: &ToolCall) -> (String, bool) {
+    async fn call_tool(
+        &self,
+        turn: &Turn,
+        profile: &Profile,
+        call: &ToolCall,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> (String, bool) {
         if !profile.tools.iter().any(|t| t.name == call.name) {
             let msg = format!("error: there is no tool called {:?}", call.name);
             self.note(
@@ -397,13 +408,31 @@ impl Runner {
                 }
             },
         };
+        // The operation reports long steps into a channel drained here, since the turn's
+        // progress callback is borrowed and cannot travel with the operation.
+        let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = ProgressSink(Arc::new(move |key, text| {
+            let _ = status_tx.send((key, text));
+        }));
         let invocation = Invocation {
             caller: turn.caller.clone(),
             chat: Some(turn.conversation.chat.clone()),
             conversation_id: Some(turn.conversation.id),
             via_agent: Some(profile.name.clone()),
+            progress: Some(sink),
         };
-        match self.inner.ops.invoke(&invocation, &call.name, args).await {
+        let invoke = self.inner.ops.invoke(&invocation, &call.name, args);
+        tokio::pin!(invoke);
+        let result = loop {
+            tokio::select! {
+                result = &mut invoke => break result,
+                Some((key, text)) = status_rx.recv() => progress(Progress::Status { key, text }),
+            }
+        };
+        while let Ok((key, text)) = status_rx.try_recv() {
+            progress(Progress::Status { key, text });
+        }
+        match result {
             Ok(out) => {
                 let body = json!({ "ok": true, "result": out.text, "data": out.data });
                 (body.to_string(), false)

@@ -325,7 +325,11 @@ pub(super) async fn provision(
 ) -> Result<(), InstanceError> {
     let backend = ops.instances();
     let image = record.image.clone();
-    let progress = move |line: String| tracing::info!(image = %image, "{line}");
+    let key = format!("pull:{image}");
+    let progress = move |line: String| {
+        tracing::info!(image = %image, "{line}");
+        super::report_progress(&key, line);
+    };
     backend.ensure_image(&record.image, &progress).await?;
     backend.create(&spec_of(record), copy_from).await
 }

@@ -59,6 +59,8 @@ pub struct Invocation {
     pub conversation_id: Option<i64>,
     /// The agent whose turn made the call (`operator` for the manager), for the activity feed.
     pub via_agent: Option<String>,
+    /// Where long steps (an image pull) report how far they are.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Invocation {
@@ -68,8 +70,31 @@ impl Invocation {
             chat: None,
             conversation_id: None,
             via_agent: None,
+            progress: None,
         }
     }
+}
+
+/// A callback for progress of long steps: `(key, text)`, where the key names the step so a
+/// channel can update one message in place.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn Fn(String, String) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
+tokio::task_local! {
+    /// The running invocation's progress sink, so deep steps can report without every
+    /// function in between passing it along.
+    static PROGRESS: ProgressSink;
+}
+
+/// Reports progress of the running operation, if its caller listens.
+pub(crate) fn report_progress(key: &str, text: String) {
+    let _ = PROGRESS.try_with(|sink| (sink.0)(key.to_string(), text));
 }
 
 /// What an operation returns: a few lines for people and structured data for machines.
@@ -264,7 +289,14 @@ impl Ops {
         let result = match Self::spec(name) {
             None => Err(OpError::Unknown(name.to_string())),
             Some(spec) if !allowed(spec, inv) => Err(OpError::Forbidden { op: spec.name }),
-            Some(spec) => self.dispatch(spec, inv, args.clone()).await,
+            Some(spec) => match inv.progress.clone() {
+                Some(sink) => {
+                    PROGRESS
+                        .scope(sink, self.dispatch(spec, inv, args.clone()))
+                        .await
+                }
+                None => self.dispatch(spec, inv, args.clone()).await,
+            },
         };
         let (summary, ok) = match &result {
             Ok(out) => (format!("{name}: {}", first_line(&out.text)), true),

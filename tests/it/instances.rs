@@ -788,3 +788,32 @@ async fn an_agent_is_told_when_its_background_work_ends() {
     );
     assert!(report.contains("Last output line: all-done"), "{report}");
 }
+
+/// An image pull shows its progress in the chat, and a failed pull names the image.
+#[tokio::test]
+async fn image_pulls_report_progress_to_the_chat() {
+    use crate::support::{FakeLlm, Vendor, World};
+
+    let name = unique("pull");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let args = json!({ "name": name, "image": "registry.invalid/nothing:1" }).to_string();
+    llm.reply_tool_calls(&[("c1", "instance_create", &args)]);
+    llm.reply_text("The image could not be pulled.");
+    let world = World::new(Some(&llm), "[docker]\nhost = \"\"\nnetwork = \"none\"\n");
+    let out = world
+        .chat(&["make an instance from registry.invalid/nothing:1"])
+        .await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("… pulling image registry.invalid/nothing:1"),
+        "{}",
+        out.stdout
+    );
+    let result = llm.completions()[1].body.to_string();
+    assert!(
+        result.contains("image registry.invalid/nothing:1 is not available"),
+        "{result}"
+    );
+}
