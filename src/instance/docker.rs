@@ -92,6 +92,24 @@ impl DockerBackend {
         }
     }
 
+    /// Maps the outcome of a start, stop or restart: 404 is a missing container, 304 (already
+    /// in that state) is success.
+    async fn lifecycle(
+        &self,
+        name: &str,
+        what: &str,
+        call: impl std::future::Future<Output = Result<(), DockerError>>,
+    ) -> Result<(), InstanceError> {
+        match call.await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.fail(e, what).await),
+        }
+    }
+
     async fn ensure_volume(&self, docker: &Docker, instance: &str) -> Result<bool, InstanceError> {
         let volume = volume_name(instance);
         match docker.inspect_volume(&volume).await {
@@ -411,18 +429,9 @@ impl InstanceBackend for DockerBackend {
     fn start<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
-            match docker
-                .start_container(&container_name(name), None::<StartContainerOptions>)
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
-                // 304: already running.
-                Err(DockerError::DockerResponseServerError {
-                    status_code: 304, ..
-                }) => Ok(()),
-                Err(e) => Err(self.fail(e, "starting the container").await),
-            }
+            let container = container_name(name);
+            let call = docker.start_container(&container, None::<StartContainerOptions>);
+            self.lifecycle(name, "starting the container", call).await
         })
     }
 
@@ -433,17 +442,9 @@ impl InstanceBackend for DockerBackend {
                 t: Some(STOP_GRACE),
                 ..Default::default()
             };
-            match docker
-                .stop_container(&container_name(name), Some(options))
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
-                Err(DockerError::DockerResponseServerError {
-                    status_code: 304, ..
-                }) => Ok(()),
-                Err(e) => Err(self.fail(e, "stopping the container").await),
-            }
+            let container = container_name(name);
+            let call = docker.stop_container(&container, Some(options));
+            self.lifecycle(name, "stopping the container", call).await
         })
     }
 
@@ -454,14 +455,9 @@ impl InstanceBackend for DockerBackend {
                 t: Some(STOP_GRACE),
                 ..Default::default()
             };
-            match docker
-                .restart_container(&container_name(name), Some(options))
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
-                Err(e) => Err(self.fail(e, "restarting the container").await),
-            }
+            let container = container_name(name);
+            let call = docker.restart_container(&container, Some(options));
+            self.lifecycle(name, "restarting the container", call).await
         })
     }
 
