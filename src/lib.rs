@@ -12,4 +12,5 @@ pub mod instance;
 pub mod logging;
 pub mod ops;
 pub mod router;
+pub mod secrets;
 pub mod store;
