@@ -237,6 +237,7 @@ async fn turn_overhead() -> (Duration, Duration) {
         },
         Arc::new(DockerBackend::new("")),
         instance_defaults,
+        Arc::new(operator::secrets::MasterKey::generate()),
     );
     let limits = Limits {
         default_model: settings.llm.model.clone(),

@@ -20,6 +20,7 @@ use crate::http::{self, HttpState};
 use crate::instance::{DockerBackend, InstanceDefaults};
 use crate::ops::{JobEvents, Ops, SystemInfo};
 use crate::router::Router;
+use crate::secrets::{KeySource, MasterKey, Redactor};
 use crate::store::{JobRecord, Store};
 
 /// How long running turns get to finish after a shutdown request before they are cancelled.
@@ -53,7 +54,8 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     };
     let instances = Arc::new(DockerBackend::new(&settings.docker.host));
     let defaults = InstanceDefaults::from_settings(&settings.docker);
-    let ops = Ops::new(store.clone(), info, instances, defaults);
+    let master_key = Arc::new(load_master_key(&settings.state_dir(), &store).await?);
+    let ops = Ops::new(store.clone(), info, instances, defaults, master_key);
     let limits = Limits {
         default_model: settings.llm.model.clone(),
         max_tokens: settings.llm.max_tokens,
@@ -70,6 +72,25 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         router,
         hub,
     })
+}
+
+/// Loads (or creates) the master key and registers every secret value with the redactor. A
+/// secret that does not open is reported by name and stays locked; the rest work.
+async fn load_master_key(state_dir: &std::path::Path, store: &Store) -> anyhow::Result<MasterKey> {
+    let (key, source) = MasterKey::load_or_create(state_dir)?;
+    if let KeySource::Created(path) = &source {
+        tracing::info!(
+            "created a new master key at {} (keep a copy: without it secrets are lost)",
+            path.display()
+        );
+    }
+    for secret in store.list_secrets().await? {
+        match key.open(&secret.name, &secret.sealed, &secret.key_id) {
+            Ok(value) => Redactor::global().set(&secret.name, &String::from_utf8_lossy(&value)),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    Ok(key)
 }
 
 /// Refuses what this build cannot do yet, loudly, instead of silently ignoring it.

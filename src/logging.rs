@@ -8,6 +8,32 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
+use crate::secrets::Redactor;
+
+/// Stderr with every secret value replaced. The formatter writes one event per call, so a
+/// value is never split across two writes.
+#[derive(Clone, Copy)]
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(Redactor::global().redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
 
 /// Installs the global subscriber. `quiet` lowers the default to warnings (for `operator chat`,
 /// whose terminal is the conversation).
@@ -25,7 +51,7 @@ pub fn init(settings: &LogSettings, quiet: bool) -> anyhow::Result<()> {
         LogFormat::Human => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(RedactedStderr)
                     .with_ansi(ansi),
             )
             .try_init()?,
@@ -33,7 +59,7 @@ pub fn init(settings: &LogSettings, quiet: bool) -> anyhow::Result<()> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr),
+                    .with_writer(RedactedStderr),
             )
             .try_init()?,
     }

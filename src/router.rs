@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent::{Outcome, Progress, Runner, Turn};
 use crate::channel::{Hub, Inbound, Outbound, console};
-use crate::domain::{Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
+use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
 use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
 
@@ -27,6 +27,8 @@ use crate::store::{NewActivity, NewMessage, Store};
 const QUEUE_DEPTH: usize = 16;
 /// A worker with nothing to do for this long ends; the next message starts a new one.
 const IDLE: Duration = Duration::from_secs(300);
+/// How long `/secret NAME` waits for the value as the next message.
+const SECRET_PROMPT_TTL: Duration = Duration::from_secs(300);
 /// Commands answered at once, ahead of the chat's queue.
 const IMMEDIATE: [&str; 4] = ["stop", "status", "help", "start"];
 
@@ -56,6 +58,8 @@ struct Inner {
     runner: Runner,
     hub: Hub,
     workers: Mutex<HashMap<ChatRef, Worker>>,
+    /// Chats whose next message is the value of this secret (`/secret NAME` without a value).
+    pending_secrets: Mutex<HashMap<ChatRef, (String, Instant)>>,
     tasks: TaskTracker,
 }
 
@@ -68,6 +72,7 @@ impl Router {
                 runner,
                 hub,
                 workers: Mutex::new(HashMap::new()),
+                pending_secrets: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
             }),
         }
@@ -122,6 +127,21 @@ impl Router {
             });
             return;
         };
+        // Secret values are taken here, before anything is stored, queued or shown to a model.
+        if let Some(("secret", rest)) = split_command(&message.text) {
+            let reply = self.secret_command(&message.chat, &caller, rest).await;
+            self.inner.hub.deliver(&message.chat, reply).await;
+            return;
+        }
+        if split_command(&message.text).is_none()
+            && let Some(name) = self.take_pending_secret(&message.chat)
+        {
+            let reply = self
+                .store_secret(&message.chat, &caller, &name, message.text.trim())
+                .await;
+            self.inner.hub.deliver(&message.chat, reply).await;
+            return;
+        }
         if let Some((command, rest)) = split_command(&message.text)
             && IMMEDIATE.contains(&command)
         {
@@ -353,6 +373,68 @@ impl Router {
                 .deliver(&chat, Outbound::Notice(reason))
                 .await;
         }
+    }
+
+    /// `/secret NAME VALUE` stores the value; `/secret NAME` asks for it as the next message.
+    async fn secret_command(&self, chat: &ChatRef, caller: &Caller, rest: &str) -> Outbound {
+        let rest = rest.trim();
+        let (name, value) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        if name.is_empty() {
+            return Outbound::Notice("Usage: /secret NAME VALUE, or /secret NAME and then the value as the next message.".into());
+        }
+        if caller.kind != CallerKind::Owner {
+            return Outbound::Notice("Only owners can store secrets.".into());
+        }
+        if value.trim().is_empty() {
+            let mut pending = self
+                .inner
+                .pending_secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.insert(chat.clone(), (name.to_string(), Instant::now()));
+            return Outbound::Notice(format!(
+                "Send the value of {name} as your next message. It is stored encrypted and never shown to a model."
+            ));
+        }
+        self.store_secret(chat, caller, name, value.trim()).await
+    }
+
+    /// The secret name this chat's next message is the value of, if it asked within five minutes.
+    fn take_pending_secret(&self, chat: &ChatRef) -> Option<String> {
+        let mut pending = self
+            .inner
+            .pending_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (name, asked) = pending.remove(chat)?;
+        (asked.elapsed() < SECRET_PROMPT_TTL).then_some(name)
+    }
+
+    /// Creates the secret, or rotates it when it exists, and confirms by name only.
+    async fn store_secret(
+        &self,
+        chat: &ChatRef,
+        caller: &Caller,
+        name: &str,
+        value: &str,
+    ) -> Outbound {
+        let inv = Invocation {
+            caller: caller.clone(),
+            chat: Some(chat.clone()),
+            conversation_id: None,
+            via_agent: None,
+            progress: None,
+        };
+        let exists = self.inner.store.secret(name).await.is_ok();
+        let (op, args) = if exists {
+            ("secret_rotate", json!({ "name": name, "value": value }))
+        } else {
+            ("secret_create", json!({ "name": name, "value": value }))
+        };
+        Outbound::Notice(match self.inner.ops.invoke(&inv, op, args).await {
+            Ok(out) => out.text,
+            Err(e) => e.to_string(),
+        })
     }
 
     /// The hub the router delivers through.

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{Channel, Health, Outbound};
 use crate::domain::ChatRef;
+use crate::secrets::Redactor;
 
 #[derive(Clone, Default)]
 pub struct Hub {
@@ -45,6 +46,7 @@ impl Hub {
             return;
         };
         let limit = channel.capabilities().max_message_chars;
+        let message = redacted(message);
         let parts: Vec<Outbound> = match &message {
             Outbound::Reply(text) => split_text(text, limit)
                 .into_iter()
@@ -65,6 +67,22 @@ impl Hub {
                 tracing::error!(%chat, "delivery failed: {e}");
             }
         }
+    }
+}
+
+/// The message with any secret value replaced: nothing leaves for a chat with one in it.
+fn redacted(message: Outbound) -> Outbound {
+    let clean = |s: String| Redactor::global().redact(&s).into_owned();
+    match message {
+        Outbound::Reply(t) => Outbound::Reply(clean(t)),
+        Outbound::Failed(t) => Outbound::Failed(clean(t)),
+        Outbound::Notice(t) => Outbound::Notice(clean(t)),
+        Outbound::Progress(t) => Outbound::Progress(clean(t)),
+        Outbound::Status { key, text } => Outbound::Status {
+            key,
+            text: clean(text),
+        },
+        other => other,
     }
 }
 

@@ -19,6 +19,11 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
         description: "Start a fresh conversation in this chat.",
     },
     SessionCommand {
+        name: "secret",
+        usage: "/secret <NAME> [value]",
+        description: "Store a secret (encrypted, never shown to a model); without a value, send it next.",
+    },
+    SessionCommand {
         name: "stop",
         usage: "/stop",
         description: "Cancel the work in progress in this chat.",

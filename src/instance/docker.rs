@@ -609,11 +609,16 @@ impl InstanceBackend for DockerBackend {
         &'a self,
         name: &'a str,
         command: String,
+        env: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<(), InstanceError>> {
         Box::pin(async move {
             let docker = self.client().await?;
+            // Secrets travel as the environment of this one exec, never in the container's
+            // configuration.
+            let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let options = CreateExecOptions {
                 cmd: Some(vec!["sh", "-c", &command]),
+                env: Some(env.iter().map(String::as_str).collect()),
                 user: Some(INSTANCE_USER),
                 working_dir: Some("/workspace"),
                 ..Default::default()

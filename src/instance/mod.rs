@@ -167,6 +167,7 @@ pub trait InstanceBackend: Send + Sync {
         &'a self,
         name: &'a str,
         command: String,
+        env: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Names of the instances whose containers carry our label.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;

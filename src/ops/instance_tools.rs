@@ -150,10 +150,11 @@ pub async fn exec(ops: &Ops, inv: &Invocation, args: ExecArgs) -> Result<Output,
     }
     if args.background {
         let timeout = args.timeout_secs.unwrap_or(jobs::DEFAULT_JOB_SECS);
-        return jobs::start(ops, inv, &record.name, &args.command, timeout).await;
+        return jobs::start(ops, inv, &record, &args.command, timeout).await;
     }
     let timeout = args.timeout_secs.unwrap_or(60).clamp(1, MAX_TIMEOUT_SECS);
     let mut request = ExecRequest::new(args.command);
+    request.env = ops.secret_env(&record).await?;
     request.timeout = Duration::from_secs(timeout);
     request.output_cap = args
         .output_cap

@@ -14,7 +14,7 @@ use super::{Invocation, OpError, Ops, Output};
 use crate::domain::{CallerKind, format_millis, now_millis};
 use crate::instance::files::shell_quote;
 use crate::instance::{ExecRequest, InstanceError};
-use crate::store::{JobRecord, JobStatus, NewJob};
+use crate::store::{InstanceRecord, JobRecord, JobStatus, NewJob};
 
 /// Longest a background job may run.
 pub const MAX_JOB_SECS: u64 = 24 * 3600;
@@ -33,11 +33,13 @@ pub trait JobEvents: Send + Sync {
 pub async fn start(
     ops: &Ops,
     inv: &Invocation,
-    instance: &str,
+    record: &InstanceRecord,
     command: &str,
     timeout_secs: u64,
 ) -> Result<Output, OpError> {
     let timeout = timeout_secs.clamp(1, MAX_JOB_SECS);
+    let instance = record.name.as_str();
+    let env = ops.secret_env(record).await?;
     let job = NewJob {
         instance: instance.to_string(),
         agent: inv
@@ -58,7 +60,7 @@ pub async fn start(
          timeout -s KILL {timeout} sh -c {} > .jobs/{id}.log 2>&1; echo $? > .jobs/{id}.exit",
         shell_quote(command)
     );
-    if let Err(e) = ops.instances().spawn(instance, script).await {
+    if let Err(e) = ops.instances().spawn(instance, script, env).await {
         let message = e.to_string();
         ops.store()
             .finish_job(id, JobStatus::Failed, None, &message)

@@ -10,6 +10,7 @@ mod instance_admin;
 mod instance_tools;
 mod instances;
 mod jobs;
+mod secrets;
 mod system;
 mod workspace;
 
@@ -21,7 +22,8 @@ use serde_json::{Value, json};
 
 use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
-use crate::store::{NewActivity, Store, StoreError};
+use crate::secrets::{MasterKey, Redactor};
+use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
 
 pub use instances::Reconciled;
 pub use jobs::JobEvents;
@@ -129,6 +131,23 @@ pub enum OpError {
     Failed(String),
 }
 
+impl OpError {
+    /// The same error with any secret value in its text replaced.
+    fn redacted(self, redactor: &Redactor) -> Self {
+        let clean = |s: String| redactor.redact(&s).into_owned();
+        match self {
+            OpError::InvalidArgs { op, message } => OpError::InvalidArgs {
+                op,
+                message: clean(message),
+            },
+            OpError::NotFound(m) => OpError::NotFound(clean(m)),
+            OpError::Conflict(m) => OpError::Conflict(clean(m)),
+            OpError::Failed(m) => OpError::Failed(clean(m)),
+            other => other,
+        }
+    }
+}
+
 impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -160,7 +179,13 @@ struct Inner {
     info: SystemInfo,
     instances: Arc<dyn InstanceBackend>,
     instance_defaults: InstanceDefaults,
+    master_key: Arc<MasterKey>,
 }
+
+/// Operations the model is never offered: they take secret values, which come from people.
+const NOT_FOR_MODELS: [&str; 2] = ["secret_create", "secret_rotate"];
+/// Arguments never written to the activity feed.
+const SENSITIVE_ARGS: [&str; 1] = ["value"];
 
 /// Every operation, in the order help lists them.
 pub static SPECS: &[OpSpec] = &[
@@ -186,6 +211,12 @@ pub static SPECS: &[OpSpec] = &[
     instance_tools::FILE_READ,
     instance_tools::FILE_WRITE,
     system::ACTIVITY,
+    secrets::LIST,
+    secrets::CREATE,
+    secrets::ROTATE,
+    secrets::GRANT,
+    secrets::REVOKE,
+    secrets::DELETE,
     workspace::RUN,
     workspace::READ,
     workspace::WRITE,
@@ -198,6 +229,7 @@ impl Ops {
         info: SystemInfo,
         instances: Arc<dyn InstanceBackend>,
         instance_defaults: InstanceDefaults,
+        master_key: Arc<MasterKey>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -205,8 +237,21 @@ impl Ops {
                 info,
                 instances,
                 instance_defaults,
+                master_key,
             }),
         }
+    }
+
+    pub fn master_key(&self) -> &MasterKey {
+        &self.inner.master_key
+    }
+
+    /// Environment variables (the secrets it receives) for one command in an instance.
+    pub async fn secret_env(
+        &self,
+        instance: &InstanceRecord,
+    ) -> Result<Vec<(String, String)>, OpError> {
+        secrets::env_for(self, instance).await
     }
 
     pub fn instances(&self) -> &Arc<dyn InstanceBackend> {
@@ -247,7 +292,9 @@ impl Ops {
     /// The operations this caller may run: what Operator is offered as tools.
     pub fn available_to(caller: &Caller) -> impl Iterator<Item = &'static OpSpec> + '_ {
         SPECS.iter().filter(move |s| {
-            s.access != Access::Workspace && allowed(s, &Invocation::new(caller.clone()))
+            s.access != Access::Workspace
+                && !NOT_FOR_MODELS.contains(&s.name)
+                && allowed(s, &Invocation::new(caller.clone()))
         })
     }
 
@@ -298,10 +345,28 @@ impl Ops {
                 None => self.dispatch(spec, inv, args.clone()).await,
             },
         };
+        // Nothing an operation returns carries a secret value out, whoever called it.
+        let redactor = Redactor::global();
+        let result = match result {
+            Ok(mut out) => {
+                out.text = redactor.redact(&out.text).into_owned();
+                redactor.redact_json(&mut out.data);
+                Ok(out)
+            }
+            Err(e) => Err(e.redacted(redactor)),
+        };
         let (summary, ok) = match &result {
             Ok(out) => (format!("{name}: {}", first_line(&out.text)), true),
             Err(e) => (format!("{name} failed: {e}"), false),
         };
+        let mut args = args;
+        if let Some(map) = args.as_object_mut() {
+            for key in SENSITIVE_ARGS {
+                if let Some(v) = map.get_mut(key) {
+                    *v = json!("[redacted]");
+                }
+            }
+        }
         let entry = NewActivity {
             kind: format!("op.{name}"),
             actor: inv.caller.label.clone(),
@@ -349,6 +414,12 @@ impl Ops {
             "file_list" => instance_tools::file_list(self, parse(spec, args)?).await,
             "file_read" => instance_tools::file_read(self, parse(spec, args)?).await,
             "file_write" => instance_tools::file_write(self, parse(spec, args)?).await,
+            "secret_list" => secrets::list(self).await,
+            "secret_create" => secrets::create(self, parse(spec, args)?).await,
+            "secret_rotate" => secrets::rotate(self, parse(spec, args)?).await,
+            "secret_grant" => secrets::grant(self, parse(spec, args)?).await,
+            "secret_revoke" => secrets::revoke(self, parse(spec, args)?).await,
+            "secret_delete" => secrets::delete(self, parse(spec, args)?).await,
             "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
             "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
             "write_file" => workspace::write(self, inv, parse(spec, args)?).await,
@@ -424,7 +495,23 @@ mod tests {
         let member = Caller::member("x");
         assert!(Ops::available_to(&member).all(|s| s.access == Access::Member));
         let owner = Ops::available_to(&Caller::owner("o")).count();
-        assert_eq!(owner + Ops::workspace_tools().count(), SPECS.len());
+        let hidden = NOT_FOR_MODELS.len();
+        assert_eq!(owner + Ops::workspace_tools().count() + hidden, SPECS.len());
+    }
+
+    #[test]
+    fn the_model_is_never_offered_an_operation_that_takes_a_secret_value() {
+        let owner = Caller::owner("o");
+        for spec in Ops::available_to(&owner).chain(Ops::workspace_tools()) {
+            let schema = (spec.schema)();
+            for key in SENSITIVE_ARGS {
+                assert!(
+                    schema["properties"].get(key).is_none(),
+                    "{} takes {key}",
+                    spec.name
+                );
+            }
+        }
     }
 
     #[test]

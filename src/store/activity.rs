@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Result, Store};
 use crate::domain::{Millis, now_millis};
+use crate::secrets::Redactor;
 
 /// One entry about to be written.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +106,8 @@ pub(super) fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Command> {
 }
 
 async fn write_batch(pool: &SqlitePool, batch: &[(NewActivity, Millis)]) -> Result<()> {
+    // Secret values never reach the feed on disk.
+    let redactor = Redactor::global();
     let mut tx = pool.begin().await?;
     for (entry, at) in batch {
         sqlx::query(
@@ -116,8 +119,13 @@ async fn write_batch(pool: &SqlitePool, batch: &[(NewActivity, Millis)]) -> Resu
         .bind(&entry.actor)
         .bind(&entry.agent)
         .bind(entry.conversation_id)
-        .bind(&entry.summary)
-        .bind(entry.detail.as_ref().map(|d| d.to_string()))
+        .bind(redactor.redact(&entry.summary).as_ref())
+        .bind(
+            entry
+                .detail
+                .as_ref()
+                .map(|d| redactor.redact(&d.to_string()).into_owned()),
+        )
         .execute(&mut *tx)
         .await?;
     }

@@ -5,6 +5,12 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Result, Store, StoreError, not_found};
 use crate::domain::{ChatRef, Millis, Role, StoredMessage, ToolCall, now_millis};
+use crate::secrets::Redactor;
+
+/// Secret values never reach the history on disk.
+fn redact(text: &str) -> String {
+    Redactor::global().redact(text).into_owned()
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
@@ -201,8 +207,8 @@ impl Store {
         )
         .bind(conversation_id)
         .bind(role.as_str())
-        .bind(&message.content)
-        .bind(tool_calls)
+        .bind(redact(&message.content))
+        .bind(tool_calls.as_deref().map(redact))
         .bind(&message.tool_call_id)
         .bind(&message.tool_name)
         .bind(i64::from(message.is_error))

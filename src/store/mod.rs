@@ -8,6 +8,7 @@ mod agents;
 mod conversations;
 mod instances;
 mod jobs;
+mod secrets;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use agents::{Agent, AgentPatch};
 pub use conversations::{Conversation, NewMessage};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
+pub use secrets::{GrantTarget, SecretRecord};
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -37,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0002_instances.sql"),
     ),
     (3, "jobs", include_str!("../../migrations/0003_jobs.sql")),
+    (
+        4,
+        "secrets",
+        include_str!("../../migrations/0004_secrets.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
