@@ -39,7 +39,7 @@ impl Redactor {
                 needles.push((form, replacement.clone()));
             }
         }
-        needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        needles.sort_by_key(|(needle, _)| std::cmp::Reverse(needle.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
     }
 
