@@ -1,57 +1,13 @@
 //! Instances against the real Docker engine, through the control surface.
 
 use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use operator::app::{self, Core};
-use operator::domain::Caller;
-use operator::ops::{Invocation, OpError, Output};
+use operator::app;
 use operator::store::ActivityFilter;
 
+use crate::fleet::Fleet;
 use crate::support::docker::{Cleanup, TEST_IMAGE, docker, ensure_test_image, unique};
-
-struct Fleet {
-    core: Core,
-    _state: tempfile::TempDir,
-}
-
-impl Fleet {
-    async fn new() -> Self {
-        Self::with_host("").await
-    }
-
-    async fn with_host(host: &str) -> Self {
-        ensure_test_image().await;
-        let state = tempfile::tempdir().unwrap();
-        let mut settings = operator::config::Settings::defaults();
-        settings.state.dir = Some(state.path().to_path_buf());
-        settings.docker.host = host.to_string();
-        settings.docker.image = TEST_IMAGE.to_string();
-        settings.docker.network = "none".into();
-        settings.docker.memory_mb = 256;
-        settings.docker.cpus = 0.5;
-        settings.docker.pids_limit = 64;
-        let core = app::build(&settings, Vec::new()).await.unwrap();
-        Self {
-            core,
-            _state: state,
-        }
-    }
-
-    async fn op(&self, name: &str, args: Value) -> Result<Output, OpError> {
-        self.core
-            .ops
-            .invoke(&Invocation::new(Caller::owner("test")), name, args)
-            .await
-    }
-
-    async fn ok(&self, name: &str, args: Value) -> Output {
-        match self.op(name, args.clone()).await {
-            Ok(out) => out,
-            Err(e) => panic!("{name}({args}) failed: {e}"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn lifecycle_exec_files_restart_delete() {
@@ -683,12 +639,12 @@ async fn background_jobs_report_progress_and_results_and_outlive_a_restart() {
     // A second daemon over the same state (a restart) follows the job to its end.
     let settings = {
         let mut s = operator::config::Settings::defaults();
-        s.state.dir = Some(fleet._state.path().to_path_buf());
+        s.state.dir = Some(fleet.state.path().to_path_buf());
         s
     };
     let restarted = Fleet {
         core: app::build(&settings, Vec::new()).await.unwrap(),
-        _state: tempfile::tempdir().unwrap(),
+        state: tempfile::tempdir().unwrap(),
     };
     poll_until_finished(&restarted, &events, 1).await;
     let report = events.finished.lock().unwrap()[0].clone();

@@ -6,5 +6,7 @@ mod support;
 mod chat;
 mod cli;
 mod daemon;
+mod fleet;
 mod instances;
+mod secrets;
 mod turns;
