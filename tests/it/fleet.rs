@@ -31,7 +31,7 @@ impl Fleet {
         settings.docker.cpus = 0.5;
         settings.docker.pids_limit = 64;
         let core = app::build(&settings, Vec::new()).await.unwrap();
-        Self { core, state: state }
+        Self { core, state }
     }
 
     pub async fn op(&self, name: &str, args: Value) -> Result<Output, OpError> {
