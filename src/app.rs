@@ -78,6 +78,11 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
 /// secret that does not open is reported by name and stays locked; the rest work.
 async fn load_master_key(state_dir: &std::path::Path, store: &Store) -> anyhow::Result<MasterKey> {
     let (key, source) = MasterKey::load_or_create(state_dir)?;
+    if state_dir.join(crate::keys::PENDING_KEY).exists() {
+        tracing::warn!(
+            "a master key rotation was cut short; run `operator secrets rotate-key` again to finish it"
+        );
+    }
     if let KeySource::Created(path) = &source {
         tracing::info!(
             "created a new master key at {} (keep a copy: without it secrets are lost)",

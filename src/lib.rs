@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod instance;
+pub mod keys;
 pub mod logging;
 pub mod ops;
 pub mod router;

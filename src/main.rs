@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use operator::{app, check, config, logging, store::Store};
+use operator::{app, check, config, keys, logging, store::Store};
 
 /// A daemon that turns Telegram and Discord into the control room for a fleet of AI agents.
 #[derive(Parser)]
@@ -30,6 +30,21 @@ enum Command {
     Check,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage secrets from the command line.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every secret under a new master key.
+    RotateKey {
+        /// Where to write the new key when the current one comes from a systemd credential.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +94,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let applied = store.migrate().await?;
                 store.close().await;
                 println!("applied {applied} migration(s); the database is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Secrets {
+                action: SecretsCommand::RotateKey { out },
+            } => {
+                let summary = keys::rotate(&loaded.settings.state_dir(), out.as_deref()).await?;
+                println!("{summary}");
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -340,3 +340,74 @@ fn base64_prefix(value: &str) -> String {
     let whole = value.len() / 3 * 3;
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(&value.as_bytes()[..whole])
 }
+
+#[tokio::test]
+async fn rotate_key_reseals_every_secret_under_a_new_key() {
+    use crate::support::process::{BIN, run_with_timeout};
+    use operator::secrets::MasterKey;
+
+    let fleet = Fleet::new().await;
+    let (a, b) = (canary(), canary());
+    fleet
+        .ok("secret_create", json!({ "name": "ALPHA", "value": a }))
+        .await;
+    fleet
+        .ok(
+            "secret_create",
+            json!({ "name": "BETA", "value": b, "global": true }),
+        )
+        .await;
+    let key_path = fleet.state.path().join("master.key");
+    let before = MasterKey::read(&key_path).unwrap();
+
+    let config = fleet.state.path().join("operator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = {:?}\n",
+            fleet.state.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["secrets", "rotate-key", "--config"])
+        .arg(&config);
+    let out = run_with_timeout(command, "").await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("re-sealed 2 secret(s)"),
+        "{}",
+        out.stdout
+    );
+
+    let after = MasterKey::read(&key_path).unwrap();
+    assert_ne!(before.fingerprint(), after.fingerprint());
+    assert!(!fleet.state.path().join("master.key.new").exists());
+    for (name, value) in [("ALPHA", &a), ("BETA", &b)] {
+        let record = fleet.core.store.secret(name).await.unwrap();
+        assert_eq!(record.key_id, after.fingerprint());
+        assert_eq!(
+            after.open(name, &record.sealed, &record.key_id).unwrap(),
+            value.as_bytes()
+        );
+        assert!(
+            before.open(name, &record.sealed, &record.key_id).is_err(),
+            "the old key no longer opens it"
+        );
+    }
+
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["secrets", "rotate-key", "--out", "/tmp/x.key", "--config"])
+        .arg(&config);
+    let refused = run_with_timeout(command, "").await;
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("--out is only for a key held in a systemd credential"),
+        "{}",
+        refused.stderr
+    );
+}
