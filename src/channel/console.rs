@@ -93,6 +93,7 @@ impl Console {
         // handled is kept rather than lost between loop iterations.
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut awaiting_value = false;
         if self.interactive {
             eprintln!(
                 "Operator {} — type /help for commands, Ctrl-D to quit.",
@@ -123,7 +124,15 @@ impl Console {
             if matches!(text.as_str(), "/quit" | "/exit") {
                 break;
             }
-            if !text.starts_with('/') {
+            // A line after `/secret NAME` is the secret's value, answered by a notice, not a
+            // turn; every other plain line starts a turn.
+            let is_value = std::mem::take(&mut awaiting_value);
+            if text.starts_with('/') {
+                awaiting_value =
+                    crate::domain::split_command(&text).is_some_and(|(command, rest)| {
+                        command == "secret" && rest.split_whitespace().count() == 1
+                    });
+            } else if !is_value {
                 self.pending.fetch_add(1, Ordering::SeqCst);
             }
             if inbound.send(self.inbound(text)).await.is_err() {

@@ -29,3 +29,14 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
         description: "Cancel the work in progress in this chat.",
     },
 ];
+
+/// Splits `/cmd@botname rest` into `cmd` and `rest`; `None` when the text is not a command.
+pub fn split_command(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim_start().strip_prefix('/')?;
+    let (head, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let command = head.split('@').next().unwrap_or(head);
+    if command.is_empty() {
+        return None;
+    }
+    Some((command, rest))
+}

@@ -7,7 +7,7 @@ mod message;
 mod name;
 
 pub use chat::{Caller, CallerKind, ChatRef};
-pub use commands::{SESSION_COMMANDS, SessionCommand};
+pub use commands::{SESSION_COMMANDS, SessionCommand, split_command};
 pub use message::{Role, StoredMessage, ToolCall};
 pub use name::{AgentName, NameError, OPERATOR, split_mention};
 

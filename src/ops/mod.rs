@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub use crate::domain::split_command;
 use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
@@ -435,17 +436,6 @@ fn allowed(spec: &OpSpec, inv: &Invocation) -> bool {
         Access::Owner => inv.caller.kind == CallerKind::Owner,
         Access::Workspace => inv.via_agent.as_deref().is_some_and(|a| a != OPERATOR),
     }
-}
-
-/// Splits `/cmd@botname rest` into `cmd` and `rest`.
-pub fn split_command(text: &str) -> Option<(&str, &str)> {
-    let text = text.trim_start().strip_prefix('/')?;
-    let (head, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-    let command = head.split('@').next().unwrap_or(head);
-    if command.is_empty() {
-        return None;
-    }
-    Some((command, rest))
 }
 
 fn parse<T: DeserializeOwned>(spec: &'static OpSpec, args: Value) -> Result<T, OpError> {

@@ -345,3 +345,34 @@ async fn ctrl_c_cancels_the_turn_not_the_process() {
     assert!(out.stdout.contains("(stopped)"), "{}", out.stdout);
     assert!(out.stdout.contains("still here"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn a_secret_value_sent_as_the_next_message_is_stored_not_chatted() {
+    let world = World::new(None, "");
+    let out = world
+        .chat(&[
+            "/secret API_TOKEN",
+            "tok-1234567890abcdef",
+            "/secret bad-name x",
+        ])
+        .await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("Send the value of API_TOKEN as your next message"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Stored secret API_TOKEN (encrypted)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("no LLM is configured"),
+        "the value never became a turn: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("not a valid name"), "{}", out.stdout);
+    assert!(!out.stdout.contains("tok-1234567890abcdef"));
+}
