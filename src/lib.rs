@@ -13,5 +13,6 @@ pub mod keys;
 pub mod logging;
 pub mod ops;
 pub mod router;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;

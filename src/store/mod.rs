@@ -5,6 +5,7 @@
 
 mod activity;
 mod agents;
+mod automations;
 mod conversations;
 mod instances;
 mod jobs;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
 pub use agents::{Agent, AgentPatch};
+pub use automations::{AutomationRecord, AutomationSpec, RunRecord, WebhookRecord};
 pub use conversations::{Conversation, NewMessage};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
@@ -43,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "secrets",
         include_str!("../../migrations/0004_secrets.sql"),
+    ),
+    (
+        5,
+        "automations",
+        include_str!("../../migrations/0005_automations.sql"),
     ),
 ];
 
