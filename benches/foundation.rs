@@ -238,6 +238,7 @@ async fn turn_overhead() -> (Duration, Duration) {
         Arc::new(DockerBackend::new("")),
         instance_defaults,
         Arc::new(operator::secrets::MasterKey::generate()),
+        Arc::new(tokio::sync::Notify::new()),
     );
     let limits = Limits {
         default_model: settings.llm.model.clone(),

@@ -8,20 +8,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::llm::BoxFuture;
 use crate::agent::{Limits, Runner, llm};
 use crate::channel::console::Console;
 use crate::channel::{Channel, Hub, Outbound};
-use crate::config::Settings;
-use crate::domain::{Caller, CallerKind};
-use crate::http::{self, HttpState};
+use crate::config::{MissedRuns, Settings};
+use crate::domain::{Caller, CallerKind, ChatRef};
+use crate::http::{self, HttpState, WebhookSink};
 use crate::instance::{DockerBackend, InstanceDefaults};
 use crate::ops::{JobEvents, Ops, SystemInfo};
 use crate::router::Router;
+use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
 use crate::secrets::{KeySource, MasterKey, Redactor};
-use crate::store::{JobRecord, Store};
+use crate::store::{AutomationRecord, JobRecord, Store, WebhookRecord};
 
 /// How long running turns get to finish after a shutdown request before they are cancelled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -40,6 +42,7 @@ pub struct Core {
     pub runner: Runner,
     pub router: Router,
     pub hub: Hub,
+    pub scheduler: Arc<Scheduler>,
 }
 
 /// Opens and migrates the store and wires the core. `channels` names the channels this process
@@ -55,7 +58,15 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let instances = Arc::new(DockerBackend::new(&settings.docker.host));
     let defaults = InstanceDefaults::from_settings(&settings.docker);
     let master_key = Arc::new(load_master_key(&settings.state_dir(), &store).await?);
-    let ops = Ops::new(store.clone(), info, instances, defaults, master_key);
+    let scheduler_wake = Arc::new(Notify::new());
+    let ops = Ops::new(
+        store.clone(),
+        info,
+        instances,
+        defaults,
+        master_key,
+        scheduler_wake.clone(),
+    );
     let limits = Limits {
         default_model: settings.llm.model.clone(),
         max_tokens: settings.llm.max_tokens,
@@ -65,13 +76,85 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
     let hub = Hub::default();
     let router = Router::new(store.clone(), ops.clone(), runner.clone(), hub.clone());
+    let missed = match settings.scheduler.missed {
+        MissedRuns::RunOnce => MissedPolicy::RunOnce,
+        MissedRuns::Skip => MissedPolicy::Skip,
+    };
+    let sink = Arc::new(AutomationSink {
+        router: router.clone(),
+    });
+    let scheduler = Arc::new(Scheduler::new(store.clone(), sink, missed, scheduler_wake));
     Ok(Core {
         store,
         ops,
         runner,
         router,
         hub,
+        scheduler,
     })
+}
+
+/// Runs an automation's prompt as a turn of its agent in its chat (a chat of its own when it
+/// was created outside one), and reports how the turn ended.
+struct AutomationSink {
+    router: Router,
+}
+
+impl RunSink for AutomationSink {
+    fn run(&self, automation: AutomationRecord, run_id: i64) -> BoxFuture<'static, (bool, String)> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            let chat = automation
+                .chat
+                .clone()
+                .unwrap_or_else(|| ChatRef::new("automation", &automation.name));
+            let caller = Caller::owner(format!("automation:{}", automation.name));
+            let text = format!(
+                "[automation {} — scheduled run {run_id}; report the result in a few lines]\n{}",
+                automation.name, automation.prompt
+            );
+            match router
+                .inject(chat, automation.agent.clone(), caller, text)
+                .await
+            {
+                Some(done) => done
+                    .await
+                    .unwrap_or((false, "the run was dropped before it ended".into())),
+                None => (false, "the chat's queue was full".into()),
+            }
+        })
+    }
+}
+
+/// Runs a webhook's filled prompt as a turn of its agent in its chat; does not wait for it.
+struct WebhookRunner {
+    router: Router,
+}
+
+impl WebhookSink for WebhookRunner {
+    fn trigger(&self, hook: WebhookRecord, prompt: String) {
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let chat = hook
+                .chat
+                .clone()
+                .unwrap_or_else(|| ChatRef::new("webhook", &hook.name));
+            let caller = Caller::owner(format!("webhook:{}", hook.name));
+            let _ = router
+                .inject(chat, hook.agent.clone(), caller, prompt)
+                .await;
+        });
+    }
+}
+
+/// The admin listener's state for a core.
+pub fn http_state(core: &Core) -> HttpState {
+    HttpState {
+        store: core.store.clone(),
+        webhooks: Arc::new(WebhookRunner {
+            router: core.router.clone(),
+        }),
+    }
 }
 
 /// Loads (or creates) the master key and registers every secret value with the redactor. A
@@ -133,9 +216,7 @@ pub async fn run(
     let core = build(&settings, Vec::new()).await?;
     let stop = CancellationToken::new();
 
-    let app = http::router(HttpState {
-        store: core.store.clone(),
-    });
+    let app = http::router(http_state(&core));
     let http_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -148,6 +229,7 @@ pub async fn run(
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
+    let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
     tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
 
     shutdown.await;
@@ -156,6 +238,8 @@ pub async fn run(
     stop.cancel();
     let _ = reconciling.await;
     let _ = watching.await;
+    // Automation runs in flight finish like any turn, within the same deadline.
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, scheduling).await;
     if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
@@ -272,10 +356,12 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
     let stop = CancellationToken::new();
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
+    let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
     let result = console.run(inbound_tx, stop.clone()).await;
     // The console dropped its sender: the router finishes queued turns, then returns.
     stop.cancel();
     let _ = watching.await;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, scheduling).await;
     serving.await.context("the router task failed")?;
     core.store.close().await;
     result

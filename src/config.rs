@@ -68,6 +68,7 @@ pub struct Settings {
     pub docker: DockerSettings,
     pub admin: AdminSettings,
     pub operator: OperatorSettings,
+    pub scheduler: SchedulerSettings,
     pub log: LogSettings,
 }
 
@@ -158,6 +159,20 @@ pub struct AdminSettings {
 pub struct OperatorSettings {
     pub max_steps: u32,
     pub context_tokens: u32,
+}
+
+/// What happens to automation runs that fell due while the daemon was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedRuns {
+    RunOnce,
+    Skip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    pub missed: MissedRuns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,7 +37,12 @@ struct Job {
     caller: Caller,
     /// Set for messages the daemon itself sends to an agent (a background job's result).
     agent: Option<String>,
+    /// Told how the turn ended (automations record it in their history).
+    done: Option<oneshot::Sender<TurnResult>>,
 }
+
+/// How a turn ended, for whoever started it: success and a one-line summary.
+pub type TurnResult = (bool, String);
 
 type RunningSlot = Arc<Mutex<Option<CancellationToken>>>;
 
@@ -156,6 +161,7 @@ impl Router {
             message,
             caller,
             agent: None,
+            done: None,
         };
         if self.enqueue(job).is_err() {
             let reason = format!(
@@ -229,13 +235,22 @@ impl Router {
             }
             let token = CancellationToken::new();
             *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+            let mut job = job;
+            let done = job.done.take();
             let outcome = self.turn(job, token).await;
             *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            if let Err(reason) = outcome {
-                self.inner
-                    .hub
-                    .deliver(&chat, Outbound::Failed(reason))
-                    .await;
+            let result = match outcome {
+                Ok(result) => result,
+                Err(reason) => {
+                    self.inner
+                        .hub
+                        .deliver(&chat, Outbound::Failed(reason.clone()))
+                        .await;
+                    (false, reason)
+                }
+            };
+            if let Some(done) = done {
+                let _ = done.send(result);
             }
         }
     }
@@ -302,7 +317,7 @@ impl Router {
     }
 
     /// Picks the agent, stores the message, and runs the turn. An error is for the user.
-    async fn turn(&self, job: Job, cancel: CancellationToken) -> Result<(), String> {
+    async fn turn(&self, job: Job, cancel: CancellationToken) -> Result<TurnResult, String> {
         let store = &self.inner.store;
         let message = &job.message;
         let (agent, text) = match (&job.agent, split_mention(&message.text)) {
@@ -330,8 +345,7 @@ impl Router {
             caller: job.caller,
             cancel,
         };
-        self.run_turn(turn).await;
-        Ok(())
+        Ok(self.run_turn(turn).await)
     }
 
     /// The agent a message is for: a leading `@mention` of a known agent, else the chat's binding,
@@ -353,26 +367,37 @@ impl Router {
 
     /// Queues a message from the daemon itself to `agent` in `chat`, as a turn like any other
     /// (used to hand a background job's result back to the agent that started it).
-    pub async fn inject(&self, chat: ChatRef, agent: String, caller: Caller, text: String) {
+    /// Returns a receiver told how the turn ended, or `None` when the chat's queue is full.
+    pub async fn inject(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> Option<oneshot::Receiver<TurnResult>> {
         let message = Inbound {
             chat: chat.clone(),
             sender_id: "system".into(),
-            sender_name: "operator daemon".into(),
+            sender_name: caller.label.clone(),
             text,
         };
+        let (done, result) = oneshot::channel();
         let job = Job {
             message,
             caller,
             agent: Some(agent),
+            done: Some(done),
         };
         if self.enqueue(job).is_err() {
             let reason =
-                "a background result could not be queued: this chat's queue is full".to_string();
+                "work from the daemon could not be queued: this chat's queue is full".to_string();
             self.inner
                 .hub
                 .deliver(&chat, Outbound::Notice(reason))
                 .await;
+            return None;
         }
+        Some(result)
     }
 
     /// `/secret NAME VALUE` stores the value; `/secret NAME` asks for it as the next message.
@@ -452,7 +477,7 @@ impl Router {
         Ok(bound.unwrap_or_else(|| OPERATOR.to_string()))
     }
 
-    async fn run_turn(&self, turn: Turn) {
+    async fn run_turn(&self, turn: Turn) -> TurnResult {
         let chat = turn.conversation.chat.clone();
         let hub = self.inner.hub.clone();
         // Progress goes through its own ordered queue so it never overtakes the reply.
@@ -478,6 +503,19 @@ impl Router {
         let agent = turn.conversation.agent.clone();
         let caller = turn.caller.label.clone();
         let outcome = self.inner.runner.run_turn(turn, &progress).await;
+        let result = match &outcome {
+            Outcome::Reply(text) => (
+                true,
+                text.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect(),
+            ),
+            Outcome::Failed(reason) => (false, reason.clone()),
+            Outcome::Cancelled => (false, "cancelled".to_string()),
+        };
         let message = match outcome {
             Outcome::Reply(text) => Outbound::Reply(text),
             Outcome::Failed(reason) => {
@@ -507,6 +545,7 @@ impl Router {
         drop(out_tx);
         drop(progress);
         let _ = delivery.await;
+        result
     }
 
     fn record(&self, entry: NewActivity) {

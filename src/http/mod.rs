@@ -10,15 +10,28 @@ use axum::routing::get;
 
 use crate::store::Store;
 
+mod hooks;
+
+use std::sync::Arc;
+
+use crate::store::WebhookRecord;
+
+/// Where a webhook call goes: the app runs the filled prompt as a turn.
+pub trait WebhookSink: Send + Sync {
+    fn trigger(&self, hook: WebhookRecord, prompt: String);
+}
+
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
+    pub webhooks: Arc<dyn WebhookSink>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(hooks::router())
         .with_state(state)
 }
 

@@ -6,12 +6,14 @@
 //! of them: no channel, no HTTP, no agent loop.
 
 mod agents;
+mod automations;
 mod instance_admin;
 mod instance_tools;
 mod instances;
 mod jobs;
 mod secrets;
 mod system;
+pub mod webhooks;
 mod workspace;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
+use tokio::sync::Notify;
 
 pub use instances::Reconciled;
 pub use jobs::JobEvents;
@@ -181,6 +184,8 @@ struct Inner {
     instances: Arc<dyn InstanceBackend>,
     instance_defaults: InstanceDefaults,
     master_key: Arc<MasterKey>,
+    /// Nudges the scheduler when automations change.
+    scheduler_wake: Arc<Notify>,
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.
@@ -218,6 +223,20 @@ pub static SPECS: &[OpSpec] = &[
     secrets::GRANT,
     secrets::REVOKE,
     secrets::DELETE,
+    automations::LIST,
+    automations::CREATE,
+    automations::UPDATE,
+    automations::ENABLE,
+    automations::DISABLE,
+    automations::DELETE,
+    automations::RUN,
+    automations::HISTORY,
+    webhooks::LIST,
+    webhooks::CREATE,
+    webhooks::ENABLE,
+    webhooks::DISABLE,
+    webhooks::ROTATE,
+    webhooks::DELETE,
     workspace::RUN,
     workspace::READ,
     workspace::WRITE,
@@ -231,6 +250,7 @@ impl Ops {
         instances: Arc<dyn InstanceBackend>,
         instance_defaults: InstanceDefaults,
         master_key: Arc<MasterKey>,
+        scheduler_wake: Arc<Notify>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -239,8 +259,14 @@ impl Ops {
                 instances,
                 instance_defaults,
                 master_key,
+                scheduler_wake,
             }),
         }
+    }
+
+    /// Tells the scheduler that automations changed, so it looks again at once.
+    pub fn wake_scheduler(&self) {
+        self.inner.scheduler_wake.notify_one();
     }
 
     pub fn master_key(&self) -> &MasterKey {
@@ -421,6 +447,20 @@ impl Ops {
             "secret_grant" => secrets::grant(self, parse(spec, args)?).await,
             "secret_revoke" => secrets::revoke(self, parse(spec, args)?).await,
             "secret_delete" => secrets::delete(self, parse(spec, args)?).await,
+            "automation_list" => automations::list(self).await,
+            "automation_create" => automations::create(self, inv, parse(spec, args)?).await,
+            "automation_update" => automations::update(self, parse(spec, args)?).await,
+            "automation_enable" => automations::set_enabled(self, parse(spec, args)?, true).await,
+            "automation_disable" => automations::set_enabled(self, parse(spec, args)?, false).await,
+            "automation_delete" => automations::delete(self, parse(spec, args)?).await,
+            "automation_run" => automations::run_now(self, parse(spec, args)?).await,
+            "automation_history" => automations::history(self, parse(spec, args)?).await,
+            "webhook_list" => webhooks::list(self).await,
+            "webhook_create" => webhooks::create(self, inv, parse(spec, args)?).await,
+            "webhook_enable" => webhooks::set_enabled(self, parse(spec, args)?, true).await,
+            "webhook_disable" => webhooks::set_enabled(self, parse(spec, args)?, false).await,
+            "webhook_rotate" => webhooks::rotate(self, parse(spec, args)?).await,
+            "webhook_delete" => webhooks::delete(self, parse(spec, args)?).await,
             "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
             "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
             "write_file" => workspace::write(self, inv, parse(spec, args)?).await,
