@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::instances::invalid;
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
-use crate::domain::{OPERATOR, format_millis, now_millis};
+use crate::domain::{ChatRef, OPERATOR, format_millis, now_millis};
 use crate::scheduler::{Schedule, describe};
 use crate::store::{AutomationRecord, AutomationSpec};
 
@@ -30,7 +30,8 @@ pub const CREATE: OpSpec = OpSpec {
                 "prompt": { "type": "string", "description": "what to do at each run" },
                 "cron": { "type": "string", "description": "e.g. \"0 9 * * 1-5\" for weekdays at 09:00" },
                 "timezone": { "type": "string", "description": "IANA name, e.g. Europe/Berlin; default UTC" },
-                "agent": { "type": "string", "description": "who runs it; default operator" }
+                "agent": { "type": "string", "description": "who runs it; default operator" },
+                "deliver_to": { "type": "string", "description": "another bound chat, as channel/chat_id[/thread]; default this chat" }
             },
             "required": ["name", "prompt", "cron"]
         })
@@ -126,6 +127,7 @@ pub struct CreateArgs {
     cron: String,
     timezone: Option<String>,
     agent: Option<String>,
+    deliver_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -221,7 +223,10 @@ pub async fn create(ops: &Ops, inv: &Invocation, args: CreateArgs) -> Result<Out
         timezone,
         enabled: true,
         agent: check_agent(ops, args.agent).await?,
-        chat: inv.chat.clone(),
+        chat: match args.deliver_to {
+            Some(target) => Some(bound_chat(ops, &target).await?),
+            None => inv.chat.clone(),
+        },
         created_by: inv.caller.label.clone(),
         next_run_at: schedule.next_after(now_millis()),
     };
@@ -229,6 +234,30 @@ pub async fn create(ops: &Ops, inv: &Invocation, args: CreateArgs) -> Result<Out
     ops.wake_scheduler();
     let (text, data) = summary(&record);
     Ok(Output::new(format!("Scheduled {text}"), data))
+}
+
+/// A chat named as `channel/chat_id[/thread]` that is bound to an agent (so it is one the daemon
+/// knows and serves).
+async fn bound_chat(ops: &Ops, target: &str) -> Result<ChatRef, OpError> {
+    let mut parts = target.trim().splitn(3, '/');
+    let (Some(channel), Some(chat_id)) = (parts.next(), parts.next()) else {
+        return Err(invalid(
+            CREATE.name,
+            "deliver_to is channel/chat_id, optionally /thread",
+        ));
+    };
+    let chat = ChatRef {
+        channel: channel.to_string(),
+        chat_id: chat_id.to_string(),
+        thread_id: parts.next().unwrap_or_default().to_string(),
+    };
+    match ops.store().binding(&chat).await? {
+        Some(_) => Ok(chat),
+        None => Err(invalid(
+            CREATE.name,
+            format!("{target} is not a bound chat; bind it with /use there first"),
+        )),
+    }
 }
 
 fn spec_of(a: &AutomationRecord) -> AutomationSpec {
