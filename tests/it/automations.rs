@@ -480,3 +480,86 @@ async fn an_automation_created_in_chat_runs_and_reports_there() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn automations_deliver_to_this_chat_or_a_bound_one_and_reject_bad_schedules() {
+    use operator::domain::{Caller, ChatRef};
+    use operator::ops::Invocation;
+    use serde_json::json;
+
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = operator::config::Settings::defaults();
+    settings.state.dir = Some(state.path().to_path_buf());
+    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
+    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let mut inv = Invocation::new(Caller::owner("test"));
+    inv.chat = Some(ChatRef::new("console", "local"));
+    let create = |args: serde_json::Value| core.ops.invoke(&inv, "automation_create", args);
+
+    let unbound = create(
+        json!({ "name": "a", "prompt": "p", "cron": "@daily", "deliver_to": "console/elsewhere" }),
+    )
+    .await;
+    assert!(
+        unbound
+            .unwrap_err()
+            .to_string()
+            .contains("not a bound chat")
+    );
+    core.store
+        .bind(&ChatRef::new("console", "team"), "operator")
+        .await
+        .unwrap();
+    let bound = create(
+        json!({ "name": "b", "prompt": "p", "cron": "@daily", "deliver_to": "console/team" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bound.data["chat"], "console/team");
+    let here = create(json!({ "name": "c", "prompt": "p", "cron": "*/5 * * * *" }))
+        .await
+        .unwrap();
+    assert_eq!(here.data["chat"], "console/local");
+    assert_eq!(here.data["schedule"], "every 5 minutes");
+    assert_eq!(here.data["next_runs"].as_array().unwrap().len(), 3);
+
+    let zone =
+        create(json!({ "name": "d", "prompt": "p", "cron": "@daily", "timezone": "Mars/Base" }))
+            .await;
+    assert!(
+        zone.unwrap_err()
+            .to_string()
+            .contains("not an IANA time zone")
+    );
+    let cron = create(json!({ "name": "e", "prompt": "p", "cron": "every morning" })).await;
+    assert!(
+        cron.unwrap_err()
+            .to_string()
+            .contains("not a cron expression")
+    );
+
+    let off = core
+        .ops
+        .invoke(&inv, "automation_disable", json!({ "name": "c" }))
+        .await
+        .unwrap();
+    assert!(off.text.contains("(off)"), "{}", off.text);
+    assert!(
+        core.store
+            .automation("c")
+            .await
+            .unwrap()
+            .next_run_at
+            .is_none()
+    );
+    let listed = core
+        .ops
+        .invoke(&inv, "automation_list", json!({}))
+        .await
+        .unwrap();
+    assert!(
+        listed.text.starts_with("2 automation(s)"),
+        "{}",
+        listed.text
+    );
+}
