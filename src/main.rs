@@ -73,7 +73,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on [admin] listen = {listen}"))?;
-                app::run(loaded.settings, listener, shutdown_signal()).await?;
+                let shutdown = shutdown_signal()?;
+                app::run(loaded.settings, listener, shutdown).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Chat => {
@@ -107,27 +108,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Completes on the first SIGTERM or Ctrl-C; a second signal exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Completes on the first SIGTERM or SIGINT; a second signal exits at once. The handlers are
+/// installed when this is called, not when the future is first polled, so a signal that arrives
+/// just after the daemon reports ready is not lost (nor fatal).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            eprintln!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    })
 }

@@ -9,5 +9,6 @@ mod cli;
 mod daemon;
 mod fleet;
 mod instances;
+mod jobs;
 mod secrets;
 mod turns;

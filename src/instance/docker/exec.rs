@@ -1,0 +1,148 @@
+//! Commands in a container: attached execs with an in-container timeout and an output cap, and
+//! detached ones for background jobs. Secrets arrive as the environment of the one exec.
+
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{DockerBackend, is_not_found};
+use crate::instance::{ExecOutput, ExecRequest, INSTANCE_USER, InstanceError, container_name};
+
+impl DockerBackend {
+    /// Runs a command to its end (or its timeout), collecting output up to the cap.
+    pub(super) async fn run_exec(
+        &self,
+        name: &str,
+        request: ExecRequest,
+    ) -> Result<ExecOutput, InstanceError> {
+        let docker = self.client().await?;
+        let secs = request.timeout.as_secs().max(1).to_string();
+        // `timeout` (coreutils or busybox) kills the command inside the container; the
+        // engine has no call to kill an exec.
+        let cmd = vec!["timeout", "-s", "KILL", &secs, "sh", "-c", &request.command];
+        let env: Vec<String> = request
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let options = CreateExecOptions {
+            attach_stdin: Some(request.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            env: Some(env.iter().map(String::as_str).collect()),
+            cmd: Some(cmd),
+            user: Some(INSTANCE_USER),
+            working_dir: Some("/workspace"),
+            ..Default::default()
+        };
+        let exec = match docker.create_exec(&container_name(name), options).await {
+            Ok(exec) => exec.id,
+            Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                return Err(InstanceError::Failed(format!(
+                    "instance {name} is not running"
+                )));
+            }
+            Err(e) => return Err(self.fail(e, "starting the command").await),
+        };
+        let started = Instant::now();
+        let (mut output, mut input) = match docker.start_exec(&exec, None).await {
+            Ok(StartExecResults::Attached { output, input }) => (output, input),
+            Ok(StartExecResults::Detached) => {
+                return Err(InstanceError::Failed("the command detached".into()));
+            }
+            Err(e) => return Err(self.fail(e, "starting the command").await),
+        };
+        if let Some(stdin) = &request.stdin {
+            let written = async {
+                input.write_all(stdin).await?;
+                input.shutdown().await
+            }
+            .await;
+            if let Err(e) = written {
+                return Err(InstanceError::Failed(format!(
+                    "could not send input to the command: {e}"
+                )));
+            }
+        }
+        drop(input);
+        let mut kept: Vec<u8> = Vec::new();
+        let mut dropped = 0usize;
+        // The in-container timeout ends the command; this one only guards against an
+        // engine that stops answering.
+        let deadline = request.timeout + Duration::from_secs(10);
+        let read = tokio::time::timeout(deadline, async {
+            while let Some(chunk) = output.next().await {
+                let bytes = chunk?.into_bytes();
+                let room = request.output_cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                dropped += bytes.len().saturating_sub(room);
+            }
+            Ok::<(), DockerError>(())
+        })
+        .await;
+        let mut timed_out = match read {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => return Err(self.fail(e, "reading the command's output").await),
+            Err(_) => true,
+        };
+        let exit_code = match docker.inspect_exec(&exec).await {
+            Ok(info) if info.running != Some(true) => info.exit_code,
+            _ => None,
+        };
+        if exit_code == Some(137) && started.elapsed() >= request.timeout {
+            timed_out = true;
+        }
+        Ok(ExecOutput {
+            exit_code,
+            output: String::from_utf8_lossy(&kept).into_owned(),
+            dropped,
+            timed_out,
+        })
+    }
+
+    /// Starts a command detached from the daemon.
+    pub(super) async fn run_detached(
+        &self,
+        name: &str,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> Result<(), InstanceError> {
+        let docker = self.client().await?;
+        // Secrets travel as the environment of this one exec, never in the container's
+        // configuration.
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options = CreateExecOptions {
+            cmd: Some(vec!["sh", "-c", &command]),
+            env: Some(env.iter().map(String::as_str).collect()),
+            user: Some(INSTANCE_USER),
+            working_dir: Some("/workspace"),
+            ..Default::default()
+        };
+        let exec = match docker.create_exec(&container_name(name), options).await {
+            Ok(exec) => exec.id,
+            Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                return Err(InstanceError::Failed(format!(
+                    "instance {name} is not running"
+                )));
+            }
+            Err(e) => return Err(self.fail(e, "starting the command").await),
+        };
+        let detached = StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        match docker.start_exec(&exec, Some(detached)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e, "starting the command").await),
+        }
+    }
+}
