@@ -12,6 +12,26 @@ use super::{DockerBackend, is_not_found};
 use crate::instance::{ExecOutput, ExecRequest, INSTANCE_USER, InstanceError, container_name};
 
 impl DockerBackend {
+    /// Creates an exec in the instance's container; 404 is a missing container, 409 one that
+    /// is not running.
+    async fn create_exec(
+        &self,
+        docker: &bollard::Docker,
+        name: &str,
+        options: CreateExecOptions<&str>,
+    ) -> Result<String, InstanceError> {
+        match docker.create_exec(&container_name(name), options).await {
+            Ok(exec) => Ok(exec.id),
+            Err(e) if is_not_found(&e) => Err(InstanceError::Missing(name.to_string())),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Err(InstanceError::Failed(format!(
+                "instance {name} is not running"
+            ))),
+            Err(e) => Err(self.fail(e, "starting the command").await),
+        }
+    }
+
     /// Runs a command to its end (or its timeout), collecting output up to the cap.
     pub(super) async fn run_exec(
         &self,
@@ -38,18 +58,7 @@ impl DockerBackend {
             working_dir: Some("/workspace"),
             ..Default::default()
         };
-        let exec = match docker.create_exec(&container_name(name), options).await {
-            Ok(exec) => exec.id,
-            Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
-            Err(DockerError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                return Err(InstanceError::Failed(format!(
-                    "instance {name} is not running"
-                )));
-            }
-            Err(e) => return Err(self.fail(e, "starting the command").await),
-        };
+        let exec = self.create_exec(&docker, name, options).await?;
         let started = Instant::now();
         let (mut output, mut input) = match docker.start_exec(&exec, None).await {
             Ok(StartExecResults::Attached { output, input }) => (output, input),
@@ -124,18 +133,7 @@ impl DockerBackend {
             working_dir: Some("/workspace"),
             ..Default::default()
         };
-        let exec = match docker.create_exec(&container_name(name), options).await {
-            Ok(exec) => exec.id,
-            Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.to_string())),
-            Err(DockerError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                return Err(InstanceError::Failed(format!(
-                    "instance {name} is not running"
-                )));
-            }
-            Err(e) => return Err(self.fail(e, "starting the command").await),
-        };
+        let exec = self.create_exec(&docker, name, options).await?;
         let detached = StartExecOptions {
             detach: true,
             ..Default::default()
