@@ -15,4 +15,5 @@ pub mod ops;
 pub mod router;
 pub mod scheduler;
 pub mod secrets;
+pub mod skills;
 pub mod store;
