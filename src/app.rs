@@ -19,7 +19,7 @@ use crate::config::{MissedRuns, Settings};
 use crate::domain::{Caller, CallerKind, ChatRef};
 use crate::http::{self, HttpState, WebhookSink};
 use crate::instance::{DockerBackend, InstanceDefaults};
-use crate::ops::{JobEvents, Ops, SystemInfo};
+use crate::ops::{JobEvents, Ops, SystemInfo, TurnRunner};
 use crate::router::Router;
 use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
 use crate::secrets::{KeySource, MasterKey, Redactor};
@@ -76,6 +76,9 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
     let hub = Hub::default();
     let router = Router::new(store.clone(), ops.clone(), runner.clone(), hub.clone());
+    ops.set_turn_runner(Arc::new(RouterTurns {
+        router: router.clone(),
+    }));
     let missed = match settings.scheduler.missed {
         MissedRuns::RunOnce => MissedPolicy::RunOnce,
         MissedRuns::Skip => MissedPolicy::Skip,
@@ -126,6 +129,29 @@ impl RunSink for AutomationSink {
     }
 }
 
+/// Operations' way to run a turn: through the router, like everything else.
+struct RouterTurns {
+    router: Router,
+}
+
+impl TurnRunner for RouterTurns {
+    fn run_turn(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> BoxFuture<'static, (bool, String)> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            match router.inject(chat, agent, caller, text).await {
+                Some(done) => done.await.unwrap_or((false, "the turn was dropped".into())),
+                None => (false, "the chat's queue was full".into()),
+            }
+        })
+    }
+}
+
 /// Runs a webhook's filled prompt as a turn of its agent in its chat; does not wait for it.
 struct WebhookRunner {
     router: Router,
@@ -145,6 +171,67 @@ impl WebhookSink for WebhookRunner {
                 .await;
         });
     }
+}
+
+/// `operator skills import PATH`: reads a skill folder from disk and stores it as a new version.
+pub async fn import_skill(settings: Settings, path: &std::path::Path) -> anyhow::Result<String> {
+    if !path.is_dir() {
+        bail!(
+            "{} is not a folder: give the skill's folder (unpack a .tar.gz first)",
+            path.display()
+        );
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let skill_md = std::fs::read_to_string(path.join("SKILL.md"))
+        .with_context(|| format!("reading {}", path.join("SKILL.md").display()))?;
+    let mut files = std::collections::BTreeMap::new();
+    for sub in ["scripts", "references", "assets"] {
+        collect_files(path, &path.join(sub), &mut files)?;
+    }
+    let core = build(&settings, Vec::new()).await?;
+    let author = format!("import:{}", path.display());
+    let (version, new) = core
+        .ops
+        .import_skill(&name, skill_md, files, &author)
+        .await?;
+    core.store.close().await;
+    let state = if new { "stored" } else { "unchanged" };
+    Ok(format!(
+        "skill {} version {} {state} ({} file(s))",
+        version.name,
+        version.version,
+        version.files.len()
+    ))
+}
+
+/// Every text file under `dir`, keyed by its path relative to `root`.
+fn collect_files(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    out: &mut std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{} is not a text file", path.display()))?;
+            out.insert(relative, text);
+        }
+    }
+    Ok(())
 }
 
 /// The admin listener's state for a core.

@@ -30,10 +30,24 @@ enum Command {
     Check,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage skills from the command line.
+    Skills {
+        #[command(subcommand)]
+        action: SkillsCommand,
+    },
     /// Manage secrets from the command line.
     Secrets {
         #[command(subcommand)]
         action: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SkillsCommand {
+    /// Store a skill folder (SKILL.md plus scripts/, references/, assets/) as a new version.
+    Import {
+        /// The skill's folder; its name must equal the skill's name.
+        path: PathBuf,
     },
 }
 
@@ -95,6 +109,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let applied = store.migrate().await?;
                 store.close().await;
                 println!("applied {applied} migration(s); the database is up to date");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Skills {
+                action: SkillsCommand::Import { path },
+            } => {
+                println!("{}", app::import_skill(loaded.settings, &path).await?);
                 Ok(ExitCode::SUCCESS)
             }
             Command::Secrets {

@@ -241,12 +241,14 @@ impl Runner {
             let facts = match &instance {
                 Some(i) => {
                     specs = Ops::workspace_tools().collect();
-                    format!(
+                    let mut facts = format!(
                         "You have your own computer: instance {} ({}), your files are in /workspace. \
                          IDENTITY.md says who you are; keep what you learn about the user in USER.md.",
                         i.name,
                         i.status.as_str()
-                    )
+                    );
+                    facts.push_str(&self.skills_facts(&i.name).await?);
+                    facts
                 }
                 None => {
                     specs = Vec::new();
@@ -271,6 +273,29 @@ impl Runner {
             facts,
             tools,
         })
+    }
+
+    /// The skills installed on an instance, by name and description only: the agent reads a
+    /// skill's SKILL.md from its workspace when a task matches.
+    async fn skills_facts(&self, instance: &str) -> Result<String, String> {
+        let store = &self.inner.store;
+        let installs = store
+            .skill_installs(None, Some(instance))
+            .await
+            .map_err(|e| e.to_string())?;
+        if installs.is_empty() {
+            return Ok(String::new());
+        }
+        let mut text = String::from(
+            "\n\nSkills installed in /workspace/skills/<name>/ (when a task matches one, read its SKILL.md \
+             and the files it points to, then follow it):",
+        );
+        for install in installs {
+            if let Ok(skill) = store.skill(&install.skill).await {
+                text.push_str(&format!("\n- {}: {}", skill.name, skill.description));
+            }
+        }
+        Ok(text)
     }
 
     /// Builds the model request, compacting the history first when it outgrew the budget.

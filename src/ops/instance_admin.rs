@@ -144,6 +144,19 @@ pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
     Ok(out)
 }
 
+/// Clones `source` into a new instance `new_name` (for operations that need a throwaway copy).
+pub(super) async fn clone_instance(
+    ops: &Ops,
+    source: &str,
+    new_name: &str,
+) -> Result<Output, OpError> {
+    let args = CloneArgs {
+        name: source.to_string(),
+        new_name: new_name.to_string(),
+    };
+    clone(ops, args).await
+}
+
 pub async fn clone(ops: &Ops, args: CloneArgs) -> Result<Output, OpError> {
     let source = ops.store().instance(args.name.trim()).await?;
     let name = AgentName::parse(&args.new_name).map_err(|e| invalid(CLONE.name, e))?;

@@ -449,6 +449,15 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
     })
 }
 
+/// Deletes an instance with its workspace (for throwaway copies).
+pub(super) async fn delete_instance(ops: &Ops, name: &str) -> Result<Output, OpError> {
+    let args = DeleteArgs {
+        name: name.to_string(),
+        keep_workspace: false,
+    };
+    delete(ops, args).await
+}
+
 pub async fn delete(ops: &Ops, args: DeleteArgs) -> Result<Output, OpError> {
     let record = ops.store().instance(args.name.trim()).await?;
     ops.instances()

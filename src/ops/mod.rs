@@ -12,6 +12,7 @@ mod instance_tools;
 mod instances;
 mod jobs;
 mod secrets;
+mod skills;
 mod system;
 pub mod webhooks;
 mod workspace;
@@ -186,6 +187,20 @@ struct Inner {
     master_key: Arc<MasterKey>,
     /// Nudges the scheduler when automations change.
     scheduler_wake: Arc<Notify>,
+    /// Runs a turn for operations that need one (skill_test); set once the router exists.
+    turns: std::sync::OnceLock<Arc<dyn TurnRunner>>,
+}
+
+/// Runs one turn of `agent` in `chat` and reports how it ended. The app implements it with the
+/// router, so operations can use a turn without knowing the agent loop.
+pub trait TurnRunner: Send + Sync {
+    fn run_turn(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> crate::agent::llm::BoxFuture<'static, (bool, String)>;
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.
@@ -237,6 +252,13 @@ pub static SPECS: &[OpSpec] = &[
     webhooks::DISABLE,
     webhooks::ROTATE,
     webhooks::DELETE,
+    skills::LIST,
+    skills::WRITE,
+    skills::PREVIEW,
+    skills::INSTALL,
+    skills::UPDATE,
+    skills::UNINSTALL,
+    skills::TEST,
     workspace::RUN,
     workspace::READ,
     workspace::WRITE,
@@ -260,8 +282,33 @@ impl Ops {
                 instance_defaults,
                 master_key,
                 scheduler_wake,
+                turns: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives operations a way to run turns (called once by the app).
+    pub fn set_turn_runner(&self, runner: Arc<dyn TurnRunner>) {
+        let _ = self.inner.turns.set(runner);
+    }
+
+    pub(crate) fn turn_runner(&self) -> Result<Arc<dyn TurnRunner>, OpError> {
+        self.inner
+            .turns
+            .get()
+            .cloned()
+            .ok_or_else(|| OpError::Failed("this process cannot run turns".into()))
+    }
+
+    /// Stores a skill version read from disk (`operator skills import`).
+    pub async fn import_skill(
+        &self,
+        name: &str,
+        skill_md: String,
+        files: std::collections::BTreeMap<String, String>,
+        author: &str,
+    ) -> Result<(crate::store::SkillVersion, bool), OpError> {
+        skills::store_version(self, "skill_import", name, skill_md, files, author).await
     }
 
     /// Tells the scheduler that automations changed, so it looks again at once.
@@ -461,6 +508,13 @@ impl Ops {
             "webhook_disable" => webhooks::set_enabled(self, parse(spec, args)?, false).await,
             "webhook_rotate" => webhooks::rotate(self, parse(spec, args)?).await,
             "webhook_delete" => webhooks::delete(self, parse(spec, args)?).await,
+            "skill_list" => skills::list(self).await,
+            "skill_write" => skills::write(self, inv, parse(spec, args)?).await,
+            "skill_preview" => skills::preview(self, parse(spec, args)?).await,
+            "skill_install" => skills::install(self, parse(spec, args)?).await,
+            "skill_update" => skills::update(self, parse(spec, args)?).await,
+            "skill_uninstall" => skills::uninstall(self, parse(spec, args)?).await,
+            "skill_test" => skills::test(self, inv, parse(spec, args)?).await,
             "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
             "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
             "write_file" => workspace::write(self, inv, parse(spec, args)?).await,

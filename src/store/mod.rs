@@ -10,6 +10,7 @@ mod conversations;
 mod instances;
 mod jobs;
 mod secrets;
+mod skills;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use conversations::{Conversation, NewMessage};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use secrets::{GrantTarget, SecretRecord};
+pub use skills::{SkillInstall, SkillVersion};
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -50,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "automations",
         include_str!("../../migrations/0005_automations.sql"),
+    ),
+    (
+        6,
+        "skills",
+        include_str!("../../migrations/0006_skills.sql"),
     ),
 ];
 

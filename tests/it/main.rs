@@ -11,4 +11,5 @@ mod fleet;
 mod instances;
 mod jobs;
 mod secrets;
+mod skills;
 mod turns;
