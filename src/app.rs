@@ -175,9 +175,24 @@ impl WebhookSink for WebhookRunner {
 
 /// `operator skills import PATH`: reads a skill folder from disk and stores it as a new version.
 pub async fn import_skill(settings: Settings, path: &std::path::Path) -> anyhow::Result<String> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_file() && (file_name.ends_with(".tar.gz") || file_name.ends_with(".tgz")) {
+        let unpacked =
+            std::env::temp_dir().join(format!("operator-skill-{:08x}", rand::random::<u32>()));
+        let result = async {
+            let folder = unpack_skill_archive(path, &unpacked)?;
+            Box::pin(import_skill(settings, &folder)).await
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&unpacked);
+        return result;
+    }
     if !path.is_dir() {
         bail!(
-            "{} is not a folder: give the skill's folder (unpack a .tar.gz first)",
+            "{} is neither a skill folder nor a .tar.gz of one",
             path.display()
         );
     }
@@ -205,6 +220,44 @@ pub async fn import_skill(settings: Settings, path: &std::path::Path) -> anyhow:
         version.version,
         version.files.len()
     ))
+}
+
+/// Unpacks a skill archive into `into` and returns the skill's folder: the archive's single
+/// top-level folder, or (for an archive of the folder's contents) a folder named after the file.
+/// The tar reader refuses entries that would land outside `into`.
+fn unpack_skill_archive(
+    archive: &std::path::Path,
+    into: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    let file =
+        std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let stem = archive
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(".tar.gz")
+                .trim_end_matches(".tgz")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let target = into.join(&stem);
+    std::fs::create_dir_all(&target)?;
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(&target)
+        .with_context(|| format!("unpacking {}", archive.display()))?;
+    if target.join("SKILL.md").is_file() {
+        return Ok(target);
+    }
+    let mut dirs = std::fs::read_dir(&target)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir());
+    match (dirs.next(), dirs.next()) {
+        (Some(only), None) if only.path().join("SKILL.md").is_file() => Ok(only.path()),
+        _ => bail!(
+            "{} holds no skill folder with a SKILL.md",
+            archive.display()
+        ),
+    }
 }
 
 /// Every text file under `dir`, keyed by its path relative to `root`.

@@ -280,6 +280,35 @@ async fn skills_are_imported_from_a_folder() {
         "skill lint-check version 1 unchanged (2 file(s))"
     );
 
+    // A .tar.gz of the folder imports the same way (a new version, since SKILL.md changed).
+    std::fs::write(
+        folder.join("SKILL.md"),
+        skill_md("lint-check", "Run the linters, then fix.", "Run it."),
+    )
+    .unwrap();
+    let archive = world.path().join("lint-check.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(world.path())
+        .arg("lint-check")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["skills", "import"])
+        .arg(&archive)
+        .arg("--config")
+        .arg(&world.config);
+    let packed = run_with_timeout(command, "").await;
+    assert!(packed.success(), "{packed:?}");
+    assert_eq!(
+        packed.stdout.trim(),
+        "skill lint-check version 2 stored (2 file(s))"
+    );
+
     std::fs::write(folder.join("SKILL.md"), skill_md("other-name", "x", "y")).unwrap();
     let bad = import().await;
     assert!(!bad.success());
