@@ -19,6 +19,7 @@ use crate::config::{MissedRuns, Settings};
 use crate::domain::{Caller, CallerKind, ChatRef};
 use crate::http::{self, HttpState, WebhookSink};
 use crate::instance::{DockerBackend, InstanceDefaults};
+use crate::notify;
 use crate::ops::{JobEvents, Ops, SystemInfo, TurnRunner};
 use crate::router::Router;
 use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
@@ -371,9 +372,18 @@ pub async fn run(
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
     tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
+    let llm = if core.runner.has_llm() {
+        "LLM configured"
+    } else {
+        "no LLM configured"
+    };
+    notify::notify(&format!("READY=1\nSTATUS=serving; admin on {addr}; {llm}"));
+    // The pings go on while shutting down (systemd still watches) and end with the process.
+    let pinging = notify::watchdog_interval().map(|every| tokio::spawn(ping_watchdog(every)));
 
     shutdown.await;
     tracing::info!("shutting down");
+    notify::notify("STOPPING=1\nSTATUS=shutting down: finishing running turns");
     drop(inbound_tx);
     stop.cancel();
     let _ = reconciling.await;
@@ -389,9 +399,22 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!("admin listener failed: {e}"),
         Err(e) => tracing::error!("admin listener task failed: {e}"),
     }
+    if let Some(pinging) = pinging {
+        pinging.abort();
+    }
     core.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Pings the systemd watchdog from the runtime's own timer: if the runtime wedges, the pings stop
+/// and systemd restarts the service.
+async fn ping_watchdog(every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        notify::notify("WATCHDOG=1");
+    }
 }
 
 /// Compares instances with the engine at start and then every [`RECONCILE_EVERY`]. An engine

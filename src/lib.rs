@@ -11,6 +11,7 @@ pub mod http;
 pub mod instance;
 pub mod keys;
 pub mod logging;
+pub mod notify;
 pub mod ops;
 pub mod router;
 pub mod scheduler;

@@ -114,3 +114,100 @@ async fn refuses_what_it_cannot_do() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/operator.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("Type=notify") && unit.contains("WatchdogSec="),
+        "{unit}"
+    );
+    // verify checks that ExecStart exists, so point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("operator.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/operator", BIN)).unwrap();
+    let out = tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .await
+        .expect("systemd-analyze must be installed (Debian: systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "no warnings: {stderr}");
+}
+
+#[tokio::test]
+async fn under_systemd_it_reports_ready_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+
+    let world = World::new(None, "");
+    let socket_path = world.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let received = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while seen
+            .iter()
+            .filter(|m: &&String| m.as_str() == "WATCHDOG=1")
+            .count()
+            < 3
+        {
+            match socket.recv(&mut buf) {
+                Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) => panic!("no notification within 20 s ({e}); got {seen:?}"),
+            }
+        }
+        (seen, socket)
+    })
+    .await
+    .unwrap();
+    let (seen, socket) = received;
+    assert!(seen[0].starts_with("READY=1\nSTATUS=serving"), "{seen:?}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let stopping = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            let n = socket.recv(&mut buf).expect("a STOPPING notification");
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.starts_with("STOPPING=1") {
+                return message;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(stopping.contains("STATUS=shutting down"), "{stopping}");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
