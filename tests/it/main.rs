@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod daemon;
 mod fleet;
+mod fuzz;
 mod instance_chat;
 mod instances;
 mod jobs;
