@@ -355,6 +355,7 @@ pub async fn run(
         );
     }
     let core = build(&settings, Vec::new()).await?;
+    core.router.report_interrupted(&core.hub.ids()).await;
     let stop = CancellationToken::new();
 
     let app = http::router(http_state(&core));
@@ -514,6 +515,7 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let console = Arc::new(Console::new());
     let core = build(&settings, vec![console.id().to_string()]).await?;
     core.hub.add(console.clone());
+    core.router.report_interrupted(&core.hub.ids()).await;
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });

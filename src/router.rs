@@ -344,6 +344,7 @@ impl Router {
             conversation,
             caller: job.caller,
             cancel,
+            request: text,
         };
         Ok(self.run_turn(turn).await)
     }
@@ -462,6 +463,55 @@ impl Router {
         })
     }
 
+    /// Reports turns that a stopped process left unfinished on these channels: the chat is told,
+    /// and the conversation records it, once.
+    pub async fn report_interrupted(&self, channels: &[String]) {
+        let open = match self.inner.store.open_turns(channels).await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!("cannot look for interrupted turns: {e}");
+                return;
+            }
+        };
+        for turn in open {
+            match self.inner.store.end_turn(turn.id, "interrupted").await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!("cannot close an interrupted turn: {e}");
+                    continue;
+                }
+            }
+            let note = "[this turn was interrupted: operator stopped before it finished]";
+            let _ = self
+                .inner
+                .store
+                .append_message(
+                    turn.conversation_id,
+                    Role::Assistant,
+                    &NewMessage::text(note),
+                )
+                .await;
+            self.record(NewActivity {
+                kind: "turn.interrupted".into(),
+                actor: "system".into(),
+                agent: Some(turn.agent.clone()),
+                conversation_id: Some(turn.conversation_id),
+                summary: format!("interrupted by a stop: {}", turn.request),
+                detail: None,
+            });
+            let text = format!(
+                "Your request \"{}\" to {} was interrupted: operator stopped before it finished. Send it again if it still matters.",
+                turn.request.chars().take(80).collect::<String>(),
+                turn.agent
+            );
+            self.inner
+                .hub
+                .deliver(&turn.chat, Outbound::Notice(text))
+                .await;
+        }
+    }
+
     /// The hub the router delivers through.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
@@ -502,7 +552,31 @@ impl Router {
         let conversation_id = turn.conversation.id;
         let agent = turn.conversation.agent.clone();
         let caller = turn.caller.label.clone();
+        // The turn is on record while it runs, so a crash leaves a trace the next start reports.
+        let request = turn.request.clone();
+        let turn_id = match self
+            .inner
+            .store
+            .begin_turn(conversation_id, &agent, &chat, &request)
+            .await
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!("cannot record the start of a turn: {e}");
+                None
+            }
+        };
         let outcome = self.inner.runner.run_turn(turn, &progress).await;
+        if let Some(id) = turn_id {
+            let label = match &outcome {
+                Outcome::Reply(_) => "reply",
+                Outcome::Failed(_) => "failed",
+                Outcome::Cancelled => "cancelled",
+            };
+            if let Err(e) = self.inner.store.end_turn(id, label).await {
+                tracing::error!("cannot record the end of a turn: {e}");
+            }
+        }
         let result = match &outcome {
             Outcome::Reply(text) => (
                 true,

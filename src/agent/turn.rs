@@ -20,6 +20,8 @@ pub struct Turn {
     pub conversation: Conversation,
     pub caller: Caller,
     pub cancel: CancellationToken,
+    /// The message that started the turn, for the record of turns in flight.
+    pub request: String,
 }
 
 /// What the chat sees while a turn works.

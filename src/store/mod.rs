@@ -11,6 +11,7 @@ mod instances;
 mod jobs;
 mod secrets;
 mod skills;
+mod turns;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use secrets::{GrantTarget, SecretRecord};
 pub use skills::{SkillInstall, SkillVersion};
+pub use turns::OpenTurn;
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -58,6 +60,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "skills",
         include_str!("../../migrations/0006_skills.sql"),
     ),
+    (7, "turns", include_str!("../../migrations/0007_turns.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

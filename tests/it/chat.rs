@@ -376,3 +376,52 @@ async fn a_secret_value_sent_as_the_next_message_is_stored_not_chatted() {
     assert!(out.stdout.contains("not a valid name"), "{}", out.stdout);
     assert!(!out.stdout.contains("tok-1234567890abcdef"));
 }
+
+#[tokio::test]
+async fn a_turn_cut_short_by_a_crash_is_reported_once_at_the_next_start() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("too late", Duration::from_secs(30));
+    llm.reply_text("Here it is again.");
+    let world = World::new(Some(&llm), "");
+    let mut child = world.spawn(&["chat"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"compile the quarterly report\n")
+        .await
+        .unwrap();
+    assert!(
+        llm.wait_for_completions(1, Duration::from_secs(20)).await,
+        "the turn started"
+    );
+    child.kill().await.unwrap();
+    drop(stdin);
+
+    let after = world.chat(&[]).await;
+    assert!(after.success(), "{after:?}");
+    assert!(
+        after
+            .stdout
+            .contains("Your request \"compile the quarterly report\" to operator was interrupted"),
+        "{}",
+        after.stdout
+    );
+    let again = world.chat(&["please retry"]).await;
+    assert!(
+        !again.stdout.contains("was interrupted"),
+        "reported once: {}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("Here it is again."),
+        "{}",
+        again.stdout
+    );
+    let history = llm.completions()[1].body.to_string();
+    assert!(
+        history.contains("this turn was interrupted"),
+        "the model knows: {history}"
+    );
+}
