@@ -344,7 +344,6 @@ impl Router {
             conversation,
             caller: job.caller,
             cancel,
-            request: text,
         };
         Ok(self.run_turn(turn).await)
     }
@@ -466,7 +465,7 @@ impl Router {
     /// Reports turns that a stopped process left unfinished on these channels: the chat is told,
     /// and the conversation records it, once.
     pub async fn report_interrupted(&self, channels: &[String]) {
-        let open = match self.inner.store.open_turns(channels).await {
+        let open = match self.inner.store.unanswered(channels).await {
             Ok(open) => open,
             Err(e) => {
                 tracing::error!("cannot look for interrupted turns: {e}");
@@ -474,14 +473,6 @@ impl Router {
             }
         };
         for turn in open {
-            match self.inner.store.end_turn(turn.id, "interrupted").await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::error!("cannot close an interrupted turn: {e}");
-                    continue;
-                }
-            }
             let note = "[this turn was interrupted: operator stopped before it finished]";
             let _ = self
                 .inner
@@ -552,30 +543,22 @@ impl Router {
         let conversation_id = turn.conversation.id;
         let agent = turn.conversation.agent.clone();
         let caller = turn.caller.label.clone();
-        // The turn is on record while it runs, so a crash leaves a trace the next start reports.
-        let request = turn.request.clone();
-        let turn_id = match self
-            .inner
-            .store
-            .begin_turn(conversation_id, &agent, &chat, &request)
-            .await
-        {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::error!("cannot record the start of a turn: {e}");
-                None
-            }
-        };
         let outcome = self.inner.runner.run_turn(turn, &progress).await;
-        if let Some(id) = turn_id {
-            let label = match &outcome {
-                Outcome::Reply(_) => "reply",
-                Outcome::Failed(_) => "failed",
-                Outcome::Cancelled => "cancelled",
-            };
-            if let Err(e) = self.inner.store.end_turn(id, label).await {
-                tracing::error!("cannot record the end of a turn: {e}");
-            }
+        // Every ending leaves an assistant message, so an unanswered conversation after a
+        // restart can only be a turn that a crash cut short.
+        let ending = match &outcome {
+            Outcome::Reply(_) => None,
+            Outcome::Failed(reason) => Some(format!("[this turn failed: {reason}]")),
+            Outcome::Cancelled => Some("[this turn was cancelled]".to_string()),
+        };
+        if let Some(note) = ending
+            && let Err(e) = self
+                .inner
+                .store
+                .append_message(conversation_id, Role::Assistant, &NewMessage::text(note))
+                .await
+        {
+            tracing::error!("cannot record how a turn ended: {e}");
         }
         let result = match &outcome {
             Outcome::Reply(text) => (

@@ -20,8 +20,6 @@ pub struct Turn {
     pub conversation: Conversation,
     pub caller: Caller,
     pub cancel: CancellationToken,
-    /// The message that started the turn, for the record of turns in flight.
-    pub request: String,
 }
 
 /// What the chat sees while a turn works.
@@ -200,10 +198,21 @@ impl Runner {
             None,
         );
         if last_text.is_empty() {
-            Outcome::Failed(note)
-        } else {
-            Outcome::Reply(format!("{last_text}\n\n{note}"))
+            return Outcome::Failed(note);
         }
+        // The history ends on a tool result here; the reply is stored so the turn reads as
+        // answered (the router stores the notes of failed and cancelled turns).
+        let reply = format!("{last_text}\n\n{note}");
+        let stored = NewMessage::text(reply.clone());
+        if let Err(e) = self
+            .inner
+            .store
+            .append_message(conversation.id, Role::Assistant, &stored)
+            .await
+        {
+            tracing::error!("cannot store the reply of a turn that hit its step limit: {e}");
+        }
+        Outcome::Reply(reply)
     }
 
     async fn profile(

@@ -103,6 +103,8 @@ impl Console {
         }
         loop {
             let line = tokio::select! {
+                // A Ctrl-C that arrives with a line is handled first.
+                biased;
                 () = shutdown.cancelled() => break,
                 _ = interrupt.recv() => {
                     if self.pending.load(Ordering::SeqCst) > 0 {
@@ -115,7 +117,20 @@ impl Console {
                 }
                 line = lines.next_line() => line?,
             };
-            let Some(line) = line else { break };
+            let Some(line) = line else {
+                // End of input: the turns already sent still run, and Ctrl-C still cancels them.
+                while self.pending.load(Ordering::SeqCst) > 0 {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        _ = interrupt.recv() => {
+                            let _ = inbound.send(self.inbound("/stop".into())).await;
+                        }
+                        () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                    }
+                }
+                break;
+            };
             let text = line.trim().to_string();
             if text.is_empty() {
                 self.prompt();

@@ -30,7 +30,7 @@ pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use secrets::{GrantTarget, SecretRecord};
 pub use skills::{SkillInstall, SkillVersion};
-pub use turns::OpenTurn;
+pub use turns::Unanswered;
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -60,7 +60,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "skills",
         include_str!("../../migrations/0006_skills.sql"),
     ),
-    (7, "turns", include_str!("../../migrations/0007_turns.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

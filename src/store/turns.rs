@@ -1,81 +1,53 @@
-//! Turns in flight, so a restart can tell which were cut short.
+//! Conversations whose last word is not an answer: a turn cut short by a crash (or a message
+//! accepted and never run). Every turn that ends writes an assistant message (the reply, or a
+//! note that it failed or was cancelled), so nothing else is needed on the hot path.
 
 use sqlx::Row;
 
 use super::{Result, Store};
-use crate::domain::{ChatRef, Millis, now_millis};
+use crate::domain::ChatRef;
 
-/// A turn that started and never ended.
+/// An open conversation waiting for an answer that no running process will give.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OpenTurn {
-    pub id: i64,
+pub struct Unanswered {
     pub conversation_id: i64,
     pub agent: String,
     pub chat: ChatRef,
+    /// The last message from the person (or the daemon) that started the turn.
     pub request: String,
-    pub started_at: Millis,
 }
 
 impl Store {
-    pub async fn begin_turn(
-        &self,
-        conversation_id: i64,
-        agent: &str,
-        chat: &ChatRef,
-        request: &str,
-    ) -> Result<i64> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO turns (conversation_id, agent, channel, chat_id, thread_id, request, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    /// Open conversations on these channels whose last message is not a final assistant answer.
+    pub async fn unanswered(&self, channels: &[String]) -> Result<Vec<Unanswered>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.agent, c.channel, c.chat_id, c.thread_id, \
+             (SELECT content FROM messages WHERE conversation_id = c.id AND role = 'user' ORDER BY id DESC LIMIT 1) \
+             AS request \
+             FROM conversations c JOIN messages m \
+             ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
+             WHERE c.closed_at IS NULL AND (m.role <> 'assistant' OR m.tool_calls IS NOT NULL) \
+             ORDER BY c.id",
         )
-        .bind(conversation_id)
-        .bind(agent)
-        .bind(&chat.channel)
-        .bind(&chat.chat_id)
-        .bind(&chat.thread_id)
-        .bind(request.chars().take(200).collect::<String>())
-        .bind(now_millis())
-        .fetch_one(&self.write)
+        .fetch_all(&self.read)
         .await?;
-        Ok(id)
-    }
-
-    /// Closes a turn; returns false when it was already closed.
-    pub async fn end_turn(&self, id: i64, outcome: &str) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE turns SET finished_at = $1, outcome = $2 WHERE id = $3 AND finished_at IS NULL",
-        )
-        .bind(now_millis())
-        .bind(outcome)
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    /// Turns never closed, on the given channels.
-    pub async fn open_turns(&self, channels: &[String]) -> Result<Vec<OpenTurn>> {
-        let rows = sqlx::query("SELECT * FROM turns WHERE finished_at IS NULL ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
         let mut out = Vec::new();
         for row in rows {
             let channel: String = row.try_get("channel")?;
             if !channels.contains(&channel) {
                 continue;
             }
-            out.push(OpenTurn {
-                id: row.try_get("id")?,
-                conversation_id: row.try_get("conversation_id")?,
+            out.push(Unanswered {
+                conversation_id: row.try_get("id")?,
                 agent: row.try_get("agent")?,
                 chat: ChatRef {
                     channel,
                     chat_id: row.try_get("chat_id")?,
                     thread_id: row.try_get("thread_id")?,
                 },
-                request: row.try_get("request")?,
-                started_at: row.try_get("started_at")?,
+                request: row
+                    .try_get::<Option<String>, _>("request")?
+                    .unwrap_or_default(),
             });
         }
         Ok(out)
