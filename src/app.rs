@@ -295,6 +295,10 @@ pub fn http_state(core: &Core) -> HttpState {
         webhooks: Arc::new(WebhookRunner {
             router: core.router.clone(),
         }),
+        queue_depth: {
+            let router = core.router.clone();
+            Arc::new(move || router.queue_depth())
+        },
     }
 }
 

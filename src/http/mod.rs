@@ -11,6 +11,7 @@ use axum::routing::get;
 use crate::store::Store;
 
 mod hooks;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub trait WebhookSink: Send + Sync {
 pub struct HttpState {
     pub store: Store,
     pub webhooks: Arc<dyn WebhookSink>,
+    /// Messages waiting or running in the chats' queues.
+    pub queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -32,6 +35,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(hooks::router())
+        .merge(metrics::router())
         .with_state(state)
 }
 

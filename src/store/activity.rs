@@ -175,3 +175,19 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 }
+
+impl Store {
+    /// How many entries of each kind the feed holds (flushed first), for metrics.
+    pub async fn activity_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.flush_activity().await;
+        let rows = sqlx::query(
+            "SELECT CASE WHEN kind LIKE 'op.%' AND agent IS NOT NULL THEN 'tool.call' ELSE kind END AS k, \
+             COUNT(*) AS n FROM activity GROUP BY k",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+            .collect()
+    }
+}

@@ -222,3 +222,15 @@ impl Store {
         record_from_row(&row)
     }
 }
+
+impl Store {
+    /// Instances per status, for metrics.
+    pub async fn instance_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM instances GROUP BY status")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+}

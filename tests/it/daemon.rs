@@ -211,3 +211,78 @@ async fn under_systemd_it_reports_ready_and_pings_the_watchdog() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
+    use crate::support::{FakeLlm, Vendor};
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text("pong");
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = operator::config::Settings::defaults();
+    settings.state.dir = Some(state.path().to_path_buf());
+    settings.llm.api_key = operator::config::SecretString::new("test-key");
+    settings.llm.base_url = llm.base_url.clone();
+    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
+    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = operator::http::router(operator::app::http_state(&core));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let scrape = || async {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line:?}"));
+            assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+            let metric = name.split('{').next().unwrap();
+            assert!(
+                metric.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "bad name in {line:?}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {metric} ")),
+                "no TYPE for {metric}"
+            );
+        }
+        text
+    };
+    let value = |text: &str, metric: &str| -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{metric} ")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(value(&before, "operator_messages_in_total"), 0);
+    assert!(before.contains("operator_instances{status=\"active\"} 0"));
+
+    core.router
+        .handle(operator::channel::Inbound {
+            chat: operator::domain::ChatRef::new("console", "local"),
+            sender_id: "local".into(),
+            sender_name: "test".into(),
+            text: "ping".into(),
+        })
+        .await;
+    let mut after = String::new();
+    for _ in 0..100 {
+        after = scrape().await;
+        if value(&after, "operator_messages_out_total") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&after, "operator_messages_in_total"), 1, "{after}");
+    assert_eq!(value(&after, "operator_messages_out_total"), 1, "{after}");
+    server.abort();
+}
