@@ -288,10 +288,12 @@ fn collect_files(
     Ok(())
 }
 
-/// The admin listener's state for a core.
-pub fn http_state(core: &Core) -> HttpState {
+/// The admin listener's state for a core; `admin_token_hash` guards `/api/`.
+pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
     HttpState {
         store: core.store.clone(),
+        ops: core.ops.clone(),
+        admin_token_hash,
         webhooks: Arc::new(WebhookRunner {
             router: core.router.clone(),
         }),
@@ -300,6 +302,22 @@ pub fn http_state(core: &Core) -> HttpState {
             Arc::new(move || router.queue_depth())
         },
     }
+}
+
+/// The admin token's hash: from `[admin] token`, else generated at first start, printed once to
+/// stderr, and kept only as a hash.
+async fn admin_token_hash(settings: &Settings, store: &Store) -> anyhow::Result<String> {
+    if !settings.admin.token.is_empty() {
+        return Ok(http::api::token_hash(settings.admin.token.expose()));
+    }
+    if let Some(hash) = store.kv_get("admin_token_hash").await? {
+        return Ok(hash);
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let hash = http::api::token_hash(&token);
+    store.kv_set("admin_token_hash", &hash).await?;
+    eprintln!("admin token (shown once, stored only as a hash): {token}");
+    Ok(hash)
 }
 
 /// Loads (or creates) the master key and registers every secret value with the redactor. A
@@ -362,7 +380,8 @@ pub async fn run(
     core.router.report_interrupted(&core.hub.ids()).await;
     let stop = CancellationToken::new();
 
-    let app = http::router(http_state(&core));
+    let admin_hash = admin_token_hash(&settings, &core.store).await?;
+    let app = http::router(http_state(&core, Some(admin_hash)));
     let http_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -10,6 +10,7 @@ use axum::routing::get;
 
 use crate::store::Store;
 
+pub mod api;
 mod hooks;
 mod metrics;
 
@@ -28,6 +29,9 @@ pub struct HttpState {
     pub webhooks: Arc<dyn WebhookSink>,
     /// Messages waiting or running in the chats' queues.
     pub queue_depth: Arc<dyn Fn() -> usize + Send + Sync>,
+    pub ops: crate::ops::Ops,
+    /// Hash of the admin token (`api::token_hash`); `None` refuses every API request.
+    pub admin_token_hash: Option<String>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -36,6 +40,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .merge(hooks::router())
         .merge(metrics::router())
+        .merge(api::router(state.clone()))
         .with_state(state)
 }
 

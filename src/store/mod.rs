@@ -13,6 +13,30 @@ mod secrets;
 mod skills;
 mod turns;
 
+mod kv {
+    //! Daemon-wide key/value settings.
+
+    use super::{Result, Store};
+
+    impl Store {
+        pub async fn kv_get(&self, key: &str) -> Result<Option<String>> {
+            Ok(sqlx::query_scalar("SELECT value FROM kv WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.read)
+                .await?)
+        }
+
+        pub async fn kv_set(&self, key: &str, value: &str) -> Result<()> {
+            sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&self.write)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -60,6 +84,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "skills",
         include_str!("../../migrations/0006_skills.sql"),
     ),
+    (7, "admin", include_str!("../../migrations/0007_admin.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -310,7 +310,7 @@ async fn webhooks_run_their_template_and_refuse_what_they_must() {
     core.hub.add(screen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = operator::http::router(operator::app::http_state(&core));
+    let app = operator::http::router(operator::app::http_state(&core, None));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut inv = Invocation::new(Caller::owner("test"));

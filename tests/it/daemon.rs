@@ -227,7 +227,7 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
     let core = operator::app::build(&settings, Vec::new()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = operator::http::router(operator::app::http_state(&core));
+    let app = operator::http::router(operator::app::http_state(&core, None));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let scrape = || async {
@@ -284,5 +284,123 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
     }
     assert_eq!(value(&after, "operator_messages_in_total"), 1, "{after}");
     assert_eq!(value(&after, "operator_messages_out_total"), 1, "{after}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn the_api_needs_the_admin_token_and_runs_the_control_surface_and_chat() {
+    use crate::support::{FakeLlm, Vendor};
+    use serde_json::{Value, json};
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text("First answer.");
+    llm.reply_text("Second answer.");
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = operator::config::Settings::defaults();
+    settings.state.dir = Some(state.path().to_path_buf());
+    settings.llm.api_key = operator::config::SecretString::new("test-key");
+    settings.llm.base_url = llm.base_url.clone();
+    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
+    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let hash = operator::http::api::token_hash("s3cret-admin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = operator::http::router(operator::app::http_state(&core, Some(hash)));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let none = http.get(url("/api/agents")).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let body: Value = none.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = http
+        .get(url("/api/agents"))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // Forwarded-for headers never stand in for the token.
+    let forwarded = http
+        .get(url("/api/agents"))
+        .header("X-Forwarded-For", "127.0.0.1")
+        .header("Forwarded", "for=127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 401);
+    assert_eq!(
+        http.get(url("/healthz")).send().await.unwrap().status(),
+        200,
+        "health needs no token"
+    );
+
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("s3cret-admin");
+    let created = auth(http.post(url("/api/ops/agent_create")))
+        .json(&json!({ "name": "helper" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let agents: Value = auth(http.get(url("/api/agents")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents["data"]["agents"][0]["name"], "helper");
+    let bad = auth(http.post(url("/api/ops/agent_create")))
+        .json(&json!({ "name": "Bad Name" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_arguments"
+    );
+    let unknown = auth(http.post(url("/api/ops/launch")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let first: Value = auth(http.post(url("/api/chat")))
+        .json(&json!({ "message": "hello there" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["reply"], "First answer.");
+    let id = first["conversation"].as_str().unwrap().to_string();
+    let second: Value = auth(http.post(url("/api/chat")))
+        .json(&json!({ "message": "and again", "conversation": id }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["reply"], "Second answer.");
+    let history = llm.completions()[1].body.to_string();
+    assert!(
+        history.contains("hello there") && history.contains("First answer."),
+        "continued: {history}"
+    );
+    let activity: Value = auth(http.get(url("/api/activity?limit=5&kind=message.")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        activity["data"]["entries"].as_array().unwrap().len() >= 2,
+        "{activity}"
+    );
     server.abort();
 }

@@ -1,0 +1,216 @@
+//! The JSON API under `/api/`: bearer-token auth (the admin token; compared by hash in constant
+//! time; forwarded-for headers are never consulted), the control surface as
+//! `POST /api/ops/<name>`, list routes for the main areas, and `POST /api/chat`.
+//! Errors are JSON with a stable code and a readable message.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::HttpState;
+use crate::domain::{Caller, ChatRef, OPERATOR, Role};
+use crate::ops::{Invocation, OpError};
+
+/// The stored form of an admin token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("operator admin token\0{token}").as_bytes(),
+    ))
+}
+
+pub fn router(state: HttpState) -> Router<HttpState> {
+    Router::new()
+        .route("/api/ops/{name}", post(op))
+        .route("/api/agents", get(list("agent_list")))
+        .route("/api/instances", get(list("instance_list")))
+        .route("/api/secrets", get(list("secret_list")))
+        .route("/api/skills", get(list("skill_list")))
+        .route("/api/automations", get(list("automation_list")))
+        .route("/api/webhooks", get(list("webhook_list")))
+        .route("/api/activity", get(activity))
+        .route("/api/chat", post(chat))
+        .route_layer(middleware::from_fn_with_state(state, authenticate))
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+/// Constant-time comparison, so the answer time says nothing about the token.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn authenticate(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match (presented, state.admin_token_hash.as_deref()) {
+        (Some(token), Some(expected)) if same(&token_hash(token), expected) => {
+            next.run(request).await
+        }
+        (None, _) => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <admin token>",
+        ),
+        _ => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin token is not valid",
+        ),
+    }
+}
+
+fn admin() -> Invocation {
+    Invocation::new(Caller::owner("admin-api"))
+}
+
+fn op_error(e: OpError) -> Response {
+    let (status, code) = match &e {
+        OpError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_operation"),
+        OpError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        OpError::InvalidArgs { .. } => (StatusCode::BAD_REQUEST, "invalid_arguments"),
+        OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        OpError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        OpError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+    };
+    error(status, code, e.to_string())
+}
+
+async fn run_op(state: &HttpState, name: &str, args: Value) -> Response {
+    match state.ops.invoke(&admin(), name, args).await {
+        Ok(out) => Json(json!({ "text": out.text, "data": out.data })).into_response(),
+        Err(e) => op_error(e),
+    }
+}
+
+async fn op(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let args = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
+    run_op(&state, &name, args).await
+}
+
+fn list(
+    name: &'static str,
+) -> impl Fn(State<HttpState>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone {
+    move |State(state): State<HttpState>| {
+        Box::pin(async move { run_op(&state, name, json!({})).await })
+    }
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    limit: Option<u32>,
+    kind: Option<String>,
+    agent: Option<String>,
+}
+
+async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>) -> Response {
+    let args = json!({ "limit": q.limit.unwrap_or(50).min(200), "kind": q.kind, "agent": q.agent });
+    let args = Value::Object(
+        args.as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .collect(),
+    );
+    run_op(&state, "activity_read", args).await
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    message: String,
+    /// Continue this conversation; a new one starts when absent.
+    conversation: Option<String>,
+}
+
+/// Runs one turn with Operator and answers with the reply (plain JSON).
+async fn chat(State(state): State<HttpState>, Json(req): Json<ChatRequest>) -> Response {
+    if req.message.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            "message is empty",
+        );
+    }
+    let id = req
+        .conversation
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            "conversation is 1-64 letters, digits, - or _",
+        );
+    }
+    let runner = match state.ops.turn_runner() {
+        Ok(r) => r,
+        Err(e) => return op_error(e),
+    };
+    let chat = ChatRef::new("http", &id);
+    let (ok, summary) = runner
+        .run_turn(
+            chat.clone(),
+            OPERATOR.into(),
+            Caller::owner("admin-api"),
+            req.message,
+        )
+        .await;
+    // The full reply is the conversation's last assistant message.
+    let reply = match state.store.open_conversation(&chat, OPERATOR).await {
+        Ok(conversation) => state
+            .store
+            .messages_after(conversation.id, conversation.summary_upto)
+            .await
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .rev()
+                    .find(|m| m.role == Role::Assistant && m.tool_calls.is_empty())
+            })
+            .map(|m| m.content),
+        Err(_) => None,
+    };
+    let reply = crate::secrets::Redactor::global()
+        .redact(&reply.unwrap_or(summary))
+        .into_owned();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    (
+        status,
+        Json(json!({ "conversation": id, "ok": ok, "reply": reply })),
+    )
+        .into_response()
+}
