@@ -297,21 +297,12 @@ async fn webhooks_run_their_template_and_refuse_what_they_must() {
 
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.reply_text("CI digest: build 42 failed in tests.");
-    let state = tempfile::tempdir().unwrap();
-    let mut settings = operator::config::Settings::defaults();
-    settings.state.dir = Some(state.path().to_path_buf());
-    settings.llm.api_key = operator::config::SecretString::new("test-key");
-    settings.llm.base_url = llm.base_url.clone();
-    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
-    let core = operator::app::build(&settings, vec!["console".into()])
-        .await
-        .unwrap();
+    let world = crate::support::inproc::core(Some(&llm), |_| {}).await;
+    let core = &world.core;
     let screen = Arc::new(Screen::default());
     core.hub.add(screen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = operator::http::router(operator::app::http_state(&core, None));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = crate::support::inproc::serve(core, None).await;
+    let addr = served.addr;
 
     let mut inv = Invocation::new(Caller::owner("test"));
     inv.chat = Some(ChatRef::new("console", "local"));
@@ -417,7 +408,6 @@ async fn webhooks_run_their_template_and_refuse_what_they_must() {
         before,
         "refused calls triggered nothing"
     );
-    server.abort();
 }
 
 /// Operator creates an automation in chat and runs it now; the run is a turn whose result
@@ -487,11 +477,8 @@ async fn automations_deliver_to_this_chat_or_a_bound_one_and_reject_bad_schedule
     use operator::ops::Invocation;
     use serde_json::json;
 
-    let state = tempfile::tempdir().unwrap();
-    let mut settings = operator::config::Settings::defaults();
-    settings.state.dir = Some(state.path().to_path_buf());
-    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
-    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let world = crate::support::inproc::core(None, |_| {}).await;
+    let core = &world.core;
     let mut inv = Invocation::new(Caller::owner("test"));
     inv.chat = Some(ChatRef::new("console", "local"));
     let create = |args: serde_json::Value| core.ops.invoke(&inv, "automation_create", args);

@@ -218,17 +218,10 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
 
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.reply_text("pong");
-    let state = tempfile::tempdir().unwrap();
-    let mut settings = operator::config::Settings::defaults();
-    settings.state.dir = Some(state.path().to_path_buf());
-    settings.llm.api_key = operator::config::SecretString::new("test-key");
-    settings.llm.base_url = llm.base_url.clone();
-    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
-    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = operator::http::router(operator::app::http_state(&core, None));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let world = crate::support::inproc::core(Some(&llm), |_| {}).await;
+    let core = &world.core;
+    let served = crate::support::inproc::serve(core, None).await;
+    let addr = served.addr;
 
     let scrape = || async {
         let text = reqwest::get(format!("http://{addr}/metrics"))
@@ -284,7 +277,6 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
     }
     assert_eq!(value(&after, "operator_messages_in_total"), 1, "{after}");
     assert_eq!(value(&after, "operator_messages_out_total"), 1, "{after}");
-    server.abort();
 }
 
 #[tokio::test]
@@ -295,18 +287,11 @@ async fn the_api_needs_the_admin_token_and_runs_the_control_surface_and_chat() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.reply_text("First answer.");
     llm.reply_text("Second answer.");
-    let state = tempfile::tempdir().unwrap();
-    let mut settings = operator::config::Settings::defaults();
-    settings.state.dir = Some(state.path().to_path_buf());
-    settings.llm.api_key = operator::config::SecretString::new("test-key");
-    settings.llm.base_url = llm.base_url.clone();
-    settings.docker.host = "unix:///nonexistent/operator-test.sock".into();
-    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let world = crate::support::inproc::core(Some(&llm), |_| {}).await;
+    let core = &world.core;
     let hash = operator::http::api::token_hash("s3cret-admin");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = operator::http::router(operator::app::http_state(&core, Some(hash)));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = crate::support::inproc::serve(core, Some(hash)).await;
+    let addr = served.addr;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://{addr}{p}");
 
@@ -402,5 +387,4 @@ async fn the_api_needs_the_admin_token_and_runs_the_control_surface_and_chat() {
         activity["data"]["entries"].as_array().unwrap().len() >= 2,
         "{activity}"
     );
-    server.abort();
 }

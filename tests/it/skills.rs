@@ -335,15 +335,14 @@ async fn skill_test_runs_a_prompt_on_a_throwaway_clone_and_removes_it() {
         r#"{"command":"cat skills/greet/SKILL.md"}"#,
     )]);
     llm.reply_text("Skill works: it greets people.");
-    let state = tempfile::tempdir().unwrap();
-    let mut settings = operator::config::Settings::defaults();
-    settings.state.dir = Some(state.path().to_path_buf());
-    settings.llm.api_key = operator::config::SecretString::new("test-key");
-    settings.llm.base_url = llm.base_url.clone();
-    settings.docker.image = TEST_IMAGE.into();
-    settings.docker.network = "none".into();
-    settings.docker.memory_mb = 256;
-    let core = operator::app::build(&settings, Vec::new()).await.unwrap();
+    let world = crate::support::inproc::core(Some(&llm), |s| {
+        s.docker.host = String::new();
+        s.docker.image = TEST_IMAGE.into();
+        s.docker.network = "none".into();
+        s.docker.memory_mb = 256;
+    })
+    .await;
+    let core = &world.core;
     let inv = Invocation::new(Caller::owner("test"));
     core.ops
         .invoke(&inv, "instance_create", json!({ "name": source }))

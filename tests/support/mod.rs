@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod inproc;
 pub mod llm;
 pub mod process;
 
