@@ -17,15 +17,13 @@ pub const LIST: OpSpec = OpSpec {
     schema: || json!({ "type": "object", "properties": {} }),
 };
 
-pub const CREATE: OpSpec = OpSpec {
-    name: "agent_create",
-    description: "Create an agent: a persistent identity with a persona and optionally its own model. \
+pub const CREATE: OpSpec = OpSpec::tool(
+    "agent_create",
+    "Create an agent: a persistent identity with a persona and optionally its own model. \
                   It gets its own instance (same name; an existing unowned one is adopted) with \
                   IDENTITY.md and USER.md in its workspace.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -38,15 +36,13 @@ pub const CREATE: OpSpec = OpSpec {
             "required": ["name"]
         })
     },
-};
+);
 
-pub const UPDATE: OpSpec = OpSpec {
-    name: "agent_update",
-    description: "Change an agent's persona or model. An empty model returns it to the default model.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const UPDATE: OpSpec = OpSpec::tool(
+    "agent_update",
+    "Change an agent's persona or model. An empty model returns it to the default model.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -57,22 +53,20 @@ pub const UPDATE: OpSpec = OpSpec {
             "required": ["name"]
         })
     },
-};
+);
 
-pub const DELETE: OpSpec = OpSpec {
-    name: "agent_delete",
-    description: "Delete an agent and its chat bindings. Its conversations are kept as history.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const DELETE: OpSpec = OpSpec::tool(
+    "agent_delete",
+    "Delete an agent and its chat bindings. Its conversations are kept as history.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "name": { "type": "string" } },
             "required": ["name"]
         })
     },
-};
+);
 
 pub const USE: OpSpec = OpSpec {
     name: "agent_use",

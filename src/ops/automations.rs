@@ -14,15 +14,13 @@ fn name_schema() -> serde_json::Value {
     json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
 }
 
-pub const CREATE: OpSpec = OpSpec {
-    name: "automation_create",
-    description: "Schedule a prompt: 5-field cron (minute hour day-of-month month day-of-week, or @daily \
+pub const CREATE: OpSpec = OpSpec::tool(
+    "automation_create",
+    "Schedule a prompt: 5-field cron (minute hour day-of-month month day-of-week, or @daily \
                   and friends) in an IANA time zone, run by Operator or a named agent; the result goes \
                   to this chat.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -36,15 +34,13 @@ pub const CREATE: OpSpec = OpSpec {
             "required": ["name", "prompt", "cron"]
         })
     },
-};
+);
 
-pub const UPDATE: OpSpec = OpSpec {
-    name: "automation_update",
-    description: "Change an automation's prompt, schedule, time zone or agent.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const UPDATE: OpSpec = OpSpec::tool(
+    "automation_update",
+    "Change an automation's prompt, schedule, time zone or agent.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -57,67 +53,55 @@ pub const UPDATE: OpSpec = OpSpec {
             "required": ["name"]
         })
     },
-};
+);
 
-pub const ENABLE: OpSpec = OpSpec {
-    name: "automation_enable",
-    description: "Turn an automation on; it runs from its next scheduled time.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const ENABLE: OpSpec = OpSpec::tool(
+    "automation_enable",
+    "Turn an automation on; it runs from its next scheduled time.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const DISABLE: OpSpec = OpSpec {
-    name: "automation_disable",
-    description: "Turn an automation off without deleting it.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const DISABLE: OpSpec = OpSpec::tool(
+    "automation_disable",
+    "Turn an automation off without deleting it.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const DELETE: OpSpec = OpSpec {
-    name: "automation_delete",
-    description: "Delete an automation and its history.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const DELETE: OpSpec = OpSpec::tool(
+    "automation_delete",
+    "Delete an automation and its history.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const LIST: OpSpec = OpSpec {
-    name: "automation_list",
-    description: "List automations with their schedule in words and the next run times.",
-    access: Access::Member,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": {} }),
-};
+pub const LIST: OpSpec = OpSpec::tool(
+    "automation_list",
+    "List automations with their schedule in words and the next run times.",
+    Access::Member,
+    || json!({ "type": "object", "properties": {} }),
+);
 
-pub const RUN: OpSpec = OpSpec {
-    name: "automation_run",
-    description: "Run an automation now, outside its schedule (skipped if a run is still going).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const RUN: OpSpec = OpSpec::tool(
+    "automation_run",
+    "Run an automation now, outside its schedule (skipped if a run is still going).",
+    Access::Owner,
+    name_schema,
+);
 
-pub const HISTORY: OpSpec = OpSpec {
-    name: "automation_history",
-    description: "An automation's recent runs: status, duration, summary.",
-    access: Access::Member,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const HISTORY: OpSpec = OpSpec::tool(
+    "automation_history",
+    "An automation's recent runs: status, duration, summary.",
+    Access::Member,
+    || {
         json!({
             "type": "object",
             "properties": { "name": { "type": "string" }, "limit": { "type": "integer", "minimum": 1 } },
             "required": ["name"]
         })
     },
-};
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,23 +9,19 @@ use super::{Access, OpError, OpSpec, Ops, Output};
 use crate::domain::AgentName;
 use crate::store::{InstanceRecord, InstanceStatus};
 
-pub const SETTINGS: OpSpec = OpSpec {
-    name: "instance_settings",
-    description: "Show an instance's settings: image, limits, network, tags, project, owner agent.",
-    access: Access::Member,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
-};
+pub const SETTINGS: OpSpec = OpSpec::tool(
+    "instance_settings",
+    "Show an instance's settings: image, limits, network, tags, project, owner agent.",
+    Access::Member,
+    || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+);
 
-pub const UPDATE: OpSpec = OpSpec {
-    name: "instance_update",
-    description: "Change an instance's image, memory, cpus, network, tags or project. Changing the \
+pub const UPDATE: OpSpec = OpSpec::tool(
+    "instance_update",
+    "Change an instance's image, memory, cpus, network, tags or project. Changing the \
                   image, limits or network recreates the container; /workspace is kept.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -40,15 +36,13 @@ pub const UPDATE: OpSpec = OpSpec {
             "required": ["name"]
         })
     },
-};
+);
 
-pub const CLONE: OpSpec = OpSpec {
-    name: "instance_clone",
-    description: "Create a new instance with the same settings and a copy of another's /workspace.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const CLONE: OpSpec = OpSpec::tool(
+    "instance_clone",
+    "Create a new instance with the same settings and a copy of another's /workspace.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -58,7 +52,7 @@ pub const CLONE: OpSpec = OpSpec {
             "required": ["name", "new_name"]
         })
     },
-};
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

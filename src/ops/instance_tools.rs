@@ -15,29 +15,25 @@ const MAX_TIMEOUT_SECS: u64 = 3600;
 /// Most output a command may return to the caller.
 const MAX_OUTPUT: usize = 256 * 1024;
 
-pub const LOGS: OpSpec = OpSpec {
-    name: "instance_logs",
-    description: "The last lines of an instance's container output.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const LOGS: OpSpec = OpSpec::tool(
+    "instance_logs",
+    "The last lines of an instance's container output.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "name": { "type": "string" }, "tail": { "type": "integer", "minimum": 1 } },
             "required": ["name"]
         })
     },
-};
+);
 
-pub const EXEC: OpSpec = OpSpec {
-    name: "instance_exec",
-    description: "Run a shell command in an instance (as its non-root user, in /workspace). \
+pub const EXEC: OpSpec = OpSpec::tool(
+    "instance_exec",
+    "Run a shell command in an instance (as its non-root user, in /workspace). \
                   Returns the exit code and the output, capped.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -50,45 +46,39 @@ pub const EXEC: OpSpec = OpSpec {
             "required": ["name", "command"]
         })
     },
-};
+);
 
-pub const FILE_LIST: OpSpec = OpSpec {
-    name: "file_list",
-    description: "List a directory in an instance (relative paths are under /workspace).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const FILE_LIST: OpSpec = OpSpec::tool(
+    "file_list",
+    "List a directory in an instance (relative paths are under /workspace).",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "instance": { "type": "string" }, "path": { "type": "string" } },
             "required": ["instance"]
         })
     },
-};
+);
 
-pub const FILE_READ: OpSpec = OpSpec {
-    name: "file_read",
-    description: "Read a text file in an instance (relative paths are under /workspace).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const FILE_READ: OpSpec = OpSpec::tool(
+    "file_read",
+    "Read a text file in an instance (relative paths are under /workspace).",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "instance": { "type": "string" }, "path": { "type": "string" } },
             "required": ["instance", "path"]
         })
     },
-};
+);
 
-pub const FILE_WRITE: OpSpec = OpSpec {
-    name: "file_write",
-    description: "Write a text file in an instance, creating its directory (relative paths are under /workspace).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const FILE_WRITE: OpSpec = OpSpec::tool(
+    "file_write",
+    "Write a text file in an instance, creating its directory (relative paths are under /workspace).",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -99,7 +89,7 @@ pub const FILE_WRITE: OpSpec = OpSpec {
             "required": ["instance", "path", "content"]
         })
     },
-};
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -20,14 +20,12 @@ fn schema_targets() -> Value {
     })
 }
 
-pub const CREATE: OpSpec = OpSpec {
-    name: "instance_create",
-    description: "Create an instance: a hardened Docker container with a persistent /workspace volume. \
+pub const CREATE: OpSpec = OpSpec::tool(
+    "instance_create",
+    "Create an instance: a hardened Docker container with a persistent /workspace volume. \
                   Unset settings come from [docker] in the config.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -42,7 +40,7 @@ pub const CREATE: OpSpec = OpSpec {
             "required": ["name"]
         })
     },
-};
+);
 
 pub const LIST: OpSpec = OpSpec {
     name: "instance_list",
@@ -53,48 +51,40 @@ pub const LIST: OpSpec = OpSpec {
     schema: || json!({ "type": "object", "properties": {} }),
 };
 
-pub const DELETE: OpSpec = OpSpec {
-    name: "instance_delete",
-    description: "Delete an instance's container, and its /workspace volume unless keep_workspace is true.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const DELETE: OpSpec = OpSpec::tool(
+    "instance_delete",
+    "Delete an instance's container, and its /workspace volume unless keep_workspace is true.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "name": { "type": "string" }, "keep_workspace": { "type": "boolean" } },
             "required": ["name"]
         })
     },
-};
+);
 
-pub const START: OpSpec = OpSpec {
-    name: "instance_start",
-    description: "Start instances, given by name or by tag; a missing container is recreated from its \
+pub const START: OpSpec = OpSpec::tool(
+    "instance_start",
+    "Start instances, given by name or by tag; a missing container is recreated from its \
                   stored settings with its workspace. Reports a result per instance.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: schema_targets,
-};
+    Access::Owner,
+    schema_targets,
+);
 
-pub const STOP: OpSpec = OpSpec {
-    name: "instance_stop",
-    description: "Stop instances, given by name or by tag; their workspaces are kept.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: schema_targets,
-};
+pub const STOP: OpSpec = OpSpec::tool(
+    "instance_stop",
+    "Stop instances, given by name or by tag; their workspaces are kept.",
+    Access::Owner,
+    schema_targets,
+);
 
-pub const RESTART: OpSpec = OpSpec {
-    name: "instance_restart",
-    description: "Restart instances, given by name or by tag; reports a result per instance.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: schema_targets,
-};
+pub const RESTART: OpSpec = OpSpec::tool(
+    "instance_restart",
+    "Restart instances, given by name or by tag; reports a result per instance.",
+    Access::Owner,
+    schema_targets,
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

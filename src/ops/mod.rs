@@ -59,6 +59,25 @@ pub struct OpSpec {
     pub schema: fn() -> Value,
 }
 
+impl OpSpec {
+    /// An operation without a chat-command form (a tool for the model, and an HTTP route).
+    pub const fn tool(
+        name: &'static str,
+        description: &'static str,
+        access: Access,
+        schema: fn() -> Value,
+    ) -> Self {
+        Self {
+            name,
+            description,
+            access,
+            command: None,
+            positional: &[],
+            schema,
+        }
+    }
+}
+
 /// The context an operation runs in.
 #[derive(Debug, Clone)]
 pub struct Invocation {

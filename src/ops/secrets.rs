@@ -11,13 +11,11 @@ use crate::domain::format_millis;
 use crate::secrets::{Redactor, valid_name};
 use crate::store::{GrantTarget, InstanceRecord, StoreError};
 
-pub const CREATE: OpSpec = OpSpec {
-    name: "secret_create",
-    description: "Store a new secret (encrypted). Values come from people, never from the model.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const CREATE: OpSpec = OpSpec::tool(
+    "secret_create",
+    "Store a new secret (encrypted). Values come from people, never from the model.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -29,31 +27,27 @@ pub const CREATE: OpSpec = OpSpec {
             "required": ["name", "value"]
         })
     },
-};
+);
 
-pub const ROTATE: OpSpec = OpSpec {
-    name: "secret_rotate",
-    description: "Replace a secret's value; commands use the new value from the next one on.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const ROTATE: OpSpec = OpSpec::tool(
+    "secret_rotate",
+    "Replace a secret's value; commands use the new value from the next one on.",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": { "name": { "type": "string" }, "value": { "type": "string" } },
             "required": ["name", "value"]
         })
     },
-};
+);
 
-pub const LIST: OpSpec = OpSpec {
-    name: "secret_list",
-    description: "List secrets: names, scope, grants and dates (never values).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": {} }),
-};
+pub const LIST: OpSpec = OpSpec::tool(
+    "secret_list",
+    "List secrets: names, scope, grants and dates (never values).",
+    Access::Owner,
+    || json!({ "type": "object", "properties": {} }),
+);
 
 fn grant_schema() -> serde_json::Value {
     json!({
@@ -67,33 +61,27 @@ fn grant_schema() -> serde_json::Value {
     })
 }
 
-pub const GRANT: OpSpec = OpSpec {
-    name: "secret_grant",
-    description: "Give a secret to an instance or to every instance with a tag: commands there see it \
+pub const GRANT: OpSpec = OpSpec::tool(
+    "secret_grant",
+    "Give a secret to an instance or to every instance with a tag: commands there see it \
                   as an environment variable.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: grant_schema,
-};
+    Access::Owner,
+    grant_schema,
+);
 
-pub const REVOKE: OpSpec = OpSpec {
-    name: "secret_revoke",
-    description: "Take a secret back from an instance or a tag.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: grant_schema,
-};
+pub const REVOKE: OpSpec = OpSpec::tool(
+    "secret_revoke",
+    "Take a secret back from an instance or a tag.",
+    Access::Owner,
+    grant_schema,
+);
 
-pub const DELETE: OpSpec = OpSpec {
-    name: "secret_delete",
-    description: "Delete a secret and its grants.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
-};
+pub const DELETE: OpSpec = OpSpec::tool(
+    "secret_delete",
+    "Delete a secret and its grants.",
+    Access::Owner,
+    || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -30,15 +30,13 @@ fn targets_schema() -> serde_json::Value {
     })
 }
 
-pub const WRITE: OpSpec = OpSpec {
-    name: "skill_write",
-    description: "Create or update a skill (a new version) in the Agent Skills format: SKILL.md with YAML \
+pub const WRITE: OpSpec = OpSpec::tool(
+    "skill_write",
+    "Create or update a skill (a new version) in the Agent Skills format: SKILL.md with YAML \
                   front matter (name = the skill's name, description) and markdown instructions, plus \
                   optional files under scripts/, references/, assets/. Never put secrets in a skill.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -50,53 +48,43 @@ pub const WRITE: OpSpec = OpSpec {
             "required": ["name", "skill_md"]
         })
     },
-};
+);
 
-pub const PREVIEW: OpSpec = OpSpec {
-    name: "skill_preview",
-    description: "Validate a skill's latest version, list its files, and show what installing it would \
+pub const PREVIEW: OpSpec = OpSpec::tool(
+    "skill_preview",
+    "Validate a skill's latest version, list its files, and show what installing it would \
                   change on each instance (given, or where it is installed). Changes nothing.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: targets_schema,
-};
+    Access::Owner,
+    targets_schema,
+);
 
-pub const INSTALL: OpSpec = OpSpec {
-    name: "skill_install",
-    description: "Install a skill's latest version on instances (into /workspace/skills/<name>/).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: targets_schema,
-};
+pub const INSTALL: OpSpec = OpSpec::tool(
+    "skill_install",
+    "Install a skill's latest version on instances (into /workspace/skills/<name>/).",
+    Access::Owner,
+    targets_schema,
+);
 
-pub const UNINSTALL: OpSpec = OpSpec {
-    name: "skill_uninstall",
-    description: "Remove a skill from instances.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: targets_schema,
-};
+pub const UNINSTALL: OpSpec = OpSpec::tool(
+    "skill_uninstall",
+    "Remove a skill from instances.",
+    Access::Owner,
+    targets_schema,
+);
 
-pub const UPDATE: OpSpec = OpSpec {
-    name: "skill_update",
-    description: "Bring every installed copy of a skill to its latest version.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const UPDATE: OpSpec = OpSpec::tool(
+    "skill_update",
+    "Bring every installed copy of a skill to its latest version.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const LIST: OpSpec = OpSpec {
-    name: "skill_list",
-    description: "List skills: latest version, description, and where which version is installed.",
-    access: Access::Member,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": {} }),
-};
+pub const LIST: OpSpec = OpSpec::tool(
+    "skill_list",
+    "List skills: latest version, description, and where which version is installed.",
+    Access::Member,
+    || json!({ "type": "object", "properties": {} }),
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,14 +371,12 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
     Ok(Output::new(text, json!({ "skills": data })))
 }
 
-pub const TEST: OpSpec = OpSpec {
-    name: "skill_test",
-    description: "Try a skill: clone the instance, install the skill's latest version on the clone, run \
+pub const TEST: OpSpec = OpSpec::tool(
+    "skill_test",
+    "Try a skill: clone the instance, install the skill's latest version on the clone, run \
                   the prompt there as a throwaway agent, report the result, and remove the clone.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -401,7 +387,7 @@ pub const TEST: OpSpec = OpSpec {
             "required": ["name", "instance", "prompt"]
         })
     },
-};
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,13 +25,11 @@ pub const STATUS: OpSpec = OpSpec {
     schema: || json!({ "type": "object", "properties": {} }),
 };
 
-pub const ACTIVITY: OpSpec = OpSpec {
-    name: "activity_read",
-    description: "Read the newest entries of the activity feed (messages, tool calls, changes, errors).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const ACTIVITY: OpSpec = OpSpec::tool(
+    "activity_read",
+    "Read the newest entries of the activity feed (messages, tool calls, changes, errors).",
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -41,7 +39,7 @@ pub const ACTIVITY: OpSpec = OpSpec {
             }
         })
     },
-};
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,15 +16,13 @@ fn name_schema() -> serde_json::Value {
     json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
 }
 
-pub const CREATE: OpSpec = OpSpec {
-    name: "webhook_create",
-    description: "Create a webhook: POST /hooks/<token> runs the template (which must contain \
+pub const CREATE: OpSpec = OpSpec::tool(
+    "webhook_create",
+    "Create a webhook: POST /hooks/<token> runs the template (which must contain \
                   {{payload}}) with the request body as data; the result goes to this chat. The URL \
                   is shown once.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Owner,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -35,52 +33,42 @@ pub const CREATE: OpSpec = OpSpec {
             "required": ["name", "template"]
         })
     },
-};
+);
 
-pub const LIST: OpSpec = OpSpec {
-    name: "webhook_list",
-    description: "List webhooks (names, state, agent; never their tokens).",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": {} }),
-};
+pub const LIST: OpSpec = OpSpec::tool(
+    "webhook_list",
+    "List webhooks (names, state, agent; never their tokens).",
+    Access::Owner,
+    || json!({ "type": "object", "properties": {} }),
+);
 
-pub const ENABLE: OpSpec = OpSpec {
-    name: "webhook_enable",
-    description: "Turn a webhook on.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const ENABLE: OpSpec = OpSpec::tool(
+    "webhook_enable",
+    "Turn a webhook on.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const DISABLE: OpSpec = OpSpec {
-    name: "webhook_disable",
-    description: "Turn a webhook off: calls get 403 and trigger nothing.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const DISABLE: OpSpec = OpSpec::tool(
+    "webhook_disable",
+    "Turn a webhook off: calls get 403 and trigger nothing.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const ROTATE: OpSpec = OpSpec {
-    name: "webhook_rotate",
-    description: "Give a webhook a new URL; the old one stops working at once.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const ROTATE: OpSpec = OpSpec::tool(
+    "webhook_rotate",
+    "Give a webhook a new URL; the old one stops working at once.",
+    Access::Owner,
+    name_schema,
+);
 
-pub const DELETE: OpSpec = OpSpec {
-    name: "webhook_delete",
-    description: "Delete a webhook.",
-    access: Access::Owner,
-    command: None,
-    positional: &[],
-    schema: name_schema,
-};
+pub const DELETE: OpSpec = OpSpec::tool(
+    "webhook_delete",
+    "Delete a webhook.",
+    Access::Owner,
+    name_schema,
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

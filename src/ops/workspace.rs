@@ -9,14 +9,12 @@ use super::instance_tools::{self, ExecArgs, FileArgs};
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
 use crate::store::InstanceRecord;
 
-pub const RUN: OpSpec = OpSpec {
-    name: "run_command",
-    description: "Run a shell command on your own computer (as a non-root user, in /workspace). \
+pub const RUN: OpSpec = OpSpec::tool(
+    "run_command",
+    "Run a shell command on your own computer (as a non-root user, in /workspace). \
                   Returns the exit code and output; long output is cut and says so.",
-    access: Access::Workspace,
-    command: None,
-    positional: &[],
-    schema: || {
+    Access::Workspace,
+    || {
         json!({
             "type": "object",
             "properties": {
@@ -27,40 +25,34 @@ pub const RUN: OpSpec = OpSpec {
             "required": ["command"]
         })
     },
-};
+);
 
-pub const READ: OpSpec = OpSpec {
-    name: "read_file",
-    description: "Read a text file on your computer (relative paths are under /workspace).",
-    access: Access::Workspace,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": { "path": { "type": "string" } }, "required": ["path"] }),
-};
+pub const READ: OpSpec = OpSpec::tool(
+    "read_file",
+    "Read a text file on your computer (relative paths are under /workspace).",
+    Access::Workspace,
+    || json!({ "type": "object", "properties": { "path": { "type": "string" } }, "required": ["path"] }),
+);
 
-pub const WRITE: OpSpec = OpSpec {
-    name: "write_file",
-    description: "Write a text file on your computer, creating its directory (relative paths are under /workspace).",
-    access: Access::Workspace,
-    command: None,
-    positional: &[],
-    schema: || {
+pub const WRITE: OpSpec = OpSpec::tool(
+    "write_file",
+    "Write a text file on your computer, creating its directory (relative paths are under /workspace).",
+    Access::Workspace,
+    || {
         json!({
             "type": "object",
             "properties": { "path": { "type": "string" }, "content": { "type": "string" } },
             "required": ["path", "content"]
         })
     },
-};
+);
 
-pub const LIST: OpSpec = OpSpec {
-    name: "list_files",
-    description: "List a directory on your computer (default: /workspace).",
-    access: Access::Workspace,
-    command: None,
-    positional: &[],
-    schema: || json!({ "type": "object", "properties": { "path": { "type": "string" } } }),
-};
+pub const LIST: OpSpec = OpSpec::tool(
+    "list_files",
+    "List a directory on your computer (default: /workspace).",
+    Access::Workspace,
+    || json!({ "type": "object", "properties": { "path": { "type": "string" } } }),
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
