@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, not_found};
+use super::{Result, Store, StoreError, chat_columns, chat_from_row, not_found, touched};
 use crate::domain::{ChatRef, Millis, now_millis};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,18 +56,6 @@ pub struct WebhookRecord {
     pub chat: Option<ChatRef>,
 }
 
-fn chat_from_row(row: &SqliteRow) -> Result<Option<ChatRef>> {
-    let channel: String = row.try_get("channel")?;
-    if channel.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(ChatRef {
-        channel,
-        chat_id: row.try_get("chat_id")?,
-        thread_id: row.try_get("thread_id")?,
-    }))
-}
-
 fn automation_from_row(row: &SqliteRow) -> Result<AutomationRecord> {
     Ok(AutomationRecord {
         id: row.try_get("id")?,
@@ -107,16 +95,9 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord> {
     })
 }
 
-fn chat_parts(chat: &Option<ChatRef>) -> (String, String, String) {
-    match chat {
-        Some(c) => (c.channel.clone(), c.chat_id.clone(), c.thread_id.clone()),
-        None => Default::default(),
-    }
-}
-
 impl Store {
     pub async fn create_automation(&self, a: &AutomationSpec) -> Result<AutomationRecord> {
-        let (channel, chat_id, thread_id) = chat_parts(&a.chat);
+        let (channel, chat_id, thread_id) = chat_columns(a.chat.as_ref());
         let row = sqlx::query(
             "INSERT INTO automations (name, prompt, cron, timezone, enabled, agent, channel, chat_id, thread_id, \
              created_by, next_run_at, created_at, updated_at) \
@@ -145,7 +126,7 @@ impl Store {
 
     /// Replaces an automation's settings (not its run state).
     pub async fn update_automation(&self, a: &AutomationSpec) -> Result<AutomationRecord> {
-        let (channel, chat_id, thread_id) = chat_parts(&a.chat);
+        let (channel, chat_id, thread_id) = chat_columns(a.chat.as_ref());
         let row = sqlx::query(
             "UPDATE automations SET prompt = $1, cron = $2, timezone = $3, enabled = $4, agent = $5, \
              channel = $6, chat_id = $7, thread_id = $8, next_run_at = $9, updated_at = $10 \
@@ -307,10 +288,7 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("automation {name}")));
-        }
-        Ok(())
+        touched(n, || format!("automation {name}"))
     }
 
     pub async fn create_webhook(
@@ -321,7 +299,7 @@ impl Store {
         agent: &str,
         chat: &Option<ChatRef>,
     ) -> Result<WebhookRecord> {
-        let (channel, chat_id, thread_id) = chat_parts(chat);
+        let (channel, chat_id, thread_id) = chat_columns(chat.as_ref());
         let row = sqlx::query(
             "INSERT INTO webhooks (name, template, token_hash, enabled, agent, channel, chat_id, thread_id, \
              created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $8) RETURNING *",
@@ -386,9 +364,6 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("webhook {name}")));
-        }
-        Ok(())
+        touched(n, || format!("webhook {name}"))
     }
 }

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, not_found};
+use super::{Result, Store, StoreError, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,10 +155,7 @@ impl Store {
         .execute(&self.write)
         .await?
         .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("instance {name}")));
-        }
-        Ok(())
+        touched(n, || format!("instance {name}"))
     }
 
     pub async fn delete_instance(&self, name: &str) -> Result<()> {
@@ -167,10 +164,7 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("instance {name}")));
-        }
-        Ok(())
+        touched(n, || format!("instance {name}"))
     }
 }
 
@@ -184,10 +178,7 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("instance {name}")));
-        }
-        Ok(())
+        touched(n, || format!("instance {name}"))
     }
 
     /// The instance an agent lives on, if it has one.

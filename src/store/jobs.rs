@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, not_found};
+use super::{Result, Store, StoreError, chat_columns, chat_from_row, not_found};
 use crate::domain::{ChatRef, Millis, now_millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,21 +67,13 @@ pub struct JobRecord {
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
-    let channel: String = row.try_get("channel")?;
-    let chat = (!channel.is_empty()).then(|| -> Result<ChatRef> {
-        Ok(ChatRef {
-            channel: channel.clone(),
-            chat_id: row.try_get("chat_id")?,
-            thread_id: row.try_get("thread_id")?,
-        })
-    });
     let status: String = row.try_get("status")?;
     Ok(JobRecord {
         id: row.try_get("id")?,
         instance: row.try_get("instance")?,
         agent: row.try_get("agent")?,
         conversation_id: row.try_get("conversation_id")?,
-        chat: chat.transpose()?,
+        chat: chat_from_row(row)?,
         caller: row.try_get("caller")?,
         caller_is_owner: row.try_get::<i64, _>("caller_is_owner")? != 0,
         command: row.try_get("command")?,
@@ -96,7 +88,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
 
 impl Store {
     pub async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
-        let chat = job.chat.clone().unwrap_or_else(|| ChatRef::new("", ""));
+        let (channel, chat_id, thread_id) = chat_columns(job.chat.as_ref());
         let row = sqlx::query(
             "INSERT INTO jobs (instance, agent, conversation_id, channel, chat_id, thread_id, caller, \
              caller_is_owner, command, timeout_secs, status, started_at) \
@@ -105,9 +97,9 @@ impl Store {
         .bind(&job.instance)
         .bind(&job.agent)
         .bind(job.conversation_id)
-        .bind(&chat.channel)
-        .bind(&chat.chat_id)
-        .bind(&chat.thread_id)
+        .bind(channel)
+        .bind(chat_id)
+        .bind(thread_id)
         .bind(&job.caller)
         .bind(i64::from(job.caller_is_owner))
         .bind(&job.command)

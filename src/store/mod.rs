@@ -241,6 +241,38 @@ fn migrator() -> Migrator {
     }
 }
 
+/// An update or delete that touched no row means its target did not exist.
+pub(crate) fn touched(rows: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(what()));
+    }
+    Ok(())
+}
+
+/// An optional chat stored as `channel`, `chat_id`, `thread_id` columns (empty channel: none).
+pub(crate) fn chat_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<Option<crate::domain::ChatRef>> {
+    use sqlx::Row;
+    let channel: String = row.try_get("channel")?;
+    if channel.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::domain::ChatRef {
+        channel,
+        chat_id: row.try_get("chat_id")?,
+        thread_id: row.try_get("thread_id")?,
+    }))
+}
+
+/// The column values of an optional chat (empty strings for none).
+pub(crate) fn chat_columns(chat: Option<&crate::domain::ChatRef>) -> (String, String, String) {
+    match chat {
+        Some(c) => (c.channel.clone(), c.chat_id.clone(), c.thread_id.clone()),
+        None => Default::default(),
+    }
+}
+
 /// Names what was not found, so errors read "agent daniel not found".
 pub(crate) fn not_found(what: impl Into<String>) -> impl FnOnce(StoreError) -> StoreError {
     let what = what.into();

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, not_found};
+use super::{Result, Store, StoreError, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,10 +169,7 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("secret {name}")));
-        }
-        Ok(())
+        touched(n, || format!("secret {name}"))
     }
 
     /// Replaces every sealed value in one transaction (master key rotation).
