@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output, instances};
+use super::{Access, Invocation, NameArgs, OpError, OpSpec, Ops, Output, instances, name_schema};
 use crate::domain::{AgentName, OPERATOR, format_millis};
 use crate::instance::files;
 use crate::store::{Agent, AgentPatch, StoreError};
@@ -59,13 +59,7 @@ pub const DELETE: OpSpec = OpSpec::tool(
     "agent_delete",
     "Delete an agent and its chat bindings. Its conversations are kept as history.",
     Access::Owner,
-    || {
-        json!({
-            "type": "object",
-            "properties": { "name": { "type": "string" } },
-            "required": ["name"]
-        })
-    },
+    name_schema,
 );
 
 pub const USE: OpSpec = OpSpec {
@@ -101,12 +95,6 @@ pub struct UpdateArgs {
     name: String,
     persona: Option<String>,
     model: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
 }
 
 #[derive(Deserialize)]

@@ -5,14 +5,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::instances::invalid;
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
+use super::{Access, Invocation, NameArgs, OpError, OpSpec, Ops, Output, name_schema};
 use crate::domain::{ChatRef, OPERATOR, format_millis, now_millis};
 use crate::scheduler::{Schedule, describe};
 use crate::store::{AutomationRecord, AutomationSpec};
-
-fn name_schema() -> serde_json::Value {
-    json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
-}
 
 pub const CREATE: OpSpec = OpSpec::tool(
     "automation_create",
@@ -122,12 +118,6 @@ pub struct UpdateArgs {
     cron: Option<String>,
     timezone: Option<String>,
     agent: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
 }
 
 #[derive(Deserialize)]

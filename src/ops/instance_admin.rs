@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::instances::{Settings, apply_settings, bring_up, invalid, record_json};
-use super::{Access, OpError, OpSpec, Ops, Output};
+use super::{Access, NameArgs, OpError, OpSpec, Ops, Output, name_schema};
 use crate::domain::AgentName;
 use crate::store::{InstanceRecord, InstanceStatus};
 
@@ -13,7 +13,7 @@ pub const SETTINGS: OpSpec = OpSpec::tool(
     "instance_settings",
     "Show an instance's settings: image, limits, network, tags, project, owner agent.",
     Access::Member,
-    || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+    name_schema,
 );
 
 pub const UPDATE: OpSpec = OpSpec::tool(
@@ -53,12 +53,6 @@ pub const CLONE: OpSpec = OpSpec::tool(
         })
     },
 );
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

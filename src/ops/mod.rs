@@ -78,6 +78,18 @@ impl OpSpec {
     }
 }
 
+/// The arguments of the many operations that act on one thing by name.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameArgs {
+    pub(crate) name: String,
+}
+
+/// The schema of [`NameArgs`].
+pub(crate) fn name_schema() -> Value {
+    json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
+}
+
 /// The context an operation runs in.
 #[derive(Debug, Clone)]
 pub struct Invocation {

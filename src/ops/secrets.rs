@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::instances::invalid;
-use super::{Access, OpError, OpSpec, Ops, Output};
+use super::{Access, NameArgs, OpError, OpSpec, Ops, Output, name_schema};
 use crate::domain::format_millis;
 use crate::secrets::{Redactor, valid_name};
 use crate::store::{GrantTarget, InstanceRecord, StoreError};
@@ -80,7 +80,7 @@ pub const DELETE: OpSpec = OpSpec::tool(
     "secret_delete",
     "Delete a secret and its grants.",
     Access::Owner,
-    || json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] }),
+    name_schema,
 );
 
 #[derive(Deserialize)]
@@ -105,12 +105,6 @@ pub struct GrantArgs {
     name: String,
     instance: Option<String>,
     tag: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
 }
 
 fn checked_name(op: &'static str, name: &str) -> Result<String, OpError> {

@@ -9,15 +9,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::instances::invalid;
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
+use super::{Access, Invocation, NameArgs, OpError, OpSpec, Ops, Output, name_schema};
 use crate::instance::files::{self, shell_quote};
 use crate::instance::{ExecRequest, InstanceError};
 use crate::skills::{self, SkillError};
 use crate::store::SkillVersion;
-
-fn name_schema() -> serde_json::Value {
-    json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
-}
 
 fn targets_schema() -> serde_json::Value {
     json!({
@@ -101,12 +97,6 @@ pub struct TargetArgs {
     name: String,
     #[serde(default)]
     instances: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
 }
 
 fn skill_error(op: &'static str, e: SkillError) -> OpError {

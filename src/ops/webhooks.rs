@@ -6,15 +6,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::instances::invalid;
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
+use super::{Access, Invocation, NameArgs, OpError, OpSpec, Ops, Output, name_schema};
 use crate::domain::{AgentName, OPERATOR};
 
 /// The placeholder a template must contain.
 pub const PLACEHOLDER: &str = "{{payload}}";
-
-fn name_schema() -> serde_json::Value {
-    json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] })
-}
 
 pub const CREATE: OpSpec = OpSpec::tool(
     "webhook_create",
@@ -76,12 +72,6 @@ pub struct CreateArgs {
     name: String,
     template: String,
     agent: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NameArgs {
-    name: String,
 }
 
 /// The stored form of a token.
