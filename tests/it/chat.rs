@@ -260,20 +260,9 @@ async fn use_binds_the_chat_to_an_agent_with_its_persona_and_model() {
 
 #[tokio::test]
 async fn stop_cancels_the_running_turn_and_the_chat_goes_on() {
-    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
-    let llm = FakeLlm::start(Vendor::OpenAi).await;
-    llm.reply_text_after("too late", Duration::from_secs(30));
-    llm.reply_text("fresh answer");
-    let world = World::new(Some(&llm), "");
-    let mut child = world.spawn(&["chat"]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"a slow question\n").await.unwrap();
-    assert!(
-        llm.wait_for_completions(1, Duration::from_secs(20)).await,
-        "the turn started"
-    );
+    let (_llm, _world, child, mut stdin) = slow_turn("a slow question", "fresh answer").await;
     stdin.write_all(b"/stop\nnext question\n").await.unwrap();
     drop(stdin);
     let out = crate::support::process::finish(child).await;
@@ -317,20 +306,9 @@ async fn messages_and_tool_calls_reach_the_activity_feed() {
 
 #[tokio::test]
 async fn ctrl_c_cancels_the_turn_not_the_process() {
-    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
-    let llm = FakeLlm::start(Vendor::OpenAi).await;
-    llm.reply_text_after("too late", Duration::from_secs(30));
-    llm.reply_text("still here");
-    let world = World::new(Some(&llm), "");
-    let mut child = world.spawn(&["chat"]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"a slow question\n").await.unwrap();
-    assert!(
-        llm.wait_for_completions(1, Duration::from_secs(20)).await,
-        "the turn started"
-    );
+    let (_llm, _world, child, mut stdin) = slow_turn("a slow question", "still here").await;
     let pid = child.id().unwrap().to_string();
     let sent = tokio::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -379,23 +357,8 @@ async fn a_secret_value_sent_as_the_next_message_is_stored_not_chatted() {
 
 #[tokio::test]
 async fn a_turn_cut_short_by_a_crash_is_reported_once_at_the_next_start() {
-    use std::time::Duration;
-    use tokio::io::AsyncWriteExt;
-
-    let llm = FakeLlm::start(Vendor::OpenAi).await;
-    llm.reply_text_after("too late", Duration::from_secs(30));
-    llm.reply_text("Here it is again.");
-    let world = World::new(Some(&llm), "");
-    let mut child = world.spawn(&["chat"]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"compile the quarterly report\n")
-        .await
-        .unwrap();
-    assert!(
-        llm.wait_for_completions(1, Duration::from_secs(20)).await,
-        "the turn started"
-    );
+    let (llm, world, mut child, stdin) =
+        slow_turn("compile the quarterly report", "Here it is again.").await;
     child.kill().await.unwrap();
     drop(stdin);
 
@@ -424,4 +387,35 @@ async fn a_turn_cut_short_by_a_crash_is_reported_once_at_the_next_start() {
         history.contains("this turn was interrupted"),
         "the model knows: {history}"
     );
+}
+
+/// `operator chat` whose first turn ("too late") takes 30 s at the model, with `then` as the
+/// model's next reply; returns once the model has the first request, stdin still open.
+async fn slow_turn(
+    question: &str,
+    then: &str,
+) -> (
+    FakeLlm,
+    World,
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+) {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("too late", Duration::from_secs(30));
+    llm.reply_text(then);
+    let world = World::new(Some(&llm), "");
+    let mut child = world.spawn(&["chat"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{question}\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        llm.wait_for_completions(1, Duration::from_secs(20)).await,
+        "the turn started"
+    );
+    (llm, world, child, stdin)
 }

@@ -47,14 +47,9 @@ async fn serves_health_and_readiness_and_stops_on_request() {
 #[tokio::test]
 async fn sigterm_stops_the_process_cleanly() {
     let world = World::new(None, "");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&world.config)
+    let mut child = daemon(&world)
         .env("OPERATOR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -72,13 +67,7 @@ async fn sigterm_stops_the_process_cleanly() {
     .await;
     assert_eq!(ready, Ok(true), "never ready: {seen}");
 
-    let pid = child.id().unwrap().to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits in time")
@@ -151,15 +140,9 @@ async fn under_systemd_it_reports_ready_and_pings_the_watchdog() {
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&world.config)
+    let mut child = daemon(&world)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "200000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let received = tokio::task::spawn_blocking(move || {
@@ -183,15 +166,7 @@ async fn under_systemd_it_reports_ready_and_pings_the_watchdog() {
     let (seen, socket) = received;
     assert!(seen[0].starts_with("READY=1\nSTATUS=serving"), "{seen:?}");
 
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success()
-    );
+    sigterm(&child).await;
     let stopping = tokio::task::spawn_blocking(move || {
         let mut buf = [0u8; 512];
         loop {
@@ -387,4 +362,27 @@ async fn the_api_needs_the_admin_token_and_runs_the_control_surface_and_chat() {
         activity["data"]["entries"].as_array().unwrap().len() >= 2,
         "{activity}"
     );
+}
+
+/// `operator run` on the world's config, quiet, killed when dropped.
+fn daemon(world: &World) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
 }
