@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::{Channel, Health, Outbound};
+use super::{Channel, Outbound};
 use crate::domain::ChatRef;
 use crate::secrets::Redactor;
 
@@ -23,14 +23,6 @@ impl Hub {
         let mut ids: Vec<String> = channels.keys().cloned().collect();
         ids.sort();
         ids
-    }
-
-    pub fn health(&self) -> Vec<(String, Health)> {
-        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        channels
-            .iter()
-            .map(|(id, c)| (id.clone(), c.health()))
-            .collect()
     }
 
     fn get(&self, id: &str) -> Option<Arc<dyn Channel>> {

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, not_found};
+use super::{Result, Store, StoreError};
 use crate::domain::{ChatRef, Millis, Role, StoredMessage, ToolCall, now_millis};
 use crate::secrets::Redactor;
 
@@ -155,18 +155,6 @@ impl Store {
         .bind(now)
         .fetch_one(&self.write)
         .await?;
-        conversation_from_row(&row)
-    }
-
-    pub async fn conversation(&self, id: i64) -> Result<Conversation> {
-        let row = sqlx::query(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&self.read)
-        .await
-        .map_err(StoreError::from)
-        .map_err(not_found(format!("conversation {id}")))?;
         conversation_from_row(&row)
     }
 

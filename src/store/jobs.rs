@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store, StoreError, chat_columns, chat_from_row, not_found};
+use super::{Result, Store, chat_columns, chat_from_row};
 use crate::domain::{ChatRef, Millis, now_millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,16 +107,6 @@ impl Store {
         .bind(now_millis())
         .fetch_one(&self.write)
         .await?;
-        job_from_row(&row)
-    }
-
-    pub async fn job(&self, id: i64) -> Result<JobRecord> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&self.read)
-            .await
-            .map_err(StoreError::from)
-            .map_err(not_found(format!("job #{id}")))?;
         job_from_row(&row)
     }
 
