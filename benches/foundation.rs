@@ -254,13 +254,13 @@ async fn turn_overhead() -> (Duration, Duration) {
 
     let mut samples = Vec::with_capacity(TURNS);
     for i in 0..TURNS {
-        let message = Inbound {
-            // 100 chats, so histories grow to a realistic 30 turns each.
-            chat: ChatRef::new("console", format!("chat{}", i % 100)),
-            sender_id: "bench".into(),
-            sender_name: "bench".into(),
-            text: format!("message number {i}: please check the status of the fleet"),
-        };
+        // 100 chats, so histories grow to a realistic 30 turns each.
+        let message = Inbound::direct(
+            ChatRef::new("console", format!("chat{}", i % 100)),
+            "bench",
+            "bench",
+            format!("message number {i}: please check the status of the fleet"),
+        );
         let started = Instant::now();
         router.handle(message).await;
         done_rx.recv().await.expect("a reply");

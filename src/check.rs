@@ -95,10 +95,26 @@ pub async fn run(loaded: &Loaded) -> Report {
         Err(e) => report.push(Level::Error, "llm", e.to_string()),
     }
 
-    for (topic, enabled) in [
-        ("telegram", settings.telegram.enabled),
-        ("discord", settings.discord.enabled),
-    ] {
+    let t = &settings.telegram;
+    if !t.enabled {
+        report.push(Level::Warn, "telegram", "disabled");
+    } else if t.token.is_empty() {
+        report.push(
+            Level::Error,
+            "telegram",
+            "enabled, but [telegram] token is empty",
+        );
+    } else {
+        match crate::channel::telegram::probe(t.token.expose(), &t.api_url).await {
+            Ok(bot) => report.push(
+                Level::Ok,
+                "telegram",
+                format!("{bot} answers at {}", t.api_url),
+            ),
+            Err(e) => report.push(Level::Error, "telegram", e.to_string()),
+        }
+    }
+    for (topic, enabled) in [("discord", settings.discord.enabled)] {
         if enabled {
             report.push(
                 Level::Error,

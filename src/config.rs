@@ -123,6 +123,20 @@ pub struct TelegramSettings {
     pub dm_policy: DmPolicy,
     pub group_policy: GroupPolicy,
     pub require_mention: bool,
+    pub allow_users: Vec<u64>,
+    pub allow_groups: Vec<i64>,
+    pub mode: TelegramMode,
+    pub webhook_url: String,
+    pub webhook_secret: SecretString,
+    pub messages_per_second: f64,
+    pub chat_messages_per_second: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramMode {
+    Polling,
+    Webhook,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +259,8 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("telegram.owners")
+        .with_list_parse_key("telegram.allow_users")
+        .with_list_parse_key("telegram.allow_groups")
         .with_list_parse_key("discord.owners")
         .with_list_parse_key("discord.guild_ids");
     let settings = builder
@@ -300,6 +316,28 @@ impl Settings {
             return invalid(
                 "llm.base_url",
                 "must be a URL such as https://api.openai.com/v1",
+            );
+        }
+        if reqwest::Url::parse(&self.telegram.api_url).is_err() {
+            return invalid(
+                "telegram.api_url",
+                "must be a URL such as https://api.telegram.org",
+            );
+        }
+        let t = &self.telegram;
+        if !(t.messages_per_second > 0.0 && t.chat_messages_per_second > 0.0) {
+            return invalid(
+                "telegram.messages_per_second",
+                "the message rates must be above 0",
+            );
+        }
+        if t.enabled
+            && t.mode == TelegramMode::Webhook
+            && reqwest::Url::parse(&t.webhook_url).is_err()
+        {
+            return invalid(
+                "telegram.webhook_url",
+                "mode = \"webhook\" needs the public HTTPS base URL Telegram calls",
             );
         }
         Ok(())

@@ -75,12 +75,8 @@ impl Console {
     }
 
     fn inbound(&self, text: String) -> Inbound {
-        Inbound {
-            chat: Self::chat(),
-            sender_id: "local".into(),
-            sender_name: std::env::var("USER").unwrap_or_else(|_| "local".into()),
-            text,
-        }
+        let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+        Inbound::direct(Self::chat(), "local", user, text)
     }
 
     async fn read_loop(

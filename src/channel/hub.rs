@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::{Channel, Outbound};
+use super::{Channel, Outbound, Receipt};
 use crate::domain::ChatRef;
 use crate::secrets::Redactor;
 
@@ -33,32 +33,58 @@ impl Hub {
     /// Delivers one message, split to the channel's length limit. Failures are logged: one
     /// chat's delivery problem never stops the caller.
     pub async fn deliver(&self, chat: &ChatRef, message: Outbound) {
+        self.answer(chat, None, Some(message)).await;
+    }
+
+    /// Answers an inbound message: delivers `message` (if any) and, when the message came with
+    /// a receipt, marks it answered through its channel.
+    pub async fn answer(
+        &self,
+        chat: &ChatRef,
+        receipt: Option<&Receipt>,
+        message: Option<Outbound>,
+    ) {
         let Some(channel) = self.get(&chat.channel) else {
             tracing::error!(%chat, "no channel {} to deliver to", chat.channel);
             return;
         };
-        let limit = channel.capabilities().max_message_chars;
-        let message = redacted(message);
-        let parts: Vec<Outbound> = match &message {
-            Outbound::Reply(text) => split_text(text, limit)
-                .into_iter()
-                .map(Outbound::Reply)
-                .collect(),
-            Outbound::Notice(text) => split_text(text, limit)
-                .into_iter()
-                .map(Outbound::Notice)
-                .collect(),
-            Outbound::Failed(text) => split_text(text, limit)
-                .into_iter()
-                .map(Outbound::Failed)
-                .collect(),
-            _ => vec![message],
-        };
-        for part in parts {
-            if let Err(e) = channel.send(chat, part).await {
-                tracing::error!(%chat, "delivery failed: {e}");
+        let parts = message.map_or_else(Vec::new, |m| prepared(channel.as_ref(), m));
+        let result = match receipt {
+            Some(receipt) => channel.answer(chat, receipt, parts).await,
+            None => {
+                let mut result = Ok(());
+                for part in parts {
+                    if let Err(e) = channel.send(chat, part).await {
+                        result = Err(e);
+                    }
+                }
+                result
             }
+        };
+        if let Err(e) = result {
+            tracing::error!(%chat, "delivery failed: {e}");
         }
+    }
+}
+
+/// The message redacted and split to the channel's length limit (0: the channel splits).
+fn prepared(channel: &dyn Channel, message: Outbound) -> Vec<Outbound> {
+    let limit = channel.capabilities().max_message_chars;
+    let message = redacted(message);
+    match &message {
+        Outbound::Reply(text) => split_text(text, limit)
+            .into_iter()
+            .map(Outbound::Reply)
+            .collect(),
+        Outbound::Notice(text) => split_text(text, limit)
+            .into_iter()
+            .map(Outbound::Notice)
+            .collect(),
+        Outbound::Failed(text) => split_text(text, limit)
+            .into_iter()
+            .map(Outbound::Failed)
+            .collect(),
+        _ => vec![message],
     }
 }
 
@@ -80,7 +106,14 @@ fn redacted(message: Outbound) -> Outbound {
 
 /// Splits text into pieces of at most `limit` characters, at line breaks where possible.
 pub fn split_text(text: &str, limit: usize) -> Vec<String> {
-    if limit == 0 || text.chars().count() <= limit {
+    split_text_by(text, limit, |_| 1)
+}
+
+/// Splits text into pieces of at most `limit` units, `units` telling how many each character
+/// counts for (Telegram counts UTF-16 code units), at line breaks where possible.
+pub fn split_text_by(text: &str, limit: usize, units: fn(char) -> usize) -> Vec<String> {
+    let len = |s: &str| s.chars().map(units).sum::<usize>();
+    if limit == 0 || len(text) <= limit {
         return vec![text.to_string()];
     }
     let mut parts = Vec::new();
@@ -89,7 +122,7 @@ pub fn split_text(text: &str, limit: usize) -> Vec<String> {
     for line in text.split_inclusive('\n') {
         let mut line = line;
         loop {
-            let line_len = line.chars().count();
+            let line_len = len(line);
             if current_len + line_len <= limit {
                 current.push_str(line);
                 current_len += line_len;
@@ -101,10 +134,20 @@ pub fn split_text(text: &str, limit: usize) -> Vec<String> {
                 continue;
             }
             // A single line longer than the limit is cut at a character boundary.
+            let mut used = 0;
             let cut = line
                 .char_indices()
-                .nth(limit)
+                .find(|&(_, c)| {
+                    used += units(c);
+                    used > limit
+                })
                 .map_or(line.len(), |(i, _)| i);
+            // A character wider than the limit still has to go somewhere.
+            let cut = if cut == 0 {
+                line.chars().next().map_or(line.len(), char::len_utf8)
+            } else {
+                cut
+            };
             parts.push(line[..cut].to_string());
             line = &line[cut..];
         }
@@ -127,5 +170,11 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.chars().count() <= 10));
         assert_eq!(parts.concat(), "é".repeat(25));
+        // An emoji is two UTF-16 units: ten fit in twenty, never half of one.
+        let parts = split_text_by(&"😀".repeat(15), 20, char::len_utf16);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], "😀".repeat(10));
+        let parts = split_text_by(&"😀".repeat(3), 3, char::len_utf16);
+        assert_eq!(parts, vec!["😀", "😀", "😀"]);
     }
 }

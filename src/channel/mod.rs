@@ -7,6 +7,7 @@
 
 pub mod console;
 mod hub;
+pub mod telegram;
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 
-pub use hub::{Hub, split_text};
+pub use hub::{Hub, split_text, split_text_by};
 
 /// A message from a person, normalized.
 #[derive(Debug, Clone)]
@@ -26,7 +27,38 @@ pub struct Inbound {
     pub sender_id: String,
     pub sender_name: String,
     pub text: String,
+    /// Sent in a group chat (as opposed to a direct message).
+    pub group: bool,
+    /// Addressed to the bot: a direct message, a mention, a reply to it, or a command.
+    pub addressed: bool,
+    /// Set by channels that store messages durably: the message stays unanswered (and is
+    /// handled again after a crash) until the router answers this receipt.
+    pub receipt: Option<Receipt>,
 }
+
+impl Inbound {
+    /// A direct message, addressed to us, without a receipt.
+    pub fn direct(
+        chat: ChatRef,
+        sender_id: impl Into<String>,
+        sender_name: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            chat,
+            sender_id: sender_id.into(),
+            sender_name: sender_name.into(),
+            text: text.into(),
+            group: false,
+            addressed: true,
+            receipt: None,
+        }
+    }
+}
+
+/// A channel's handle on one stored inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub i64);
 
 /// Something to show in a chat.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,4 +129,20 @@ pub trait Channel: Send + Sync {
         message: Outbound,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
     fn health(&self) -> Health;
+    /// Answers a stored inbound message: queues `parts` (possibly none) and marks the message
+    /// answered, atomically where the channel is durable. By default, just sends the parts.
+    fn answer<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        receipt: &'a Receipt,
+        parts: Vec<Outbound>,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        let _ = receipt;
+        Box::pin(async move {
+            for part in parts {
+                self.send(chat, part).await?;
+            }
+            Ok(())
+        })
+    }
 }

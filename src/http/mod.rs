@@ -13,6 +13,7 @@ use crate::store::Store;
 pub mod api;
 mod hooks;
 mod metrics;
+mod telegram;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct HttpState {
     pub ops: crate::ops::Ops,
     /// Hash of the admin token (`api::token_hash`); `None` refuses every API request.
     pub admin_token_hash: Option<String>,
+    /// Telegram bots in webhook mode.
+    pub telegram: crate::channel::telegram::WebhookIntake,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -40,6 +43,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .merge(hooks::router())
         .merge(metrics::router())
+        .merge(telegram::router())
         .merge(api::router(state.clone()))
         .with_state(state)
 }

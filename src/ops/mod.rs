@@ -11,6 +11,7 @@ mod instance_admin;
 mod instance_tools;
 mod instances;
 mod jobs;
+mod pairing;
 mod registry;
 mod secrets;
 mod skills;

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{
     Invocation, OpError, OpSpec, Ops, Output, agents, automations, instance_admin, instance_tools,
-    instances, parse, secrets, skills, system, webhooks, workspace,
+    instances, pairing, parse, secrets, skills, system, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -31,6 +31,7 @@ pub static SPECS: &[OpSpec] = &[
     instance_tools::FILE_READ,
     instance_tools::FILE_WRITE,
     system::ACTIVITY,
+    pairing::PAIR,
     secrets::LIST,
     secrets::CREATE,
     secrets::ROTATE,
@@ -74,6 +75,7 @@ impl Ops {
         match spec.name {
             "help" => system::help(self, inv).await,
             "status" => system::status(self).await,
+            "pair" => pairing::pair(self, inv, parse(spec, args)?).await,
             "activity_read" => system::activity(self, parse(spec, args)?).await,
             "agent_list" => agents::list(self).await,
             "agent_create" => agents::create(self, parse(spec, args)?).await,

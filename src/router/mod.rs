@@ -9,7 +9,7 @@
 //! channels only through the hub.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,12 +18,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::{Outcome, Progress, Runner, Turn};
-use crate::channel::{Hub, Inbound, Outbound, console};
+use crate::channel::{Hub, Inbound, Outbound, Receipt};
 use crate::domain::{Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
 use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
 
+mod access;
+mod admission;
 mod secret_input;
+
+pub use access::{AccessRules, Decision, PAIRING_TTL_MS, platform_of};
 
 /// Messages one chat may have waiting before new ones are turned away.
 const QUEUE_DEPTH: usize = 16;
@@ -67,6 +71,8 @@ struct Inner {
     workers: Mutex<HashMap<ChatRef, Worker>>,
     /// Chats whose next message is the value of this secret (`/secret NAME` without a value).
     pending_secrets: Mutex<HashMap<ChatRef, (String, Instant)>>,
+    /// Access rules by platform; a platform without rules admits nobody.
+    access: RwLock<HashMap<String, AccessRules>>,
     tasks: TaskTracker,
 }
 
@@ -80,9 +86,16 @@ impl Router {
                 hub,
                 workers: Mutex::new(HashMap::new()),
                 pending_secrets: Mutex::new(HashMap::new()),
+                access: RwLock::new(HashMap::new()),
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Sets the access rules of a platform (`telegram`, `discord`).
+    pub fn set_access(&self, platform: &str, rules: AccessRules) {
+        let mut access = self.inner.access.write().unwrap_or_else(|e| e.into_inner());
+        access.insert(platform.to_string(), rules);
     }
 
     /// Handles inbound messages until the sender side closes, then lets queued work finish.
@@ -121,23 +134,34 @@ impl Router {
 
     /// Handles one inbound message: admits it, answers an immediate command, or queues it in
     /// its chat. Failures are reported to the chat and logged; they never stop the router.
-    pub async fn handle(&self, message: Inbound) {
-        let Some(caller) = self.admit(&message) else {
-            self.record(NewActivity {
-                kind: "message.rejected".into(),
-                actor: format!("{}:{}", message.chat.channel, message.sender_id),
-                summary: format!(
-                    "message from {} in {} was not admitted",
-                    message.sender_name, message.chat
-                ),
-                ..NewActivity::default()
-            });
-            return;
+    pub async fn handle(&self, mut message: Inbound) {
+        let receipt = message.receipt.take();
+        let receipt = receipt.as_ref();
+        let caller = match self.admit(&message).await {
+            Decision::Admit(caller) => caller,
+            Decision::Pair => {
+                let reply = self.pairing_reply(&message).await;
+                self.answer(&message.chat, receipt, Some(reply)).await;
+                return;
+            }
+            Decision::Ignore(why) => {
+                self.record(NewActivity {
+                    kind: "message.rejected".into(),
+                    actor: format!("{}:{}", message.chat.channel, message.sender_id),
+                    summary: format!(
+                        "message from {} in {} was not admitted: {why}",
+                        message.sender_name, message.chat
+                    ),
+                    ..NewActivity::default()
+                });
+                self.answer(&message.chat, receipt, None).await;
+                return;
+            }
         };
         // Secret values are taken here, before anything is stored, queued or shown to a model.
         if let Some(("secret", rest)) = split_command(&message.text) {
             let reply = self.secret_command(&message.chat, &caller, rest).await;
-            self.inner.hub.deliver(&message.chat, reply).await;
+            self.answer(&message.chat, receipt, Some(reply)).await;
             return;
         }
         if split_command(&message.text).is_none()
@@ -146,26 +170,26 @@ impl Router {
             let reply = self
                 .store_secret(&message.chat, &caller, &name, message.text.trim())
                 .await;
-            self.inner.hub.deliver(&message.chat, reply).await;
+            self.answer(&message.chat, receipt, Some(reply)).await;
             return;
         }
         if let Some((command, rest)) = split_command(&message.text)
             && IMMEDIATE.contains(&command)
         {
-            if let Some(reply) = self.command(&message.chat, &caller, command, rest).await {
-                self.inner.hub.deliver(&message.chat, reply).await;
-            }
+            let reply = self.command(&message.chat, &caller, command, rest).await;
+            self.answer(&message.chat, receipt, reply).await;
             return;
         }
         let chat = message.chat.clone();
         let is_turn = split_command(&message.text).is_none();
+        message.receipt = receipt.cloned();
         let job = Job {
             message,
             caller,
             agent: None,
             done: None,
         };
-        if self.enqueue(job).is_err() {
+        if let Err(receipt) = self.enqueue(job) {
             let reason = format!(
                 "I'm busy with {QUEUE_DEPTH} waiting messages here; send this again in a moment."
             );
@@ -174,28 +198,31 @@ impl Router {
             } else {
                 Outbound::Notice(reason)
             };
-            self.inner.hub.deliver(&chat, reply).await;
+            self.answer(&chat, receipt.as_ref(), Some(reply)).await;
         }
     }
 
-    /// The access policy. It fails closed: a channel without a policy admits nobody.
-    fn admit(&self, message: &Inbound) -> Option<Caller> {
-        match message.chat.channel.as_str() {
-            console::CHANNEL_ID => Some(Caller::owner("console")),
-            _ => None,
-        }
+    /// Delivers an answer to a message and settles its receipt.
+    async fn answer(&self, chat: &ChatRef, receipt: Option<&Receipt>, reply: Option<Outbound>) {
+        self.inner.hub.answer(chat, receipt, reply).await;
     }
 
     /// Puts the job in its chat's queue, starting the chat's worker when needed.
-    fn enqueue(&self, job: Job) -> Result<(), ()> {
+    /// Fails (returning the message's receipt) when the chat's queue is full.
+    fn enqueue(&self, job: Job) -> Result<(), Option<Receipt>> {
+        let refused = |e: mpsc::error::TrySendError<Job>| match e {
+            mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
+                job.message.receipt
+            }
+        };
         let mut workers = self.workers();
         if let Some(worker) = workers.get(&job.message.chat) {
-            return worker.tx.try_send(job).map_err(|_| ());
+            return worker.tx.try_send(job).map_err(refused);
         }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let running: RunningSlot = Arc::new(Mutex::new(None));
         let chat = job.message.chat.clone();
-        tx.try_send(job).map_err(|_| ())?;
+        tx.try_send(job).map_err(refused)?;
         workers.insert(
             chat.clone(),
             Worker {
@@ -229,25 +256,23 @@ impl Router {
                     continue;
                 }
             };
+            let mut job = job;
+            let receipt = job.message.receipt.take();
             if let Some((command, rest)) = split_command(&job.message.text) {
-                if let Some(reply) = self.command(&chat, &job.caller, command, rest).await {
-                    self.inner.hub.deliver(&chat, reply).await;
-                }
+                let reply = self.command(&chat, &job.caller, command, rest).await;
+                self.answer(&chat, receipt.as_ref(), reply).await;
                 continue;
             }
             let token = CancellationToken::new();
             *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
-            let mut job = job;
             let done = job.done.take();
-            let outcome = self.turn(job, token).await;
+            let outcome = self.turn(job, token, receipt.clone()).await;
             *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let result = match outcome {
                 Ok(result) => result,
                 Err(reason) => {
-                    self.inner
-                        .hub
-                        .deliver(&chat, Outbound::Failed(reason.clone()))
-                        .await;
+                    let reply = Outbound::Failed(reason.clone());
+                    self.answer(&chat, receipt.as_ref(), Some(reply)).await;
                     (false, reason)
                 }
             };
@@ -319,7 +344,12 @@ impl Router {
     }
 
     /// Picks the agent, stores the message, and runs the turn. An error is for the user.
-    async fn turn(&self, job: Job, cancel: CancellationToken) -> Result<TurnResult, String> {
+    async fn turn(
+        &self,
+        job: Job,
+        cancel: CancellationToken,
+        receipt: Option<Receipt>,
+    ) -> Result<TurnResult, String> {
         let store = &self.inner.store;
         let message = &job.message;
         let (agent, text) = match (&job.agent, split_mention(&message.text)) {
@@ -347,7 +377,7 @@ impl Router {
             caller: job.caller,
             cancel,
         };
-        Ok(self.run_turn(turn).await)
+        Ok(self.run_turn(turn, receipt).await)
     }
 
     /// The agent a message is for: a leading `@mention` of a known agent, else the chat's binding,
@@ -377,12 +407,7 @@ impl Router {
         caller: Caller,
         text: String,
     ) -> Option<oneshot::Receiver<TurnResult>> {
-        let message = Inbound {
-            chat: chat.clone(),
-            sender_id: "system".into(),
-            sender_name: caller.label.clone(),
-            text,
-        };
+        let message = Inbound::direct(chat.clone(), "system", caller.label.clone(), text);
         let (done, result) = oneshot::channel();
         let job = Job {
             message,
@@ -405,6 +430,17 @@ impl Router {
     /// Reports turns that a stopped process left unfinished on these channels: the chat is told,
     /// and the conversation records it, once.
     pub async fn report_interrupted(&self, channels: &[String]) {
+        self.end_interrupted(channels, true).await;
+    }
+
+    /// Closes turns a stopped process left unfinished on channels that replay their stored
+    /// messages: the conversation records the interruption, and the chat hears nothing, since
+    /// the message is handled again.
+    pub async fn close_interrupted(&self, channels: &[String]) {
+        self.end_interrupted(channels, false).await;
+    }
+
+    async fn end_interrupted(&self, channels: &[String], tell: bool) {
         let open = match self.inner.store.unanswered(channels).await {
             Ok(open) => open,
             Err(e) => {
@@ -431,6 +467,9 @@ impl Router {
                 summary: format!("interrupted by a stop: {}", turn.request),
                 detail: None,
             });
+            if !tell {
+                continue;
+            }
             let text = format!(
                 "Your request \"{}\" to {} was interrupted: operator stopped before it finished. Send it again if it still matters.",
                 turn.request.chars().take(80).collect::<String>(),
@@ -455,19 +494,29 @@ impl Router {
             .binding(chat)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(bound.unwrap_or_else(|| OPERATOR.to_string()))
+        if let Some(agent) = bound {
+            return Ok(agent);
+        }
+        let default = self.inner.store.bot_default_agent(&chat.channel).await;
+        Ok(default
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| OPERATOR.to_string()))
     }
 
-    async fn run_turn(&self, turn: Turn) -> TurnResult {
+    async fn run_turn(&self, turn: Turn, receipt: Option<Receipt>) -> TurnResult {
         let chat = turn.conversation.chat.clone();
         let hub = self.inner.hub.clone();
         // Progress goes through its own ordered queue so it never overtakes the reply.
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
+        // The final message carries the receipt of the message it answers.
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Outbound, Option<Receipt>)>();
         let delivery = {
             let chat = chat.clone();
             tokio::spawn(async move {
-                while let Some(message) = out_rx.recv().await {
-                    hub.deliver(&chat, message).await;
+                while let Some((message, receipt)) = out_rx.recv().await {
+                    match receipt {
+                        Some(receipt) => hub.answer(&chat, Some(&receipt), Some(message)).await,
+                        None => hub.deliver(&chat, message).await,
+                    }
                 }
             })
         };
@@ -478,7 +527,7 @@ impl Router {
                 Progress::Tool(name) => Outbound::Progress(format!("running {name}…")),
                 Progress::Status { key, text } => Outbound::Status { key, text },
             };
-            let _ = progress_tx.send(message);
+            let _ = progress_tx.send((message, None));
         };
         let conversation_id = turn.conversation.id;
         let agent = turn.conversation.agent.clone();
@@ -538,7 +587,7 @@ impl Router {
                 Outbound::Cancelled
             }
         };
-        let _ = out_tx.send(message);
+        let _ = out_tx.send((message, receipt));
         drop(out_tx);
         drop(progress);
         let _ = delivery.await;

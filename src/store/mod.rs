@@ -6,6 +6,7 @@
 mod activity;
 mod agents;
 mod automations;
+mod chatbots;
 mod conversations;
 mod instances;
 mod jobs;
@@ -49,6 +50,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
 pub use agents::{Agent, AgentPatch};
 pub use automations::{AutomationRecord, AutomationSpec, RunRecord, WebhookRecord};
+pub use chatbots::{BotRecord, NewOutbox, OutboxRow, PairingRecord, PendingUpdate};
 pub use conversations::{Conversation, NewMessage};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
@@ -85,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0006_skills.sql"),
     ),
     (7, "admin", include_str!("../../migrations/0007_admin.sql")),
+    (
+        8,
+        "telegram",
+        include_str!("../../migrations/0008_telegram.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

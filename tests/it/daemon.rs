@@ -98,10 +98,14 @@ async fn refuses_what_it_cannot_do() {
     let out = telegram.run(&["run"], "").await;
     assert!(!out.success());
     assert!(
-        out.stderr.contains("no Telegram channel yet"),
+        out.stderr.contains("[telegram] token is empty"),
         "{}",
         out.stderr
     );
+    let malformed = World::new(None, "[telegram]\nenabled = true\ntoken = \"nonsense\"\n");
+    let out = malformed.run(&["run"], "").await;
+    assert!(!out.success());
+    assert!(out.stderr.contains("token is malformed"), "{}", out.stderr);
 }
 
 #[tokio::test]
@@ -235,12 +239,12 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
     assert!(before.contains("operator_instances{status=\"active\"} 0"));
 
     core.router
-        .handle(operator::channel::Inbound {
-            chat: operator::domain::ChatRef::new("console", "local"),
-            sender_id: "local".into(),
-            sender_name: "test".into(),
-            text: "ping".into(),
-        })
+        .handle(operator::channel::Inbound::direct(
+            operator::domain::ChatRef::new("console", "local"),
+            "local",
+            "test",
+            "ping",
+        ))
         .await;
     let mut after = String::new();
     for _ in 0..100 {

@@ -14,4 +14,5 @@ mod instances;
 mod jobs;
 mod secrets;
 mod skills;
+mod telegram;
 mod turns;

@@ -35,6 +35,8 @@ struct Shared {
     /// Standing replies: a request whose body contains the text gets the reply, script untouched.
     rules: Vec<(String, Value)>,
     requests: Vec<Recorded>,
+    /// When the script is empty, answer "echo: <the last user message>" (OpenAI format).
+    echo: bool,
 }
 
 pub struct FakeLlm {
@@ -118,6 +120,13 @@ impl FakeLlm {
     pub fn reply_text(&self, text: &str) {
         let body = self.text_body(text);
         self.push(200, vec![], body);
+    }
+
+    /// From now on, a request the script does not cover is answered with "echo: " and the
+    /// last user message (OpenAI format).
+    pub fn echo(&self) {
+        assert_eq!(self.vendor, Vendor::OpenAi, "echo speaks the OpenAI format");
+        self.shared.lock().unwrap().echo = true;
     }
 
     /// Answers every request whose body contains `needle` with `text`, outside the script.
@@ -255,6 +264,26 @@ fn respond(
                     .insert(name, value.parse().expect("header value"));
             }
             (response, delay)
+        }
+        None if shared.echo => {
+            let last = shared
+                .requests
+                .last()
+                .map(|r| r.body.clone())
+                .unwrap_or_default();
+            let said = last["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let body = json!({
+                "id": "chatcmpl-echo", "object": "chat.completion", "model": "fake",
+                "choices": [{ "index": 0, "finish_reason": "stop",
+                              "message": { "role": "assistant", "content": format!("echo: {said}") } }],
+                "usage": { "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 }
+            });
+            (axum::Json(body).into_response(), Duration::ZERO)
         }
         None => {
             let body = json!({ "error": { "message": "the fake has no scripted reply left" } });

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod inproc;
 pub mod llm;
 pub mod process;
+pub mod telegram;
 
 pub use llm::{FakeLlm, Vendor};
 pub use process::{World, run_with_timeout};

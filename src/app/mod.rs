@@ -26,6 +26,8 @@ use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
 use crate::secrets::{KeySource, MasterKey, Redactor};
 use crate::store::{AutomationRecord, JobRecord, Store, WebhookRecord};
 
+mod telegram;
+
 /// How long running turns get to finish after a shutdown request before they are cancelled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How often running background jobs are looked at.
@@ -301,6 +303,7 @@ pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
             let router = core.router.clone();
             Arc::new(move || router.queue_depth())
         },
+        telegram: Default::default(),
     }
 }
 
@@ -346,11 +349,6 @@ async fn load_master_key(state_dir: &std::path::Path, store: &Store) -> anyhow::
 
 /// Refuses what this build cannot do yet, loudly, instead of silently ignoring it.
 fn refuse_unbuilt(settings: &Settings) -> anyhow::Result<()> {
-    if settings.telegram.enabled {
-        bail!(
-            "[telegram] enabled = true, but this build has no Telegram channel yet; set it to false"
-        );
-    }
     if settings.discord.enabled {
         bail!(
             "[discord] enabled = true, but this build has no Discord channel yet; set it to false"
@@ -376,12 +374,19 @@ pub async fn run(
              set a token or listen on 127.0.0.1"
         );
     }
-    let core = build(&settings, Vec::new()).await?;
-    core.router.report_interrupted(&core.hub.ids()).await;
+    let channels = if settings.telegram.enabled {
+        vec!["telegram".to_string()]
+    } else {
+        Vec::new()
+    };
+    let core = build(&settings, channels).await?;
     let stop = CancellationToken::new();
 
     let admin_hash = admin_token_hash(&settings, &core.store).await?;
-    let app = http::router(http_state(&core, Some(admin_hash)));
+    let mut state = http_state(&core, Some(admin_hash));
+    let intake = state.telegram.clone();
+    state.telegram = intake.clone();
+    let app = http::router(state);
     let http_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -392,6 +397,7 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    let bots = telegram::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
@@ -417,6 +423,18 @@ pub async fn run(
     if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
+    }
+    // The answers of drained turns are in the outbox; give them a moment to go out.
+    if let Some(running) = bots {
+        running.finish.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), running.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the Telegram outbox did not finish in time; the rest goes out at the next start"
+            );
+        }
     }
     match server.await {
         Ok(Ok(())) => {}

@@ -1,0 +1,401 @@
+//! Chat bots and their durable queues: received updates (stored before the platform is told
+//! they arrived), the outbox (delivered in order per chat), and direct-message pairing.
+
+use sqlx::Row;
+
+use super::{Result, Store, not_found, touched};
+use crate::domain::{Millis, now_millis};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotRecord {
+    pub channel: String,
+    pub platform: String,
+    pub username: String,
+    pub default_agent: String,
+    /// The secret holding the token; `None` for the bot from the config file.
+    pub token_secret: Option<String>,
+    pub poll_offset: i64,
+    pub commands_hash: String,
+}
+
+/// A stored update not yet answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingUpdate {
+    pub update_id: i64,
+    pub payload: String,
+}
+
+/// One message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub chat_id: String,
+    pub thread_id: String,
+    pub kind: String,
+    pub text: String,
+}
+
+/// A message to put in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    pub chat_id: String,
+    pub thread_id: String,
+    pub kind: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairingRecord {
+    pub platform: String,
+    pub user_id: String,
+    pub name: String,
+    pub chat: String,
+    pub code: String,
+    pub expires_at: Millis,
+}
+
+fn bot_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BotRecord> {
+    Ok(BotRecord {
+        channel: row.try_get("channel")?,
+        platform: row.try_get("platform")?,
+        username: row.try_get("username")?,
+        default_agent: row.try_get("default_agent")?,
+        token_secret: row.try_get("token_secret")?,
+        poll_offset: row.try_get("poll_offset")?,
+        commands_hash: row.try_get("commands_hash")?,
+    })
+}
+
+impl Store {
+    /// Records a bot (or updates its name, agent and token secret), keeping its offset.
+    pub async fn upsert_bot(
+        &self,
+        channel: &str,
+        platform: &str,
+        username: &str,
+        default_agent: &str,
+        token_secret: Option<&str>,
+    ) -> Result<BotRecord> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO bots (channel, platform, username, default_agent, token_secret, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (channel) DO UPDATE SET username = excluded.username, \
+             default_agent = excluded.default_agent, token_secret = excluded.token_secret, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(channel)
+        .bind(platform)
+        .bind(username)
+        .bind(default_agent)
+        .bind(token_secret)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        self.bot(channel).await
+    }
+
+    pub async fn bot(&self, channel: &str) -> Result<BotRecord> {
+        let row = sqlx::query("SELECT * FROM bots WHERE channel = $1")
+            .bind(channel)
+            .fetch_one(&self.read)
+            .await
+            .map_err(|e| not_found(format!("bot {channel}"))(e.into()))?;
+        bot_from_row(&row)
+    }
+
+    pub async fn list_bots(&self, platform: &str) -> Result<Vec<BotRecord>> {
+        sqlx::query("SELECT * FROM bots WHERE platform = $1 ORDER BY channel")
+            .bind(platform)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(bot_from_row)
+            .collect()
+    }
+
+    pub async fn delete_bot(&self, channel: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM bots WHERE channel = $1")
+            .bind(channel)
+            .execute(&self.write)
+            .await?;
+        touched(done.rows_affected(), || format!("bot {channel}"))
+    }
+
+    /// The agent a bot's unbound chats talk to, when the channel is a known bot.
+    pub async fn bot_default_agent(&self, channel: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT default_agent FROM bots WHERE channel = $1")
+                .bind(channel)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    pub async fn set_bot_commands_hash(&self, channel: &str, hash: &str) -> Result<()> {
+        sqlx::query("UPDATE bots SET commands_hash = $2 WHERE channel = $1")
+            .bind(channel)
+            .bind(hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores received updates and the offset that confirms them, in one transaction. Returns
+    /// the updates that were new (a replayed update id is ignored).
+    pub async fn store_updates(
+        &self,
+        channel: &str,
+        updates: &[(i64, String)],
+        next_offset: Option<i64>,
+    ) -> Result<Vec<i64>> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        let mut fresh = Vec::new();
+        for (id, payload) in updates {
+            let done = sqlx::query(
+                "INSERT INTO inbound_updates (channel, update_id, payload, received_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(channel)
+            .bind(id)
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                fresh.push(*id);
+            }
+        }
+        if let Some(offset) = next_offset {
+            sqlx::query("UPDATE bots SET poll_offset = MAX(poll_offset, $2) WHERE channel = $1")
+                .bind(channel)
+                .bind(offset)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    /// Updates stored but not yet answered, oldest first.
+    pub async fn pending_updates(&self, channel: &str) -> Result<Vec<PendingUpdate>> {
+        let rows = sqlx::query(
+            "SELECT update_id, payload FROM inbound_updates WHERE channel = $1 AND state = 'new' \
+             ORDER BY update_id",
+        )
+        .bind(channel)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingUpdate {
+                    update_id: r.try_get("update_id")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks an update answered and queues its answer, in one transaction: after a crash the
+    /// update is either still new (and is handled again) or answered, never both.
+    pub async fn settle_update(
+        &self,
+        channel: &str,
+        update_id: i64,
+        answer: &[NewOutbox],
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE inbound_updates SET state = 'done', payload = '' \
+             WHERE channel = $1 AND update_id = $2",
+        )
+        .bind(channel)
+        .bind(update_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_outbox(&mut tx, channel, answer).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues messages for delivery.
+    pub async fn queue_outbox(&self, channel: &str, messages: &[NewOutbox]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        insert_outbox(&mut tx, channel, messages).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The oldest waiting messages of a channel after the row `after`.
+    pub async fn outbox_after(
+        &self,
+        channel: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, chat_id, thread_id, kind, text FROM outbox WHERE channel = $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(channel)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    chat_id: r.try_get("chat_id")?,
+                    thread_id: r.try_get("thread_id")?,
+                    kind: r.try_get("kind")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Messages waiting over all channels.
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    pub async fn outbox_delivered(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The pending pairing of a user, if any and unexpired.
+    pub async fn pairing_of(&self, platform: &str, user_id: &str) -> Result<Option<PairingRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM pairings WHERE platform = $1 AND user_id = $2 AND expires_at > $3",
+        )
+        .bind(platform)
+        .bind(user_id)
+        .bind(now_millis())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(pairing_from_row).transpose()
+    }
+
+    pub async fn put_pairing(&self, p: &PairingRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pairings (platform, user_id, name, chat, code, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, user_id) DO UPDATE SET \
+             name = excluded.name, chat = excluded.chat, code = excluded.code, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(&p.platform)
+        .bind(&p.user_id)
+        .bind(&p.name)
+        .bind(&p.chat)
+        .bind(&p.code)
+        .bind(p.expires_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Unexpired pairing requests, newest first.
+    pub async fn list_pairings(&self) -> Result<Vec<PairingRecord>> {
+        sqlx::query("SELECT * FROM pairings WHERE expires_at > $1 ORDER BY expires_at DESC")
+            .bind(now_millis())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(pairing_from_row)
+            .collect()
+    }
+
+    /// Approves the unexpired pairing with this code: the user becomes a paired user and the
+    /// code is used up. Returns the pairing.
+    pub async fn approve_pairing(&self, code: &str, approved_by: &str) -> Result<PairingRecord> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query("SELECT * FROM pairings WHERE code = $1 AND expires_at > $2")
+            .bind(code)
+            .bind(now_millis())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| not_found(format!("pairing code {code}"))(e.into()))?;
+        let pairing = pairing_from_row(&row)?;
+        sqlx::query("DELETE FROM pairings WHERE platform = $1 AND user_id = $2")
+            .bind(&pairing.platform)
+            .bind(&pairing.user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO paired_users (platform, user_id, name, approved_by, approved_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&pairing.platform)
+        .bind(&pairing.user_id)
+        .bind(&pairing.name)
+        .bind(approved_by)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pairing)
+    }
+
+    pub async fn is_paired(&self, platform: &str, user_id: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM paired_users WHERE platform = $1 AND user_id = $2",
+        )
+        .bind(platform)
+        .bind(user_id)
+        .fetch_one(&self.read)
+        .await?
+            > 0)
+    }
+
+    /// Removes a paired user's access; returns whether there was any.
+    pub async fn unpair(&self, platform: &str, user_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM paired_users WHERE platform = $1 AND user_id = $2")
+            .bind(platform)
+            .bind(user_id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn pairing_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PairingRecord> {
+    Ok(PairingRecord {
+        platform: row.try_get("platform")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        chat: row.try_get("chat")?,
+        code: row.try_get("code")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    channel: &str,
+    messages: &[NewOutbox],
+) -> Result<()> {
+    let now = now_millis();
+    for m in messages {
+        sqlx::query(
+            "INSERT INTO outbox (channel, chat_id, thread_id, kind, text, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(channel)
+        .bind(&m.chat_id)
+        .bind(&m.thread_id)
+        .bind(m.kind)
+        .bind(&m.text)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

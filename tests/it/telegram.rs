@@ -1,0 +1,368 @@
+//! Telegram, end to end: the real binary and the real teloxide client against a fake Bot API
+//! server on 127.0.0.1, with a fake LLM.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::support::process::{BIN, spawn};
+use crate::support::telegram::FakeTelegram;
+use crate::support::{FakeLlm, Vendor, World};
+
+const WAIT: Duration = Duration::from_secs(30);
+const OWNER: u64 = 111;
+
+/// `operator run` for the world, with extra environment.
+fn start(world: &World, env: &[(&str, String)]) -> Child {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .current_dir(world.path());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    spawn(command)
+}
+
+/// Stops the daemon and returns what it logged (for failure messages).
+async fn stop(mut child: Child) -> String {
+    let _ = child.start_kill();
+    match tokio::time::timeout(WAIT, child.wait_with_output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        _ => "(no output)".into(),
+    }
+}
+
+fn world(llm: &FakeLlm, telegram: &FakeTelegram, extra: &str) -> World {
+    World::new(
+        Some(llm),
+        &telegram.config(&format!("owners = [{OWNER}]\n{extra}")),
+    )
+}
+
+#[tokio::test]
+async fn owners_talk_to_operator_and_strangers_pair_first() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let world = world(&llm, &tg, "");
+    let daemon = start(&world, &[]);
+
+    tg.direct(OWNER, "hello there");
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    assert_eq!(sent, vec!["echo: hello there"], "{}", stop(daemon).await);
+    // The reply went out with link previews off and as HTML.
+    let reply = &tg.calls_of("sendMessage")[0];
+    assert_eq!(reply["link_preview_options"]["is_disabled"], json!(true));
+    assert_eq!(reply["parse_mode"], json!("HTML"));
+    assert!(
+        !tg.calls_of("sendChatAction").is_empty(),
+        "typing was shown"
+    );
+
+    // A stranger gets a pairing code, and no model hears them.
+    let before = llm.completions().len();
+    tg.direct(222, "let me in");
+    let sent = tg.wait_sent(222, 1, WAIT).await;
+    assert_eq!(sent.len(), 1, "{}", stop(daemon).await);
+    let code = sent[0]
+        .split("/pair ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a pairing code")
+        .to_string();
+    assert_eq!(
+        llm.completions().len(),
+        before,
+        "a stranger reached the model"
+    );
+
+    // The owner approves; the stranger's next message is answered.
+    tg.direct(OWNER, &format!("/pair {code}"));
+    let sent = tg.wait_sent(OWNER as i64, 2, WAIT).await;
+    assert!(sent[1].contains("Paired User222"), "{sent:?}");
+    tg.direct(222, "thanks");
+    let sent = tg.wait_sent(222, 2, WAIT).await;
+    assert_eq!(sent[1], "echo: thanks", "{}", stop(daemon).await);
+
+    // The menu was registered once; a restart with the same menu does not set it again.
+    assert_eq!(tg.calls_of("setMyCommands").len(), 1);
+    let menu = &tg.calls_of("setMyCommands")[0]["commands"];
+    let names: Vec<&str> = menu
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    for name in [
+        "start",
+        "help",
+        "agents",
+        "use",
+        "new",
+        "status",
+        "stop",
+        "instances",
+        "pair",
+    ] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    stop(daemon).await;
+    let daemon = start(&world, &[]);
+    tg.direct(OWNER, "again");
+    let sent = tg.wait_sent(OWNER as i64, 3, WAIT).await;
+    assert_eq!(sent[2], "echo: again", "{}", stop(daemon).await);
+    assert_eq!(tg.calls_of("setMyCommands").len(), 1);
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn groups_answer_only_when_mentioned() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let world = world(
+        &llm,
+        &tg,
+        "group_policy = \"open\"\nrequire_mention = true\n",
+    );
+    let daemon = start(&world, &[]);
+    let group = -100_555;
+    tg.group(group, 333, "just chatting among ourselves");
+    tg.group(group, 333, "@op_test_bot what time is it");
+    let sent = tg.wait_sent(group, 1, WAIT).await;
+    // Updates are handled in order, so the first was seen (and ignored) before this answer.
+    assert_eq!(
+        sent,
+        vec!["echo: what time is it"],
+        "{}",
+        stop(daemon).await
+    );
+    assert_eq!(llm.completions().len(), 1);
+    // A command for another bot is not ours either; one for us is.
+    tg.group(group, 333, "/status@some_other_bot");
+    tg.group(group, 333, "/help@op_test_bot");
+    let sent = tg.wait_sent(group, 2, WAIT).await;
+    assert!(sent[1].contains("/help"), "{sent:?}");
+    assert_eq!(tg.sent_to(group).len(), 2);
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn deliveries_wait_out_429_split_long_replies_and_fall_back_to_plain_text() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let tg = FakeTelegram::start().await;
+    let world = world(&llm, &tg, "");
+    let daemon = start(&world, &[]);
+
+    // 429 with retry_after: delivered once, after the wait.
+    llm.reply_text("first answer");
+    tg.fail_next(
+        "sendMessage",
+        429,
+        "Too Many Requests: retry after 1",
+        json!({ "retry_after": 1 }),
+    );
+    tg.direct(OWNER, "one");
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    assert_eq!(sent, vec!["first answer"], "{}", stop(daemon).await);
+    let attempts = tg.calls_of("sendMessage");
+    assert_eq!(attempts.len(), 2, "one refused, one accepted");
+
+    // 10,000 characters with markup: ordered chunks within the limit, nothing lost.
+    let long: String = (0..400)
+        .map(|i| format!("line {i:04} has **bold** & <angle> text\n"))
+        .collect();
+    assert!(long.len() >= 10_000);
+    llm.reply_text(&long);
+    tg.direct(OWNER, "two");
+    tg.wait_until(WAIT, |_| {
+        let shown: String = tg.sent_to(OWNER as i64)[1..].concat();
+        shown.contains("line 0399")
+    })
+    .await;
+    let parts = &tg.sent_to(OWNER as i64)[1..];
+    assert!(parts.len() >= 3, "{} parts", parts.len());
+    let visible: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            p.replace("<b>", "")
+                .replace("</b>", "")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        })
+        .collect();
+    assert_eq!(visible.concat(), long.replace("**", ""));
+    for part in &visible {
+        assert!(part.encode_utf16().count() <= 4096, "a part over the limit");
+    }
+
+    // Markup the server rejects is sent again as plain text.
+    llm.reply_text("a <b>broken</b> reply");
+    tg.fail_next(
+        "sendMessage",
+        400,
+        "Bad Request: can't parse entities: unsupported start tag",
+        Value::Null,
+    );
+    tg.direct(OWNER, "three");
+    let ok = tg
+        .wait_until(WAIT, |_| {
+            tg.sent_to(OWNER as i64).last().map(String::as_str) == Some("a <b>broken</b> reply")
+        })
+        .await;
+    assert!(ok, "{:?}\n{}", tg.sent_to(OWNER as i64), stop(daemon).await);
+    let last = tg.calls_of("sendMessage").pop().unwrap();
+    assert!(last.get("parse_mode").is_none_or(Value::is_null), "{last}");
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_kill_during_500_updates_loses_none_and_repeats_none() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let world = world(
+        &llm,
+        &tg,
+        "dm_policy = \"open\"\nmessages_per_second = 10000.0\nchat_messages_per_second = 10000.0\n",
+    );
+    let chats: Vec<u64> = (0..50).map(|i| 5000 + i).collect();
+    let mut expected: HashMap<u64, Vec<String>> = HashMap::new();
+    for round in 0..10 {
+        for chat in &chats {
+            let text = format!("m{chat}-{round}");
+            tg.direct(*chat, &text);
+            expected
+                .entry(*chat)
+                .or_default()
+                .push(format!("echo: {text}"));
+        }
+    }
+    // Deliveries stop after 150 (unanswered, as if the process died before Telegram read
+    // them); then the process is killed outright.
+    tg.hold_sends_after(150);
+    let daemon = start(&world, &[]);
+    let reached = tg
+        .wait_until(WAIT, |calls| {
+            calls.iter().filter(|c| c.method == "sendMessage").count() >= 150
+        })
+        .await;
+    assert!(reached, "{}", stop(daemon).await);
+    // Let answers that Telegram accepted leave the outbox, then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut daemon = daemon;
+    daemon.start_kill().unwrap();
+    let _ = daemon.wait().await;
+    assert!(tg.unconfirmed() > 0 || tg.sent_to(chats[0] as i64).len() < 10);
+
+    tg.unhold();
+    let daemon = start(&world, &[]);
+    let done = tg
+        .wait_until(Duration::from_secs(120), |calls| {
+            calls.iter().filter(|c| c.method == "sendMessage").count() >= 500
+        })
+        .await;
+    // A moment for any duplicate to show itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = stop(daemon).await;
+    assert!(
+        done,
+        "only {} answers\n{log}",
+        tg.calls_of("sendMessage").len()
+    );
+    for chat in &chats {
+        let got = tg.sent_to(*chat as i64);
+        assert_eq!(&got, &expected[chat], "chat {chat}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_mode_refuses_a_wrong_secret() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let world = world(
+        &llm,
+        &tg,
+        "mode = \"webhook\"\nwebhook_url = \"https://bot.example.org/tg\"\nwebhook_secret = \"s3cret-token\"\n",
+    );
+    let daemon = start(
+        &world,
+        &[("OPERATOR__ADMIN__LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    let registered = tg
+        .wait_until(WAIT, |calls| calls.iter().any(|c| c.method == "setWebhook"))
+        .await;
+    assert!(registered, "{}", stop(daemon).await);
+    let hook = &tg.calls_of("setWebhook")[0];
+    assert_eq!(
+        hook["url"],
+        json!(format!(
+            "https://bot.example.org/tg/telegram/{}",
+            crate::support::telegram::BOT_ID
+        ))
+    );
+    assert_eq!(hook["secret_token"], json!("s3cret-token"));
+
+    let url = format!(
+        "http://127.0.0.1:{port}/telegram/{}",
+        crate::support::telegram::BOT_ID
+    );
+    let update = |id: i64, text: &str| {
+        json!({ "update_id": id, "message": {
+            "message_id": id, "date": 1_780_000_000,
+            "chat": { "id": OWNER, "type": "private", "first_name": "Owner" },
+            "from": { "id": OWNER, "is_bot": false, "first_name": "Owner" },
+            "text": text } })
+    };
+    let http = reqwest::Client::new();
+    let wrong = http
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "guess")
+        .json(&update(1, "forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let missing = http
+        .post(&url)
+        .json(&update(2, "forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 403);
+    let right = http
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret-token")
+        .json(&update(3, "real"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    // Telegram may deliver twice; the repeat is not answered again.
+    let again = http
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret-token")
+        .json(&update(3, "real"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tg.sent_to(OWNER as i64), vec!["echo: real"], "{sent:?}");
+    assert!(
+        tg.calls_of("getUpdates").is_empty(),
+        "no polling in webhook mode"
+    );
+    stop(daemon).await;
+}
