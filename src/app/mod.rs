@@ -153,6 +153,16 @@ impl TurnRunner for RouterTurns {
             }
         })
     }
+
+    fn deliver_file(
+        &self,
+        chat: ChatRef,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let hub = self.router.hub().clone();
+        Box::pin(async move { hub.try_deliver(&chat, Outbound::File { name, bytes }).await })
+    }
 }
 
 /// Runs a webhook's filled prompt as a turn of its agent in its chat; does not wait for it.

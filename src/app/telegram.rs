@@ -94,6 +94,7 @@ pub async fn start(
         commands: command_menu(),
         webhook,
         intake: Some(intake.clone()),
+        files_dir: settings.state_dir().join("files").join("telegram"),
     };
     let bot = match TelegramBot::connect(core.store.clone(), config.clone()).await {
         Ok(bot) => bot,

@@ -209,6 +209,19 @@ impl Channel for Console {
                 Outbound::Status { text, .. } => format!("… {text}"),
                 Outbound::Failed(text) => format!("error: {text}"),
                 Outbound::Cancelled => "(stopped)".to_string(),
+                Outbound::File { name, bytes } => {
+                    // A terminal cannot show a file: it is saved where the user can open it.
+                    let dir = std::env::temp_dir().join("operator-files");
+                    let path = dir.join(&name);
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, &bytes))
+                        .map_err(|e| ChannelError::Send(format!("cannot save {name}: {e}")))?;
+                    format!(
+                        "[file {name} ({} bytes) saved to {}]",
+                        bytes.len(),
+                        path.display()
+                    )
+                }
             };
             self.set_spinner(None);
             let mut stdout = std::io::stdout().lock();

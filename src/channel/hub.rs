@@ -36,6 +36,17 @@ impl Hub {
         self.answer(chat, None, Some(message)).await;
     }
 
+    /// Delivers one message and says whether the channel took it.
+    pub async fn try_deliver(&self, chat: &ChatRef, message: Outbound) -> Result<(), String> {
+        let channel = self
+            .get(&chat.channel)
+            .ok_or_else(|| format!("no channel {} to deliver to", chat.channel))?;
+        for part in prepared(channel.as_ref(), message) {
+            channel.send(chat, part).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Answers an inbound message: delivers `message` (if any) and, when the message came with
     /// a receipt, marks it answered through its channel.
     pub async fn answer(

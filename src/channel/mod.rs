@@ -34,6 +34,19 @@ pub struct Inbound {
     /// Set by channels that store messages durably: the message stays unanswered (and is
     /// handled again after a crash) until the router answers this receipt.
     pub receipt: Option<Receipt>,
+    /// Files sent with the message, already fetched by the channel.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file someone sent: kept locally until the router hands it to the agent's instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub name: String,
+    pub size: u64,
+    /// Where the channel saved it; `None` when it could not be fetched.
+    pub local: Option<std::path::PathBuf>,
+    /// Why it could not be fetched (too large, download failed).
+    pub problem: Option<String>,
 }
 
 impl Inbound {
@@ -52,6 +65,7 @@ impl Inbound {
             group: false,
             addressed: true,
             receipt: None,
+            attachments: Vec::new(),
         }
     }
 }
@@ -75,6 +89,8 @@ pub enum Outbound {
     Cancelled,
     /// A command's answer; not part of a turn.
     Notice(String),
+    /// A file for the chat (an agent's `send_file`).
+    File { name: String, bytes: Vec<u8> },
     /// A status line for long work, identified by `key`: channels that can edit keep one
     /// message per key and edit it in place; others show each new text.
     Status { key: String, text: String },

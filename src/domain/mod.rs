@@ -3,11 +3,13 @@
 
 mod chat;
 mod commands;
+mod files;
 mod message;
 mod name;
 
 pub use chat::{Caller, CallerKind, ChatRef};
 pub use commands::{SESSION_COMMANDS, SessionCommand, split_command};
+pub use files::{MAX_FILE_BYTES, safe_name};
 pub use message::{Role, StoredMessage, ToolCall};
 pub use name::{AgentName, NameError, OPERATOR, split_mention};
 

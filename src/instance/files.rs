@@ -100,6 +100,42 @@ pub async fn write(
     Ok(path)
 }
 
+/// Reads a file as bytes (through base64, since command output is text). Fails, saying so, when
+/// the file is larger than `cap` bytes. Returns the resolved path and the bytes.
+pub async fn read_bytes(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+    path: &str,
+    cap: usize,
+) -> Result<(String, Vec<u8>), InstanceError> {
+    use base64::Engine;
+    let path = resolve(path)?;
+    let quoted = shell_quote(&path);
+    let command = format!(
+        "size=$(wc -c < {quoted}) || exit 1; \
+         if [ \"$size\" -gt {cap} ]; then echo \"the file is $size bytes; the limit is {cap}\"; exit 3; fi; \
+         base64 {quoted} 2>&1"
+    );
+    let (out, dropped) = run(
+        backend,
+        instance,
+        command,
+        None,
+        cap / 3 * 4 + cap / 38 + 4096,
+    )
+    .await?;
+    if dropped > 0 {
+        return Err(InstanceError::Failed(format!(
+            "{path} grew while it was read"
+        )));
+    }
+    let clean: String = out.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| InstanceError::Failed(format!("{path} could not be read whole: {e}")))?;
+    Ok((path, bytes))
+}
+
 /// Writes a file only when it does not exist yet; returns whether it was written.
 pub async fn write_new(
     backend: &dyn InstanceBackend,

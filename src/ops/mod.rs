@@ -7,6 +7,7 @@
 
 mod agents;
 mod automations;
+mod chat_files;
 mod instance_admin;
 mod instance_tools;
 mod instances;
@@ -235,12 +236,19 @@ pub trait TurnRunner: Send + Sync {
         caller: Caller,
         text: String,
     ) -> crate::agent::llm::BoxFuture<'static, (bool, String)>;
+    /// Delivers a file to a chat (an agent's `send_file`).
+    fn deliver_file(
+        &self,
+        chat: ChatRef,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.
-const NOT_FOR_MODELS: [&str; 2] = ["secret_create", "secret_rotate"];
+const NOT_FOR_MODELS: [&str; 3] = ["secret_create", "secret_rotate", "file_upload"];
 /// Arguments never written to the activity feed.
-const SENSITIVE_ARGS: [&str; 1] = ["value"];
+const SENSITIVE_ARGS: [&str; 2] = ["value", "content_base64"];
 
 impl Ops {
     pub fn new(

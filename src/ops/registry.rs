@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{
-    Invocation, OpError, OpSpec, Ops, Output, agents, automations, instance_admin, instance_tools,
-    instances, pairing, parse, secrets, skills, system, webhooks, workspace,
+    Invocation, OpError, OpSpec, Ops, Output, agents, automations, chat_files, instance_admin,
+    instance_tools, instances, pairing, parse, secrets, skills, system, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -63,6 +63,8 @@ pub static SPECS: &[OpSpec] = &[
     workspace::READ,
     workspace::WRITE,
     workspace::LIST,
+    chat_files::SEND,
+    chat_files::UPLOAD,
 ];
 
 impl Ops {
@@ -132,6 +134,8 @@ impl Ops {
             "run_command" => workspace::run(self, inv, parse(spec, args)?).await,
             "read_file" => workspace::read(self, inv, parse(spec, args)?).await,
             "write_file" => workspace::write(self, inv, parse(spec, args)?).await,
+            "send_file" => chat_files::send(self, inv, parse(spec, args)?).await,
+            "file_upload" => chat_files::upload(self, parse(spec, args)?).await,
             "list_files" => workspace::list(self, inv, parse(spec, args)?).await,
             other => Err(OpError::Unknown(other.to_string())),
         }

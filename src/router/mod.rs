@@ -26,6 +26,7 @@ use crate::store::{NewActivity, NewMessage, Store};
 mod access;
 mod admission;
 mod secret_input;
+mod uploads;
 
 pub use access::{AccessRules, Decision, PAIRING_TTL_MS, platform_of};
 
@@ -351,11 +352,22 @@ impl Router {
         receipt: Option<Receipt>,
     ) -> Result<TurnResult, String> {
         let store = &self.inner.store;
+        let mut job = job;
+        let attachments = std::mem::take(&mut job.message.attachments);
         let message = &job.message;
-        let (agent, text) = match (&job.agent, split_mention(&message.text)) {
+        let (agent, mut text) = match (&job.agent, split_mention(&message.text)) {
             (Some(agent), _) => (agent.clone(), message.text.clone()),
             (None, mention) => self.pick_agent(message, mention).await?,
         };
+        if !attachments.is_empty() {
+            let notes = self
+                .take_uploads(&message.chat, &job.caller, &agent, attachments)
+                .await;
+            text = [text.trim().to_string(), notes.join("\n")]
+                .join("\n")
+                .trim()
+                .to_string();
+        }
         let conversation = store
             .open_conversation(&message.chat, &agent)
             .await

@@ -59,7 +59,13 @@ async fn an_agent_lives_and_works_on_its_own_instance() {
         .collect();
     assert_eq!(
         tools,
-        ["run_command", "read_file", "write_file", "list_files"]
+        [
+            "run_command",
+            "read_file",
+            "write_file",
+            "list_files",
+            "send_file"
+        ]
     );
     let system = agent_request["messages"][0]["content"].as_str().unwrap();
     assert!(

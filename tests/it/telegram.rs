@@ -366,3 +366,89 @@ async fn webhook_mode_refuses_a_wrong_secret() {
     );
     stop(daemon).await;
 }
+
+#[tokio::test]
+async fn a_document_lands_in_the_agents_instance_and_the_agent_can_send_files_back() {
+    use crate::support::docker::{Cleanup, TEST_IMAGE, ensure_test_image, unique};
+
+    ensure_test_image().await;
+    let name = unique("clerk");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let tg = FakeTelegram::start().await;
+    let docker = format!(
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+    );
+    let world = World::new(
+        Some(&llm),
+        &format!("{docker}{}", tg.config(&format!("owners = [{OWNER}]\n"))),
+    );
+    // The agent is made in the console, which shares the state directory.
+    llm.reply_tool_calls(&[(
+        "c1",
+        "agent_create",
+        &json!({ "name": name, "persona": "Keeps papers." }).to_string(),
+    )]);
+    llm.reply_text("Clerk is ready.");
+    let out = world.chat(&["make a clerk agent"]).await;
+    assert!(
+        out.success() && out.stdout.contains("Clerk is ready."),
+        "{out:?}"
+    );
+
+    tg.add_file("doc-1", "documents/file_1.txt", b"quarterly numbers: 42\n");
+    llm.reply_tool_calls(&[(
+        "c2",
+        "run_command",
+        r#"{"command":"cat /workspace/uploads/report.txt"}"#,
+    )]);
+    llm.reply_tool_calls(&[("c3", "send_file", r#"{"path":"uploads/report.txt"}"#)]);
+    llm.echo();
+    let daemon = start(&world, &[]);
+    tg.direct(OWNER, &format!("/use {name}"));
+    tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    tg.message(
+        json!({ "id": OWNER, "type": "private", "first_name": "Owner" }),
+        OWNER,
+        "",
+        json!({
+            "caption": "here is the report",
+            "document": { "file_id": "doc-1", "file_unique_id": "u-doc-1",
+                          "file_name": "report.txt", "file_size": 22 }
+        }),
+    );
+    tg.wait_until(Duration::from_secs(60), |_| {
+        tg.sent_to(OWNER as i64)
+            .iter()
+            .any(|s| s.starts_with("echo:"))
+    })
+    .await;
+    let sent = tg.sent_to(OWNER as i64);
+    let log = stop(daemon).await;
+    // Tool progress was one message, edited in place.
+    assert_eq!(
+        sent.iter().filter(|s| s.starts_with("running ")).count(),
+        1,
+        "{sent:?}"
+    );
+    assert!(!tg.calls_of("editMessageText").is_empty(), "{sent:?}");
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("echo: here is the report\n[file uploaded: /workspace/uploads/report.txt (22 bytes)]"),
+        "{log}"
+    );
+    // The agent read the file inside its instance...
+    let seen = llm
+        .completions()
+        .iter()
+        .any(|r| r.body.to_string().contains("quarterly numbers: 42"));
+    assert!(seen, "the agent never saw the file's content");
+    // ...and sent it back as a document.
+    let documents = tg.calls_of("sendDocument");
+    assert_eq!(documents.len(), 1, "{log}");
+    assert_eq!(documents[0]["document"]["filename"], json!("report.txt"), "{}", documents[0]);
+    assert_eq!(
+        documents[0]["document"]["content"],
+        json!("quarterly numbers: 42\n")
+    );
+}

@@ -51,6 +51,7 @@ pub struct FakeTelegram {
     pub api_url: String,
     shared: Arc<Mutex<Shared>>,
     arrived: Arc<Notify>,
+    sent: Arc<Notify>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -60,7 +61,8 @@ impl Drop for FakeTelegram {
     }
 }
 
-type AppState = (Arc<Mutex<Shared>>, Arc<Notify>);
+/// The shared state, the signal that updates arrived, and the signal that a message was sent.
+type AppState = (Arc<Mutex<Shared>>, Arc<Notify>, Arc<Notify>);
 
 impl FakeTelegram {
     pub async fn start() -> Self {
@@ -72,10 +74,11 @@ impl FakeTelegram {
             ..Shared::default()
         }));
         let arrived = Arc::new(Notify::new());
+        let sent = Arc::new(Notify::new());
         let app = Router::new()
             .route("/{bot}/{method}", post(api).get(api))
             .route("/file/{bot}/{*path}", get(file))
-            .with_state((shared.clone(), arrived.clone()));
+            .with_state((shared.clone(), arrived.clone(), sent.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake Telegram");
@@ -88,6 +91,7 @@ impl FakeTelegram {
             api_url: format!("http://{addr}"),
             shared,
             arrived,
+            sent,
             server,
         }
     }
@@ -219,6 +223,25 @@ impl FakeTelegram {
         self.sent_to(chat)
     }
 
+    /// Messages accepted so far.
+    pub fn accepted_sends(&self) -> usize {
+        self.shared.lock().unwrap().sends
+    }
+
+    /// Waits until `n` messages were accepted in all; false on timeout.
+    pub async fn wait_sends(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.sent.notified();
+            if self.accepted_sends() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.accepted_sends() >= n;
+            }
+        }
+    }
+
     /// Updates not yet confirmed.
     pub fn unconfirmed(&self) -> usize {
         self.shared.lock().unwrap().updates.len()
@@ -284,6 +307,15 @@ fn multipart_fields(kind: &str, body: &Bytes) -> Value {
                 let parsed = serde_json::from_str(value).unwrap_or(json!(value));
                 fields.insert(name.into(), parsed);
             }
+        }
+    }
+    // `attach://name` refers to another part: resolve it, as Telegram does.
+    let parts = fields.clone();
+    for value in fields.values_mut() {
+        if let Some(name) = value.as_str().and_then(|v| v.strip_prefix("attach://"))
+            && let Some(part) = parts.get(name)
+        {
+            *value = part.clone();
         }
     }
     Value::Object(fields)
@@ -362,7 +394,7 @@ fn visible_len(text: &str, html: bool) -> usize {
 }
 
 async fn api(
-    State((shared, arrived)): State<AppState>,
+    State((shared, arrived, sent)): State<AppState>,
     Path((bot, method)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -436,10 +468,13 @@ async fn api(
                     return error(400, "Bad Request: message is too long");
                 }
             }
-            let mut s = shared.lock().unwrap();
-            s.sends += 1;
-            let message_id = s.next_message_id;
-            s.next_message_id += 1;
+            let message_id = {
+                let mut s = shared.lock().unwrap();
+                s.sends += 1;
+                s.next_message_id += 1;
+                s.next_message_id - 1
+            };
+            sent.notify_waiters();
             ok(sent_message(message_id, &body))
         }
         "editMessageText" => {
@@ -508,7 +543,7 @@ async fn get_updates(shared: &Mutex<Shared>, arrived: &Notify, body: &Value) -> 
 }
 
 async fn file(
-    State((shared, _)): State<AppState>,
+    State((shared, _, _)): State<AppState>,
     Path((bot, path)): Path<(String, String)>,
 ) -> Response {
     let s = shared.lock().unwrap();

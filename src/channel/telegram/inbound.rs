@@ -12,8 +12,9 @@ use teloxide_core::{ApiError, RequestError};
 use tokio_util::sync::CancellationToken;
 
 use super::{TelegramBot, outbox};
-use crate::channel::{Health, Inbound, InboundTx, Receipt};
+use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt};
 use crate::domain::{ChatRef, now_millis};
+use crate::domain::{MAX_FILE_BYTES, safe_name};
 
 /// The long-poll timeout asked of Telegram.
 const POLL_SECS: u32 = 25;
@@ -182,7 +183,8 @@ async fn store(bot: &TelegramBot, updates: &[Update]) -> anyhow::Result<(Vec<i64
 /// Hands one stored update to the core, or settles it at once when it is nothing to answer.
 async fn dispatch(bot: &TelegramBot, inbound: &InboundTx, update: &Update) {
     match normalize(bot, update) {
-        Some(message) => {
+        Some(mut message) => {
+            fetch(bot, update.id.0 as i64, &mut message.attachments).await;
             if inbound.send(message).await.is_err() {
                 tracing::debug!(bot = %bot.id, "the core stopped taking messages");
             }
@@ -206,7 +208,8 @@ pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
     };
     let from = msg.from.as_ref().filter(|u| !u.is_bot)?;
     let mut text = msg.text().or(msg.caption()).unwrap_or_default().to_string();
-    if text.trim().is_empty() {
+    let files = files_of(msg);
+    if text.trim().is_empty() && files.is_empty() {
         return None;
     }
     let group = !msg.chat.is_private();
@@ -256,7 +259,90 @@ pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
         group,
         addressed,
         receipt: Some(Receipt(update.id.0 as i64)),
+        attachments: files
+            .into_iter()
+            .map(|(id, name, size)| Attachment {
+                name,
+                size,
+                local: None,
+                problem: Some(format!("telegram-file:{id}")),
+            })
+            .collect(),
     })
+}
+
+/// The document or the largest photo of a message: (file id, name, size).
+fn files_of(msg: &teloxide_core::types::Message) -> Vec<(String, String, u64)> {
+    let mut files = Vec::new();
+    if let Some(doc) = msg.document() {
+        let name = doc
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("document-{}", msg.id.0));
+        files.push((doc.file.id.0.clone(), name, doc.file.size as u64));
+    }
+    if let Some(photo) = msg
+        .photo()
+        .and_then(|sizes| sizes.iter().max_by_key(|p| p.file.size))
+    {
+        files.push((
+            photo.file.id.0.clone(),
+            format!("photo-{}.jpg", msg.id.0),
+            photo.file.size as u64,
+        ));
+    }
+    files
+}
+
+/// Downloads the files a message carries (each up to the size limit) into the bot's files
+/// directory. Before this, an attachment's `problem` holds its Telegram file id.
+async fn fetch(bot: &TelegramBot, update_id: i64, attachments: &mut [Attachment]) {
+    use teloxide_core::net::Download;
+    for (i, a) in attachments.iter_mut().enumerate() {
+        let Some(id) = a
+            .problem
+            .take()
+            .and_then(|p| p.strip_prefix("telegram-file:").map(str::to_string))
+        else {
+            continue;
+        };
+        if a.size > MAX_FILE_BYTES as u64 {
+            a.problem = Some(format!(
+                "{} is {} MB; the limit is 20 MB",
+                a.name,
+                a.size / 1_000_000
+            ));
+            continue;
+        }
+        let dir = bot.config.files_dir.join("incoming");
+        let path = dir.join(format!("{update_id}-{i}-{}", safe_name(&a.name)));
+        let result: Result<(), String> = async {
+            let file = bot
+                .api
+                .get_file(teloxide_core::types::FileId(id))
+                .await
+                .map_err(|e| bot.describe(&e))?;
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| e.to_string())?;
+            bot.api
+                .download_file(&file.path, &mut out)
+                .await
+                .map_err(|e| e.to_string().replace(&bot.token, "[token]"))?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => a.local = Some(path),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                a.problem = Some(format!("{} could not be downloaded: {e}", a.name));
+            }
+        }
+    }
 }
 
 /// Where `@handle` appears in `lower` as a whole word.

@@ -13,6 +13,7 @@ mod inbound;
 mod outbox;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct BotConfig {
     pub webhook: Option<Webhook>,
     /// Where the admin listener hands webhook deliveries.
     pub intake: Option<WebhookIntake>,
+    /// Where files in transit are kept (uploads being handed on, files waiting to be sent).
+    pub files_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,11 +237,29 @@ impl TelegramBot {
         *self.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
     }
 
-    /// Rows for the outbox from outbound messages.
-    fn rows(chat: &ChatRef, parts: Vec<Outbound>) -> Vec<NewOutbox> {
+    /// Rows for the outbox from outbound messages (a file is kept on disk until it is sent).
+    fn rows(&self, chat: &ChatRef, parts: Vec<Outbound>) -> Result<Vec<NewOutbox>, ChannelError> {
         let mut rows = Vec::new();
         for part in parts {
             let (kind, text) = match part {
+                Outbound::File { name, bytes } => {
+                    let dir = self.config.files_dir.join("outgoing");
+                    let path =
+                        dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, &bytes))
+                        .map_err(|e| {
+                            ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
+                        })?;
+                    let row = serde_json::json!({ "path": path, "name": name });
+                    rows.push(NewOutbox {
+                        chat_id: chat.chat_id.clone(),
+                        thread_id: chat.thread_id.clone(),
+                        kind: "file",
+                        text: row.to_string(),
+                    });
+                    continue;
+                }
                 Outbound::Typing => continue,
                 Outbound::Reply(text) => ("text", text),
                 Outbound::Failed(reason) => ("plain", format!("⚠️ {reason}")),
@@ -256,7 +277,7 @@ impl TelegramBot {
                 });
             }
         }
-        rows
+        Ok(rows)
     }
 
     /// Shows "typing…" in the chat until it is answered (or for at most a few minutes).
@@ -311,7 +332,7 @@ impl TelegramBot {
         let ends = parts
             .iter()
             .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)));
-        let rows = Self::rows(chat, parts);
+        let rows = self.rows(chat, parts)?;
         let stored = match receipt {
             Some(receipt) => self.store.settle_update(&self.id, receipt.0, &rows).await,
             None if rows.is_empty() => Ok(()),

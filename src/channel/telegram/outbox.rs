@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use teloxide_core::prelude::*;
-use teloxide_core::types::{LinkPreviewOptions, MessageId, ParseMode};
+use teloxide_core::types::{InputFile, LinkPreviewOptions, MessageId, ParseMode};
 use teloxide_core::{ApiError, RequestError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -208,6 +208,9 @@ async fn deliver(
             Err(_) => {}
         }
     }
+    if row.kind == "file" {
+        return send_file(bot, row, chat_id, thread).await;
+    }
     let send = |text: String, html: bool| {
         let mut request = bot
             .api
@@ -234,6 +237,39 @@ async fn deliver(
         Ok(message) => Ok(Some(message.id)),
         Err(e) => Err(classify(bot, e)),
     }
+}
+
+/// Sends a kept file as a document; the kept copy goes once the row is settled either way.
+async fn send_file(
+    bot: &TelegramBot,
+    row: &OutboxRow,
+    chat_id: teloxide_core::types::ChatId,
+    thread: Option<teloxide_core::types::ThreadId>,
+) -> Result<Option<MessageId>, Failure> {
+    let spec: serde_json::Value = serde_json::from_str(&row.text).unwrap_or_default();
+    let path = std::path::PathBuf::from(spec["path"].as_str().unwrap_or_default());
+    let name = spec["name"].as_str().unwrap_or("file").to_string();
+    if !path.is_file() {
+        return Err(Failure::Permanent(format!(
+            "the file {name} to send is gone"
+        )));
+    }
+    let mut request = bot
+        .api
+        .send_document(chat_id, InputFile::file(path.clone()).file_name(name));
+    request.message_thread_id = thread;
+    let result = request.await;
+    let failure = match result {
+        Ok(message) => {
+            let _ = std::fs::remove_file(&path);
+            return Ok(Some(message.id));
+        }
+        Err(e) => classify(bot, e),
+    };
+    if matches!(failure, Failure::Permanent(_)) {
+        let _ = std::fs::remove_file(&path);
+    }
+    Err(failure)
 }
 
 fn classify(bot: &TelegramBot, e: RequestError) -> Failure {

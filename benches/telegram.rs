@@ -1,0 +1,153 @@
+//! Telegram figures, printed as one table: updates per second routed and answered end to end
+//! (real binary, real teloxide client, fake Bot API and a zero-latency fake model, durable
+//! writes), latency from update to `sendMessage` (median, p99), idle RSS with the bot connected,
+//! and RSS after 10,000 distinct chats.
+//!
+//! Run with `cargo bench --bench telegram`.
+
+#[allow(dead_code)]
+#[path = "../tests/support/llm.rs"]
+mod llm;
+#[allow(dead_code)]
+#[path = "../tests/support/telegram.rs"]
+mod telegram;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llm::{FakeLlm, Vendor};
+use telegram::FakeTelegram;
+
+const BIN: &str = env!("CARGO_BIN_EXE_operator");
+const THROUGHPUT_UPDATES: usize = 5000;
+const LATENCY_SAMPLES: usize = 300;
+const CHATS: u64 = 10_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [llm]\nprovider = \"openai\"\nbase_url = {:?}\napi_key = \"k\"\nmodel = \"m\"\n\
+             [docker]\nhost = \"unix:///nonexistent.sock\"\n{}",
+            dir.path().join("state").display().to_string(),
+            llm.base_url,
+            tg.config(
+                "owners = [1]\ndm_policy = \"open\"\nmessages_per_second = 1000000.0\n\
+                 chat_messages_per_second = 1000000.0\n"
+            )
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn operator");
+    let pid = child.id();
+    let connected = tg
+        .wait_until(Duration::from_secs(30), |calls| {
+            calls.iter().any(|c| c.method == "getUpdates")
+        })
+        .await;
+    assert!(connected, "the bot never polled");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib(pid);
+
+    // Latency: one update at a time, from injection to its sendMessage.
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..LATENCY_SAMPLES {
+        let before = tg.accepted_sends();
+        let started = Instant::now();
+        tg.direct(1_000_000 + (i as u64 % 50), &format!("latency {i}"));
+        assert!(
+            tg.wait_sends(before + 1, Duration::from_secs(30)).await,
+            "no answer"
+        );
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+
+    // Throughput: many updates at once over many chats, until every one is answered.
+    let before = tg.accepted_sends();
+    let started = Instant::now();
+    for i in 0..THROUGHPUT_UPDATES {
+        tg.direct(2_000_000 + (i as u64 % 1000), &format!("load {i}"));
+    }
+    assert!(
+        tg.wait_sends(before + THROUGHPUT_UPDATES, Duration::from_secs(300))
+            .await,
+        "not all answered"
+    );
+    let elapsed = started.elapsed();
+    let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
+
+    // Memory after many distinct chats.
+    let before = tg.accepted_sends();
+    for i in 0..CHATS {
+        tg.direct(3_000_000 + i, "hi");
+    }
+    assert!(
+        tg.wait_sends(before + CHATS as usize, Duration::from_secs(300))
+            .await,
+        "not all chats answered"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let many = rss_kib(pid);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+
+    println!();
+    println!("| figure                                              | value        |");
+    println!("|-----------------------------------------------------|--------------|");
+    println!(
+        "| updates answered per second ({THROUGHPUT_UPDATES} over 1,000 chats)   | {per_second:>8.0} /s  |"
+    );
+    println!(
+        "| update -> sendMessage latency, median                | {:>9.2} ms |",
+        median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| update -> sendMessage latency, p99                   | {:>9.2} ms |",
+        p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| idle RSS, bot connected                              | {:>8.1} MiB |",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "| RSS after {CHATS} distinct chats                      | {:>8.1} MiB |",
+        many as f64 / 1024.0
+    );
+}

@@ -1,0 +1,68 @@
+//! Files that came with a message: handed to the agent's instance through the control surface
+//! (`file_upload`), and described to the agent in a line of the message it reads.
+
+use base64::Engine;
+use serde_json::json;
+
+use super::Router;
+use crate::channel::Attachment;
+use crate::domain::{Caller, ChatRef, OPERATOR};
+use crate::ops::Invocation;
+
+impl Router {
+    /// Saves each attachment into `agent`'s instance and returns one line per file for the
+    /// agent to read. The channel's local copies are removed either way.
+    pub(super) async fn take_uploads(
+        &self,
+        chat: &ChatRef,
+        caller: &Caller,
+        agent: &str,
+        attachments: Vec<Attachment>,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        for a in attachments {
+            let note = match (&a.local, &a.problem) {
+                (_, Some(problem)) => format!("[file {} was not received: {problem}]", a.name),
+                (None, None) => format!("[file {} was not received]", a.name),
+                (Some(_), None) if agent == OPERATOR => format!(
+                    "[file {} arrived, but Operator has no workspace to keep it; bind this chat to an agent (/use NAME) and send it again]",
+                    a.name
+                ),
+                (Some(path), None) => match tokio::fs::read(path).await {
+                    Ok(bytes) => self.upload(chat, caller, agent, &a.name, &bytes).await,
+                    Err(e) => format!("[file {} could not be read: {e}]", a.name),
+                },
+            };
+            if let Some(path) = &a.local {
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            notes.push(note);
+        }
+        notes
+    }
+
+    async fn upload(
+        &self,
+        chat: &ChatRef,
+        caller: &Caller,
+        agent: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> String {
+        let mut inv = Invocation::new(caller.clone());
+        inv.chat = Some(chat.clone());
+        let args = json!({
+            "agent": agent,
+            "name": name,
+            "content_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        });
+        match self.inner.ops.invoke(&inv, "file_upload", args).await {
+            Ok(out) => format!(
+                "[file uploaded: {} ({} bytes)]",
+                out.data["path"].as_str().unwrap_or(name),
+                bytes.len()
+            ),
+            Err(e) => format!("[file {name} could not be saved: {e}]"),
+        }
+    }
+}
