@@ -41,6 +41,23 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time the process has used (user + system), from /proc (clock ticks of 10 ms).
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the command name: state is field 0, utime field 11, stime field 12.
+    (ticks(11) + ticks(12)) * 10
+}
+
 async fn run() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
@@ -98,6 +115,7 @@ async fn run() {
 
     // Throughput: many updates at once over many chats, until every one is answered.
     let before = tg.accepted_sends();
+    let cpu_before = cpu_ms(pid);
     let started = Instant::now();
     for i in 0..THROUGHPUT_UPDATES {
         tg.direct(2_000_000 + (i as u64 % 1000), &format!("load {i}"));
@@ -108,6 +126,7 @@ async fn run() {
         "not all answered"
     );
     let elapsed = started.elapsed();
+    let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / THROUGHPUT_UPDATES as f64;
     let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
 
     // Memory after many distinct chats.
@@ -134,6 +153,7 @@ async fn run() {
     println!(
         "| updates answered per second ({THROUGHPUT_UPDATES} over 1,000 chats)   | {per_second:>8.0} /s  |"
     );
+    println!("| daemon CPU per update under load                     | {cpu_per_update:>9.2} ms |");
     println!(
         "| update -> sendMessage latency, median                | {:>9.2} ms |",
         median.as_secs_f64() * 1000.0

@@ -1,7 +1,8 @@
 //! The router: inbound message -> access check -> its chat's ordered queue -> command or
 //! (agent, conversation) -> turn.
 //!
-//! Each chat is served by one worker task at a time, in arrival order, so "create an agent"
+//! Each chat is served by one worker task at a time, in arrival order (the worker ends when
+//! its queue is empty, so idle chats cost no memory), so "create an agent"
 //! followed by "/use it" does what it says; different chats run in parallel, each with a bounded
 //! queue. Only `/stop`, `/status`, `/help` and `/start` answer at once, ahead of the queue. Every
 //! free-text message produces exactly one turn-ending outbound message (reply, failure or
@@ -32,8 +33,6 @@ pub use access::{AccessRules, Decision, PAIRING_TTL_MS, platform_of};
 
 /// Messages one chat may have waiting before new ones are turned away.
 const QUEUE_DEPTH: usize = 16;
-/// A worker with nothing to do for this long ends; the next message starts a new one.
-const IDLE: Duration = Duration::from_secs(300);
 /// How long `/secret NAME` waits for the value as the next message.
 const SECRET_PROMPT_TTL: Duration = Duration::from_secs(300);
 /// Commands answered at once, ahead of the chat's queue.
@@ -241,20 +240,25 @@ impl Router {
     /// A chat's worker: handles its messages one at a time, in order.
     async fn work(self, chat: ChatRef, mut rx: mpsc::Receiver<Job>, running: RunningSlot) {
         loop {
-            let job = match tokio::time::timeout(IDLE, rx.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(_) => {
-                    // Idle: leave, unless a message was queued meanwhile.
+            let job = match rx.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing waits: leave, so an idle chat costs nothing. Messages are queued
+                    // under the same lock, so none can slip in between the look and the exit.
                     let mut workers = self.workers();
-                    let idle = workers
-                        .get(&chat)
-                        .is_none_or(|w| w.tx.capacity() == w.tx.max_capacity());
-                    if idle {
-                        workers.remove(&chat);
-                        return;
+                    match rx.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            if workers
+                                .get(&chat)
+                                .is_some_and(|w| Arc::ptr_eq(&w.running, &running))
+                            {
+                                workers.remove(&chat);
+                            }
+                            return;
+                        }
                     }
-                    continue;
                 }
             };
             let mut job = job;

@@ -446,7 +446,12 @@ async fn a_document_lands_in_the_agents_instance_and_the_agent_can_send_files_ba
     // ...and sent it back as a document.
     let documents = tg.calls_of("sendDocument");
     assert_eq!(documents.len(), 1, "{log}");
-    assert_eq!(documents[0]["document"]["filename"], json!("report.txt"), "{}", documents[0]);
+    assert_eq!(
+        documents[0]["document"]["filename"],
+        json!("report.txt"),
+        "{}",
+        documents[0]
+    );
     assert_eq!(
         documents[0]["document"]["content"],
         json!("quarterly numbers: 42\n")
