@@ -407,7 +407,10 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let router = core.router.clone();
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
-    let bots = telegram::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
+    let bots =
+        telegram::TelegramBots::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
+    core.ops
+        .set_bot_connector(Arc::new(telegram::Connector(bots.clone())));
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
@@ -434,18 +437,8 @@ pub async fn run(
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
     }
-    // The answers of drained turns are in the outbox; give them a moment to go out.
-    if let Some(running) = bots {
-        running.finish.cancel();
-        if tokio::time::timeout(Duration::from_secs(5), running.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "the Telegram outbox did not finish in time; the rest goes out at the next start"
-            );
-        }
-    }
+    // The answers of drained turns are in the outboxes; give them a moment to go out.
+    bots.finish().await;
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!("admin listener failed: {e}"),

@@ -18,6 +18,11 @@ impl Hub {
         channels.insert(channel.id().to_string(), channel);
     }
 
+    pub fn remove(&self, id: &str) {
+        let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        channels.remove(id);
+    }
+
     pub fn ids(&self) -> Vec<String> {
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let mut ids: Vec<String> = channels.keys().cloned().collect();

@@ -7,6 +7,7 @@
 
 mod agents;
 mod automations;
+mod bots;
 mod chat_files;
 mod instance_admin;
 mod instance_tools;
@@ -33,6 +34,7 @@ use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
 use tokio::sync::Notify;
 
+pub use bots::BotConnector;
 pub use instances::Reconciled;
 pub use jobs::JobEvents;
 pub use registry::SPECS;
@@ -224,6 +226,8 @@ struct Inner {
     scheduler_wake: Arc<Notify>,
     /// Runs a turn for operations that need one (skill_test); set once the router exists.
     turns: std::sync::OnceLock<Arc<dyn TurnRunner>>,
+    /// Starts and stops chat bots; set by the daemon.
+    bots: std::sync::OnceLock<Arc<dyn BotConnector>>,
 }
 
 /// Runs one turn of `agent` in `chat` and reports how it ended. The app implements it with the
@@ -268,8 +272,14 @@ impl Ops {
                 master_key,
                 scheduler_wake,
                 turns: std::sync::OnceLock::new(),
+                bots: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives operations a way to start and stop bots (called once by the daemon).
+    pub fn set_bot_connector(&self, connector: Arc<dyn BotConnector>) {
+        let _ = self.inner.bots.set(connector);
     }
 
     /// Gives operations a way to run turns (called once by the app).

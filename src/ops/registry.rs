@@ -3,8 +3,9 @@
 use serde_json::Value;
 
 use super::{
-    Invocation, OpError, OpSpec, Ops, Output, agents, automations, chat_files, instance_admin,
-    instance_tools, instances, pairing, parse, secrets, skills, system, webhooks, workspace,
+    Invocation, OpError, OpSpec, Ops, Output, agents, automations, bots, chat_files,
+    instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system, webhooks,
+    workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -32,6 +33,9 @@ pub static SPECS: &[OpSpec] = &[
     instance_tools::FILE_WRITE,
     system::ACTIVITY,
     pairing::PAIR,
+    bots::CONNECT,
+    bots::LIST,
+    bots::DISCONNECT,
     secrets::LIST,
     secrets::CREATE,
     secrets::ROTATE,
@@ -77,6 +81,9 @@ impl Ops {
         match spec.name {
             "help" => system::help(self, inv).await,
             "status" => system::status(self).await,
+            "bot_connect" => bots::connect(self, parse(spec, args)?).await,
+            "bot_list" => bots::list(self).await,
+            "bot_disconnect" => bots::disconnect(self, parse(spec, args)?).await,
             "pair" => pairing::pair(self, inv, parse(spec, args)?).await,
             "activity_read" => system::activity(self, parse(spec, args)?).await,
             "agent_list" => agents::list(self).await,

@@ -457,3 +457,130 @@ async fn a_document_lands_in_the_agents_instance_and_the_agent_can_send_files_ba
         json!("quarterly numbers: 42\n")
     );
 }
+
+#[tokio::test]
+async fn a_bot_connected_at_runtime_answers_without_a_restart_and_after_one() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    // No bot in the config: the token arrives as a secret, through the control surface.
+    let world = World::new(
+        Some(&llm),
+        &format!(
+            "[telegram]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\n",
+            tg.api_url
+        ),
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = [
+        ("OPERATOR__ADMIN__LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "OPERATOR__ADMIN__TOKEN",
+            "admin-token-for-tests".to_string(),
+        ),
+    ];
+    let op = |name: &'static str, args: Value| {
+        let url = format!("http://127.0.0.1:{port}/api/ops/{name}");
+        async move {
+            let http = reqwest::Client::new();
+            for _ in 0..100 {
+                if let Ok(r) = http
+                    .post(&url)
+                    .bearer_auth("admin-token-for-tests")
+                    .json(&args)
+                    .send()
+                    .await
+                {
+                    let status = r.status();
+                    return (status.as_u16(), r.json::<Value>().await.unwrap_or_default());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the admin API never answered");
+        }
+    };
+    let daemon = start(&world, &env);
+    let (status, _) = op(
+        "secret_create",
+        json!({ "name": "TG_HELPER", "value": tg.token }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = op(
+        "bot_connect",
+        json!({ "secret": "TG_HELPER", "agent": "operator" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", stop(daemon).await);
+    assert!(body.to_string().contains("op_test_bot"), "{body}");
+    // The token never shows in what the API answers.
+    assert!(!body.to_string().contains(&tg.token), "{body}");
+
+    tg.direct(OWNER, "are you there");
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    assert_eq!(sent, vec!["echo: are you there"], "{}", stop(daemon).await);
+    stop(daemon).await;
+
+    // After a restart the bot comes back from its secret.
+    let daemon = start(&world, &env);
+    tg.direct(OWNER, "still there");
+    let sent = tg.wait_sent(OWNER as i64, 2, WAIT).await;
+    assert_eq!(
+        sent.get(1).map(String::as_str),
+        Some("echo: still there"),
+        "{}",
+        stop(daemon).await
+    );
+    let (status, body) = op("bot_list", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(body.to_string().contains("TG_HELPER"), "{body}");
+    let (status, body) = op("bot_disconnect", json!({ "bot": "@op_test_bot" })).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = op("bot_list", json!({})).await;
+    assert!(body.to_string().contains("No bots"), "{body}");
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_rejected_token_stops_the_start_and_a_409_is_waited_out() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let bad = World::new(
+        Some(&llm),
+        &format!(
+            "[telegram]\nenabled = true\ntoken = \"{}:AAwrong-token\"\napi_url = {:?}\n",
+            crate::support::telegram::BOT_ID,
+            tg.api_url
+        ),
+    );
+    let out = bad.run(&["run"], "").await;
+    assert!(!out.success());
+    assert!(out.stderr.contains("token was rejected"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("AAwrong-token"),
+        "the token leaked: {}",
+        out.stderr
+    );
+
+    // Another poller holds the token for a moment: reported, retried, then served.
+    tg.fail_next(
+        "getUpdates",
+        409,
+        "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+        Value::Null,
+    );
+    let world = world(&llm, &tg, "");
+    let daemon = start(&world, &[]);
+    tg.direct(OWNER, "after the conflict");
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    let log = stop(daemon).await;
+    assert_eq!(sent, vec!["echo: after the conflict"], "{log}");
+    assert!(
+        log.contains("another process is polling this bot token"),
+        "{log}"
+    );
+}
