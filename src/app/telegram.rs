@@ -109,6 +109,7 @@ impl TelegramBots {
             webhook,
             intake: Some(intake.clone()),
             files_dir: settings.state_dir().join("files").join("telegram"),
+            key: core.ops.master_key_arc(),
         };
         let bots = Arc::new(Self {
             core: core.clone(),

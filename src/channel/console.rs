@@ -209,6 +209,8 @@ impl Channel for Console {
                 Outbound::Status { text, .. } => format!("… {text}"),
                 Outbound::Failed(text) => format!("error: {text}"),
                 Outbound::Cancelled => "(stopped)".to_string(),
+                // A terminal line cannot be taken back.
+                Outbound::Retract(_) => return Ok(()),
                 Outbound::File { name, bytes } => {
                     // A terminal cannot show a file: it is saved where the user can open it.
                     let dir = std::env::temp_dir().join("operator-files");

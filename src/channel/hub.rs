@@ -60,11 +60,25 @@ impl Hub {
         receipt: Option<&Receipt>,
         message: Option<Outbound>,
     ) {
+        self.answer_all(chat, receipt, message.into_iter().collect())
+            .await;
+    }
+
+    /// Answers an inbound message with several outbound messages, in order.
+    pub async fn answer_all(
+        &self,
+        chat: &ChatRef,
+        receipt: Option<&Receipt>,
+        messages: Vec<Outbound>,
+    ) {
         let Some(channel) = self.get(&chat.channel) else {
             tracing::error!(%chat, "no channel {} to deliver to", chat.channel);
             return;
         };
-        let parts = message.map_or_else(Vec::new, |m| prepared(channel.as_ref(), m));
+        let parts: Vec<Outbound> = messages
+            .into_iter()
+            .flat_map(|m| prepared(channel.as_ref(), m))
+            .collect();
         let result = match receipt {
             Some(receipt) => channel.answer(chat, receipt, parts).await,
             None => {

@@ -36,6 +36,8 @@ pub struct Inbound {
     pub receipt: Option<Receipt>,
     /// Files sent with the message, already fetched by the channel.
     pub attachments: Vec<Attachment>,
+    /// The platform's id for this message, where it can be deleted later.
+    pub message_id: Option<String>,
 }
 
 /// A file someone sent: kept locally until the router hands it to the agent's instance.
@@ -66,6 +68,7 @@ impl Inbound {
             addressed: true,
             receipt: None,
             attachments: Vec::new(),
+            message_id: None,
         }
     }
 }
@@ -89,6 +92,8 @@ pub enum Outbound {
     Cancelled,
     /// A command's answer; not part of a turn.
     Notice(String),
+    /// Take back a message the person sent (it carried a secret value), by its platform id.
+    Retract(String),
     /// A file for the chat (an agent's `send_file`).
     File { name: String, bytes: Vec<u8> },
     /// A status line for long work, identified by `key`: channels that can edit keep one

@@ -311,6 +311,11 @@ impl Ops {
         self.inner.scheduler_wake.notify_one();
     }
 
+    /// The master key, shared (channels seal what they store with it).
+    pub fn master_key_arc(&self) -> Arc<MasterKey> {
+        self.inner.master_key.clone()
+    }
+
     pub fn master_key(&self) -> &MasterKey {
         &self.inner.master_key
     }

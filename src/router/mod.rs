@@ -159,9 +159,20 @@ impl Router {
             }
         };
         // Secret values are taken here, before anything is stored, queued or shown to a model.
+        // The message that carried a value is taken out of the chat where the platform allows.
+        let retract = message.message_id.clone().map(Outbound::Retract);
         if let Some(("secret", rest)) = split_command(&message.text) {
             let reply = self.secret_command(&message.chat, &caller, rest).await;
-            self.answer(&message.chat, receipt, Some(reply)).await;
+            let had_value = rest.split_whitespace().nth(1).is_some();
+            let parts = [Some(reply), retract.filter(|_| had_value)];
+            self.inner
+                .hub
+                .answer_all(
+                    &message.chat,
+                    receipt,
+                    parts.into_iter().flatten().collect(),
+                )
+                .await;
             return;
         }
         if split_command(&message.text).is_none()
@@ -170,7 +181,15 @@ impl Router {
             let reply = self
                 .store_secret(&message.chat, &caller, &name, message.text.trim())
                 .await;
-            self.answer(&message.chat, receipt, Some(reply)).await;
+            let parts = [Some(reply), retract];
+            self.inner
+                .hub
+                .answer_all(
+                    &message.chat,
+                    receipt,
+                    parts.into_iter().flatten().collect(),
+                )
+                .await;
             return;
         }
         if let Some((command, rest)) = split_command(&message.text)

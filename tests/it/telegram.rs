@@ -584,3 +584,39 @@ async fn a_rejected_token_stops_the_start_and_a_409_is_waited_out() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_secret_sent_in_the_chat_is_stored_and_its_message_deleted() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let tg = FakeTelegram::start().await;
+    let world = world(&llm, &tg, "");
+    let daemon = start(&world, &[]);
+    tg.direct(OWNER, "/secret GH_TOKEN ghp_value_in_one_message");
+    let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
+    assert!(sent[0].contains("GH_TOKEN"), "{sent:?}");
+    tg.direct(OWNER, "/secret DB_PASSWORD");
+    tg.wait_sent(OWNER as i64, 2, WAIT).await;
+    tg.direct(OWNER, "hunter2-next-message");
+    let sent = tg.wait_sent(OWNER as i64, 3, WAIT).await;
+    assert!(sent[2].contains("DB_PASSWORD"), "{sent:?}");
+    let deleted = tg
+        .wait_until(WAIT, |calls| {
+            calls.iter().filter(|c| c.method == "deleteMessage").count() >= 2
+        })
+        .await;
+    let log = stop(daemon).await;
+    assert!(deleted, "{:?}\n{log}", tg.calls());
+    // The two messages that carried values are gone; the one that only named the secret stays.
+    assert_eq!(tg.calls_of("deleteMessage").len(), 2);
+    assert!(llm.completions().is_empty(), "a model saw a secret message");
+    for value in ["ghp_value_in_one_message", "hunter2-next-message"] {
+        assert!(!sent.iter().any(|s| s.contains(value)), "{sent:?}");
+        assert!(!log.contains(value), "{log}");
+        // Stored updates are sealed: no value in the database or its log, even for a moment.
+        for file in ["operator.db", "operator.db-wal"] {
+            let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
+            let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+            assert!(!found, "{value} is readable in {file}");
+        }
+    }
+}

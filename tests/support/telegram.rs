@@ -416,6 +416,7 @@ async fn api(
             "setWebhook",
             "deleteWebhook",
             "getMyCommands",
+            "deleteMessage",
         ]
         .into_iter()
         .find(|m| m.to_ascii_lowercase() == lower)
@@ -492,7 +493,9 @@ async fn api(
                 None => error(400, "Bad Request: invalid file_id"),
             }
         }
-        "sendChatAction" | "setMyCommands" | "setWebhook" | "deleteWebhook" => ok(json!(true)),
+        "sendChatAction" | "setMyCommands" | "setWebhook" | "deleteWebhook" | "deleteMessage" => {
+            ok(json!(true))
+        }
         "getMyCommands" => ok(json!([])),
         other => error(404, &format!("Not Found: method {other}")),
     }

@@ -55,7 +55,8 @@ async fn replay(bot: &Arc<TelegramBot>, inbound: &InboundTx) {
         tracing::info!(bot = %bot.id, count = pending.len(), "handling stored updates");
     }
     for update in pending {
-        match serde_json::from_str::<Update>(&update.payload) {
+        let payload = open_payload(bot, update.update_id, &update.payload);
+        match payload.and_then(|p| serde_json::from_str::<Update>(&p).map_err(|e| e.to_string())) {
             Ok(parsed) => dispatch(bot, inbound, &parsed).await,
             Err(e) => {
                 tracing::warn!(bot = %bot.id, update = update.update_id, "unreadable stored update: {e}");
@@ -173,11 +174,32 @@ fn backoff(failures: u32) -> Duration {
 async fn store(bot: &TelegramBot, updates: &[Update]) -> anyhow::Result<(Vec<i64>, i64)> {
     let mut rows = Vec::with_capacity(updates.len());
     for u in updates {
-        rows.push((u.id.0 as i64, serde_json::to_string(u)?));
+        let json = serde_json::to_string(u)?;
+        rows.push((u.id.0 as i64, seal_payload(bot, u.id.0 as i64, &json)));
     }
     let next = rows.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
     let fresh = bot.store.store_updates(&bot.id, &rows, Some(next)).await?;
     Ok((fresh, next))
+}
+
+/// A stored update, sealed with the master key (bound to the bot and update id).
+fn seal_payload(bot: &TelegramBot, update_id: i64, json: &str) -> String {
+    let key = &bot.config.key;
+    let sealed = key.seal(&format!("{}/{update_id}", bot.id), json.as_bytes());
+    format!("sealed:{}:{sealed}", key.fingerprint())
+}
+
+fn open_payload(bot: &TelegramBot, update_id: i64, stored: &str) -> Result<String, String> {
+    let Some(rest) = stored.strip_prefix("sealed:") else {
+        return Ok(stored.to_string());
+    };
+    let (key_id, sealed) = rest.split_once(':').ok_or("a damaged sealed update")?;
+    let bytes = bot
+        .config
+        .key
+        .open(&format!("{}/{update_id}", bot.id), sealed, key_id)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 /// Hands one stored update to the core, or settles it at once when it is nothing to answer.
@@ -259,6 +281,7 @@ pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
         group,
         addressed,
         receipt: Some(Receipt(update.id.0 as i64)),
+        message_id: Some(msg.id.0.to_string()),
         attachments: files
             .into_iter()
             .map(|(id, name, size)| Attachment {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt};
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
-use crate::secrets::Redactor;
+use crate::secrets::{MasterKey, Redactor};
 use crate::store::{NewOutbox, Store};
 
 pub use format::{MAX_MESSAGE_UNITS, escape, split as split_message, to_html};
@@ -56,6 +56,8 @@ pub struct BotConfig {
     pub intake: Option<WebhookIntake>,
     /// Where files in transit are kept (uploads being handed on, files waiting to be sent).
     pub files_dir: PathBuf,
+    /// Seals stored updates: they may carry secret values (`/secret NAME VALUE`).
+    pub key: Arc<MasterKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +263,15 @@ impl TelegramBot {
                     continue;
                 }
                 Outbound::Typing => continue,
+                Outbound::Retract(id) => {
+                    rows.push(NewOutbox {
+                        chat_id: chat.chat_id.clone(),
+                        thread_id: chat.thread_id.clone(),
+                        kind: "delete",
+                        text: id,
+                    });
+                    continue;
+                }
                 Outbound::Reply(text) => ("text", text),
                 Outbound::Failed(reason) => ("plain", format!("⚠️ {reason}")),
                 Outbound::Cancelled => ("plain", "Stopped.".to_string()),

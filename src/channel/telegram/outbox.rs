@@ -208,6 +208,13 @@ async fn deliver(
             Err(_) => {}
         }
     }
+    if row.kind == "delete" {
+        let id = MessageId(row.text.parse().unwrap_or_default());
+        return match bot.api.delete_message(chat_id, id).await {
+            Ok(_) => Ok(None),
+            Err(e) => Err(classify(bot, e)),
+        };
+    }
     if row.kind == "file" {
         return send_file(bot, row, chat_id, thread).await;
     }
