@@ -1,6 +1,7 @@
 //! Bounded property tests (a few seconds each) for the parsers that take text from outside:
-//! the message splitter, the chat-command parser, cron expressions with time zones. The SKILL.md
-//! parser has its own next to it.
+//! the message splitter, the chat-command parser, cron expressions with time zones, Telegram
+//! markup and UTF-16 splitting, and Telegram updates of any shape. The SKILL.md parser has its
+//! own next to it.
 
 use std::time::{Duration, Instant};
 
@@ -124,4 +125,155 @@ fn cron_parsing_never_panics_and_next_runs_move_forward() {
         valid += 1;
     }
     assert!(cases > 100 && valid > 0);
+}
+
+/// Telegram HTML as Telegram checks it: only its tags, balanced; only its entities.
+fn telegram_accepts(html: &str) -> Result<(), String> {
+    const TAGS: [&str; 4] = ["b", "code", "pre", "a"];
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find(['<', '&', '>']) {
+        let at = &rest[i..];
+        if at.starts_with('>') {
+            return Err("a bare >".into());
+        }
+        if at.starts_with('&') {
+            let end = at.find(';').ok_or("an unterminated entity")?;
+            if !["&lt", "&gt", "&amp", "&quot"].contains(&&at[..end]) {
+                return Err(format!("entity {}", &at[..=end]));
+            }
+            rest = &at[end + 1..];
+            continue;
+        }
+        let end = at.find('>').ok_or("an unclosed tag")?;
+        let tag = &at[1..end];
+        match tag.strip_prefix('/') {
+            Some(name) if open.pop().as_deref() == Some(name) => {}
+            Some(name) => return Err(format!("an unexpected </{name}>")),
+            None => {
+                let name = tag.split_whitespace().next().unwrap_or_default();
+                if !TAGS.contains(&name) {
+                    return Err(format!("tag <{name}>"));
+                }
+                open.push(name.to_string());
+            }
+        }
+        rest = &at[end + 1..];
+    }
+    match open.pop() {
+        Some(tag) => Err(format!("<{tag}> left open")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn telegram_markup_is_always_valid_and_splits_keep_the_limit() {
+    use operator::channel::telegram::{MAX_MESSAGE_UNITS, split_message, to_html};
+    let alphabet: Vec<char> = "ab*`[]()<>&\"\n :/httpsé😀".chars().collect();
+    let mut g = Gen(0x7e1e_6a11_5eed_0001);
+    let deadline = budget();
+    let mut cases = 0;
+    while Instant::now() < deadline && cases < 50_000 {
+        cases += 1;
+        let text = g.text(&alphabet, 200);
+        let html = to_html(&text);
+        if let Err(why) = telegram_accepts(&html) {
+            panic!("{text:?} -> {html:?}: {why}");
+        }
+        if cases % 50 == 0 {
+            let long = text.repeat(40);
+            let parts = split_message(&long);
+            assert_eq!(parts.concat(), long);
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.encode_utf16().count() <= MAX_MESSAGE_UNITS)
+            );
+        }
+    }
+    assert!(cases > 100);
+}
+
+#[test]
+fn telegram_updates_of_any_shape_never_panic_the_reader() {
+    use operator::channel::telegram::{Identity, read_update};
+    let me = Identity {
+        channel: "telegram:42".into(),
+        user_id: 42,
+        username: "op_bot".into(),
+    };
+    let words = [
+        "@op_bot",
+        "@OP_BOT",
+        "@op_botx",
+        "/use",
+        "/help@op_bot",
+        "/help@other",
+        "@daniel",
+        "hi",
+        " ",
+        "\n",
+        "é",
+        "😀",
+        "/",
+        "@",
+    ];
+    let mut g = Gen(0x5ca1_ab1e_0000_0042);
+    let deadline = budget();
+    let mut cases = 0;
+    while Instant::now() < deadline && cases < 20_000 {
+        cases += 1;
+        let text: String = (0..g.below(6))
+            .map(|_| words[g.below(words.len())])
+            .collect();
+        let private = g.below(2) == 0;
+        let chat = if private {
+            serde_json::json!({ "id": 7, "type": "private", "first_name": "A" })
+        } else {
+            serde_json::json!({ "id": -1007, "type": "supergroup", "title": "G" })
+        };
+        let mut message = serde_json::json!({
+            "message_id": g.below(1000), "date": 1, "chat": chat,
+            "from": { "id": 7, "is_bot": g.below(8) == 0, "first_name": "A" },
+            "text": text,
+        });
+        let mut replied_to_bot = false;
+        if g.below(4) == 0 {
+            replied_to_bot = g.below(2) == 0;
+            message["reply_to_message"] = serde_json::json!({
+                "message_id": 1, "date": 1, "chat": chat,
+                "from": { "id": if replied_to_bot { 42 } else { 9 }, "is_bot": true, "first_name": "B" },
+                "text": "earlier"
+            });
+        }
+        if g.below(5) == 0 {
+            message["is_topic_message"] = serde_json::json!(true);
+            message["message_thread_id"] = serde_json::json!(g.below(50));
+        }
+        let update = serde_json::json!({ "update_id": cases, "message": message }).to_string();
+        // Cut some updates short: broken JSON must be an error, never a panic.
+        let json = if g.below(10) == 0 {
+            let cut = g.below(update.len());
+            update.chars().take(cut).collect()
+        } else {
+            update
+        };
+        if let Ok(Some(inbound)) = read_update(&me, &json) {
+            assert_eq!(inbound.chat.channel, "telegram:42");
+            if private {
+                assert!(inbound.addressed && !inbound.group);
+            }
+            // In a group only a mention, a reply to the bot or a command addresses it.
+            if inbound.addressed && !private {
+                let lower = text.to_ascii_lowercase();
+                assert!(
+                    lower.contains("@op_bot")
+                        || replied_to_bot
+                        || text.trim_start().starts_with('/'),
+                    "{text:?} was taken as addressed"
+                );
+            }
+        }
+    }
+    assert!(cases > 100);
 }

@@ -620,3 +620,112 @@ async fn a_secret_sent_in_the_chat_is_stored_and_its_message_deleted() {
         }
     }
 }
+
+/// 1,000 updates over 100 chats, three crashes at random points of the work (a random number
+/// of answers in, then a random moment later), a restart after each: every update is answered
+/// exactly once, in order per chat.
+#[tokio::test]
+async fn three_crashes_during_1000_updates_lose_none_and_repeat_none() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let world = world(
+        &llm,
+        &tg,
+        "dm_policy = \"open\"\nmessages_per_second = 10000.0\nchat_messages_per_second = 10000.0\n",
+    );
+    let chats: Vec<u64> = (0..100).map(|i| 7000 + i).collect();
+    let mut expected: HashMap<u64, Vec<String>> = HashMap::new();
+    for round in 0..10 {
+        for chat in &chats {
+            let text = format!("c{chat}-{round}");
+            tg.direct(*chat, &text);
+            expected
+                .entry(*chat)
+                .or_default()
+                .push(format!("echo: {text}"));
+        }
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = seed | 1;
+    let mut random = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let mut answered = 0;
+    for crash in 0..3 {
+        // Telegram stops taking answers after a random count; the process dies a random
+        // moment later (turns, stores and settles go on in between).
+        let hold_at = answered + 50 + random(200) as usize;
+        tg.hold_sends_after(hold_at);
+        let daemon = start(&world, &[]);
+        let reached = tg
+            .wait_until(Duration::from_secs(60), |_| tg.accepted_sends() >= hold_at)
+            .await;
+        assert!(
+            reached,
+            "crash {crash} (seed {seed}): stuck at {}\n{}",
+            tg.accepted_sends(),
+            stop(daemon).await
+        );
+        tokio::time::sleep(Duration::from_millis(200 + random(300))).await;
+        let mut daemon = daemon;
+        daemon.start_kill().unwrap();
+        let _ = daemon.wait().await;
+        answered = tg.accepted_sends();
+        tg.unhold();
+    }
+    let daemon = start(&world, &[]);
+    let done = tg.wait_sends(1000, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = stop(daemon).await;
+    assert!(
+        done,
+        "seed {seed}: only {} answers\n{log}",
+        tg.accepted_sends()
+    );
+    for chat in &chats {
+        assert_eq!(
+            &tg.sent_to(*chat as i64),
+            &expected[chat],
+            "seed {seed}, chat {chat}"
+        );
+    }
+    assert_eq!(tg.accepted_sends(), 1000, "seed {seed}");
+}
+
+/// SIGTERM while a turn runs: the turn finishes within the drain deadline, its answer goes out
+/// once, and the process exits cleanly.
+#[tokio::test]
+async fn sigterm_during_a_turn_delivers_its_answer_then_exits() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("the slow answer", Duration::from_secs(2));
+    let tg = FakeTelegram::start().await;
+    let world = world(&llm, &tg, "");
+    let daemon = start(&world, &[]);
+    tg.direct(OWNER, "take your time");
+    assert!(
+        llm.wait_for_completions(1, WAIT).await,
+        "{}",
+        stop(daemon).await
+    );
+    let pid = daemon.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let out = tokio::time::timeout(WAIT, daemon.wait_with_output())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{log}", out.status);
+    assert_eq!(tg.sent_to(OWNER as i64), vec!["the slow answer"], "{log}");
+}

@@ -204,7 +204,12 @@ fn open_payload(bot: &TelegramBot, update_id: i64, stored: &str) -> Result<Strin
 
 /// Hands one stored update to the core, or settles it at once when it is nothing to answer.
 async fn dispatch(bot: &TelegramBot, inbound: &InboundTx, update: &Update) {
-    match normalize(bot, update) {
+    let me = Identity {
+        channel: bot.id.clone(),
+        user_id: bot.user_id,
+        username: bot.username(),
+    };
+    match normalize(&me, update) {
         Some(mut message) => {
             fetch(bot, update.id.0 as i64, &mut message.attachments).await;
             if inbound.send(message).await.is_err() {
@@ -224,7 +229,7 @@ async fn settle_ignored(bot: &TelegramBot, update_id: i64) {
 /// A Telegram update as an [`Inbound`]: text (or a caption), who sent it, which chat and
 /// topic, and whether it was addressed to this bot (direct message, @mention, reply to the bot,
 /// or a command not meant for another bot). The mention itself is taken out of the text.
-pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
+pub fn normalize(bot: &Identity, update: &Update) -> Option<Inbound> {
     let UpdateKind::Message(msg) = &update.kind else {
         return None;
     };
@@ -235,7 +240,7 @@ pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
         return None;
     }
     let group = !msg.chat.is_private();
-    let username = bot.username();
+    let username = &bot.username;
     let mut addressed = !group;
     if !username.is_empty() {
         let handle = format!("@{}", username.to_ascii_lowercase());
@@ -271,7 +276,7 @@ pub(super) fn normalize(bot: &TelegramBot, update: &Update) -> Option<Inbound> {
     };
     Some(Inbound {
         chat: ChatRef {
-            channel: bot.id.clone(),
+            channel: bot.channel.clone(),
             chat_id: msg.chat.id.0.to_string(),
             thread_id,
         },
@@ -366,6 +371,22 @@ async fn fetch(bot: &TelegramBot, update_id: i64, attachments: &mut [Attachment]
             }
         }
     }
+}
+
+/// Who a bot is, for reading its updates.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `telegram:<user id>`.
+    pub channel: String,
+    pub user_id: u64,
+    pub username: String,
+}
+
+/// Reads one update as Telegram sends it (JSON) into what the core sees; `Ok(None)` for an
+/// update that is not a message for the bot. Used by the fuzz tests.
+pub fn read_update(bot: &Identity, json: &str) -> Result<Option<Inbound>, String> {
+    let update: Update = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(normalize(bot, &update))
 }
 
 /// Where `@handle` appears in `lower` as a whole word.

@@ -31,7 +31,7 @@ use crate::secrets::{MasterKey, Redactor};
 use crate::store::{NewOutbox, Store};
 
 pub use format::{MAX_MESSAGE_UNITS, escape, split as split_message, to_html};
-pub use inbound::{Intake, Webhook, WebhookIntake};
+pub use inbound::{Identity, Intake, Webhook, WebhookIntake, read_update};
 
 /// How often "typing…" is renewed while an agent works (Telegram shows it for 5 seconds).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
