@@ -7,6 +7,7 @@
 
 pub mod console;
 mod hub;
+pub mod outbox;
 pub mod telegram;
 
 use std::sync::Arc;

@@ -30,7 +30,7 @@ pub async fn run(
     inbound: InboundTx,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sender = tokio::spawn(outbox::run(bot.clone(), bot.outbox_stop.clone()));
+    let sender = outbox::start(bot.clone());
     replay(&bot, &inbound).await;
     match &bot.config.webhook {
         Some(hook) => serve_webhook(&bot, hook, &inbound, &shutdown).await,

@@ -82,7 +82,7 @@ pub struct TelegramBot {
     api_url: String,
     store: Store,
     config: BotConfig,
-    wake_outbox: Notify,
+    wake_outbox: Arc<Notify>,
     typing: Mutex<HashMap<ChatRef, CancellationToken>>,
     health: Mutex<Health>,
     /// When `getUpdates` last returned (ms since the epoch); the poller's watchdog reads it.
@@ -138,7 +138,7 @@ impl TelegramBot {
             api_url: config.api_url.clone(),
             store,
             config,
-            wake_outbox: Notify::new(),
+            wake_outbox: Arc::new(Notify::new()),
             typing: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::Down("not connected yet".into())),
             last_poll: AtomicI64::new(0),

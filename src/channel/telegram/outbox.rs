@@ -1,178 +1,51 @@
-//! The sender: delivers a bot's outbox in order per chat, several chats at a time, within the
-//! bot's and each chat's rate, honouring `retry_after`, resending rejected markup as plain
-//! text, and editing one progress message in place. A row leaves the outbox only once
-//! Telegram has accepted it (or refused it for good).
+//! Telegram's side of the outbox: one row as `sendMessage` (HTML, then plain text when the
+//! markup is refused), an edit of the progress message, `sendDocument`, or `deleteMessage`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use teloxide_core::prelude::*;
 use teloxide_core::types::{InputFile, LinkPreviewOptions, MessageId, ParseMode};
 use teloxide_core::{ApiError, RequestError};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{TelegramBot, format, target};
-use crate::store::{NewActivity, OutboxRow};
+use crate::agent::llm::BoxFuture;
+use crate::channel::outbox::{Courier, Failure};
+use crate::store::{OutboxRow, Store};
 
-/// Sends in flight at once, over all chats (one per chat).
-const MAX_IN_FLIGHT: usize = 8;
-/// Rows read from the store at a time.
-const BATCH: i64 = 1000;
-/// Transient failures of one message before it is given up.
-const MAX_ATTEMPTS: u32 = 12;
+impl Courier for TelegramBot {
+    fn channel(&self) -> &str {
+        &self.id
+    }
 
-enum Failure {
-    RetryAfter(Duration),
-    Transient(String),
-    Permanent(String),
-}
+    fn store(&self) -> &Store {
+        &self.store
+    }
 
-type Sent = (OutboxRow, Result<Option<MessageId>, Failure>);
+    fn rates(&self) -> (f64, f64) {
+        (
+            self.config.messages_per_second,
+            self.config.chat_messages_per_second,
+        )
+    }
 
-fn chat_key(row: &OutboxRow) -> String {
-    format!("{}/{}", row.chat_id, row.thread_id)
-}
-
-/// Delivers until `shutdown`, then until the outbox is empty (the caller bounds that wait).
-pub async fn run(bot: Arc<TelegramBot>, shutdown: CancellationToken) {
-    let bot_interval = Duration::from_secs_f64(1.0 / bot.config.messages_per_second);
-    let chat_interval = Duration::from_secs_f64(1.0 / bot.config.chat_messages_per_second);
-    let mut queue: BTreeMap<i64, OutboxRow> = BTreeMap::new();
-    let mut last_id = 0;
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let mut blocked: HashMap<String, Instant> = HashMap::new();
-    let mut attempts: HashMap<i64, u32> = HashMap::new();
-    let mut progress: HashMap<String, MessageId> = HashMap::new();
-    let mut next_slot = Instant::now();
-    let mut tasks: JoinSet<Sent> = JoinSet::new();
-    let mut refill = true;
-    loop {
-        // Stopping: whatever is queued still goes out, then the sender ends.
-        let stopping = shutdown.is_cancelled() && tasks.is_empty() && queue.is_empty();
-        if refill || stopping {
-            refill = false;
-            match bot.store.outbox_after(&bot.id, last_id, BATCH).await {
-                Ok(rows) => {
-                    for row in rows {
-                        last_id = last_id.max(row.id);
-                        queue.insert(row.id, row);
-                    }
-                }
-                Err(e) => tracing::error!(bot = %bot.id, "cannot read the outbox: {e}"),
-            }
-        }
-        if stopping && queue.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let mut wake_at = now + Duration::from_secs(30);
-        {
-            let mut heads = HashSet::new();
-            for row in queue.values() {
-                let key = chat_key(row);
-                if !heads.insert(key.clone()) || in_flight.contains(&key) {
-                    continue;
-                }
-                if tasks.len() >= MAX_IN_FLIGHT {
-                    break;
-                }
-                if let Some(until) = blocked.get(&key).filter(|t| **t > now) {
-                    wake_at = wake_at.min(*until);
-                    continue;
-                }
-                if next_slot > now {
-                    wake_at = wake_at.min(next_slot);
-                    break;
-                }
-                next_slot = next_slot.max(now) + bot_interval;
-                blocked.insert(key.clone(), now + chat_interval);
-                let edit = progress.get(&key).copied();
-                in_flight.insert(key);
-                let (bot, row) = (bot.clone(), row.clone());
-                tasks.spawn(async move {
-                    let result = deliver(&bot, &row, edit).await;
-                    // Out of the outbox before anyone hears it was sent.
-                    if !matches!(result, Err(Failure::RetryAfter(_) | Failure::Transient(_)))
-                        && let Err(e) = bot.store.outbox_delivered(row.id).await
-                    {
-                        tracing::error!(bot = %bot.id, "cannot remove a sent message from the outbox: {e}");
-                    }
-                    (row, result)
-                });
-            }
-        }
-        tokio::select! {
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((row, result)) = done else { continue };
-                let key = chat_key(&row);
-                in_flight.remove(&key);
-                match result {
-                    Ok(message) => {
-                        queue.remove(&row.id);
-                        attempts.remove(&row.id);
-                        match (row.kind.as_str(), message) {
-                            ("progress", Some(id)) => { progress.insert(key.clone(), id); }
-                            ("progress", None) => {}
-                            _ => { progress.remove(&key); }
-                        }
-                        if !queue.values().any(|r| chat_key(r) == key) {
-                            blocked.retain(|_, t| *t > Instant::now());
-                        }
-                    }
-                    Err(Failure::RetryAfter(wait)) => {
-                        tracing::info!(bot = %bot.id, chat = %key, "Telegram asked to wait {wait:?}");
-                        blocked.insert(key, Instant::now() + wait);
-                    }
-                    Err(Failure::Transient(reason)) => {
-                        let n = attempts.entry(row.id).or_insert(0);
-                        *n += 1;
-                        if *n >= MAX_ATTEMPTS {
-                            give_up(&bot, &row, &format!("{reason} ({n} attempts)")).await;
-                            queue.remove(&row.id);
-                            attempts.remove(&row.id);
-                        } else {
-                            let wait = Duration::from_millis(500) * 2u32.pow((*n).min(7));
-                            blocked.insert(key, Instant::now() + wait);
-                        }
-                    }
-                    Err(Failure::Permanent(reason)) => {
-                        queue.remove(&row.id);
-                        attempts.remove(&row.id);
-                        report_undeliverable(&bot, &row, &reason);
-                    }
-                }
-                if queue.len() < BATCH as usize / 2 {
-                    refill = true;
-                }
-            }
-            _ = bot.wake_outbox.notified() => refill = true,
-            _ = tokio::time::sleep_until(wake_at) => refill = queue.is_empty(),
-            _ = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
-        }
+    fn deliver<'a>(
+        &'a self,
+        row: &'a OutboxRow,
+        edit: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, Failure>> {
+        Box::pin(async move {
+            let edit = edit.and_then(|id| id.parse().ok()).map(MessageId);
+            deliver(self, row, edit)
+                .await
+                .map(|shown| shown.map(|id| id.0.to_string()))
+        })
     }
 }
 
-async fn give_up(bot: &TelegramBot, row: &OutboxRow, reason: &str) {
-    if let Err(e) = bot.store.outbox_delivered(row.id).await {
-        tracing::error!(bot = %bot.id, "cannot drop a message from the outbox: {e}");
-    }
-    report_undeliverable(bot, row, reason);
-}
-
-fn report_undeliverable(bot: &TelegramBot, row: &OutboxRow, reason: &str) {
-    tracing::error!(bot = %bot.id, chat = %row.chat_id, "message not delivered: {reason}");
-    bot.store.record(NewActivity {
-        kind: "message.undeliverable".into(),
-        actor: bot.id.clone(),
-        summary: format!(
-            "a message to chat {} was not delivered: {reason}",
-            row.chat_id
-        ),
-        ..NewActivity::default()
-    });
+/// Starts the sender of a bot's outbox.
+pub fn start(bot: Arc<TelegramBot>) -> tokio::task::JoinHandle<()> {
+    let (wake, stop) = (bot.wake_outbox.clone(), bot.outbox_stop.clone());
+    tokio::spawn(crate::channel::outbox::run(bot, wake, stop))
 }
 
 /// One attempt at one row. Returns the id of the message shown (for progress messages).
