@@ -139,6 +139,52 @@ pub fn split_text(text: &str, limit: usize) -> Vec<String> {
     split_text_by(text, limit, |_| 1)
 }
 
+/// Splits text like [`split_text_by`], keeping code fences balanced: a piece that ends inside a
+/// ``` block is closed, and the next piece reopens it with the same language, so every piece
+/// renders on its own. Pieces stay within `limit`.
+pub fn split_fenced(text: &str, limit: usize, units: fn(char) -> usize) -> Vec<String> {
+    // Room for the closing fence and a reopening one with a short language tag.
+    const ROOM: usize = 24;
+    let raw = split_text_by(text, limit.saturating_sub(ROOM).max(1), units);
+    if raw.len() < 2 {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut open: Option<String> = None;
+    for piece in raw {
+        let mut chunk = String::new();
+        if let Some(lang) = &open {
+            chunk.push_str(&format!("```{lang}\n"));
+        }
+        chunk.push_str(&piece);
+        // Walk the fences in this piece to know whether it ends inside a block.
+        let mut rest = piece.as_str();
+        while let Some(at) = rest.find("```") {
+            let after = &rest[at + 3..];
+            open = match open {
+                Some(_) => None,
+                None => {
+                    let lang: String = after
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || "+-_#.".contains(*c))
+                        .take(12)
+                        .collect();
+                    Some(lang)
+                }
+            };
+            rest = after;
+        }
+        if open.is_some() {
+            if !chunk.ends_with('\n') {
+                chunk.push('\n');
+            }
+            chunk.push_str("```");
+        }
+        out.push(chunk);
+    }
+    out
+}
+
 /// Splits text into pieces of at most `limit` units, `units` telling how many each character
 /// counts for (Telegram counts UTF-16 code units), at line breaks where possible.
 pub fn split_text_by(text: &str, limit: usize, units: fn(char) -> usize) -> Vec<String> {
@@ -206,5 +252,21 @@ mod tests {
         assert_eq!(parts[0], "😀".repeat(10));
         let parts = split_text_by(&"😀".repeat(3), 3, char::len_utf16);
         assert_eq!(parts, vec!["😀", "😀", "😀"]);
+    }
+
+    #[test]
+    fn fenced_pieces_are_balanced_and_within_the_limit() {
+        let code: String = (0..200).map(|i| format!("let x{i} = {i};\n")).collect();
+        let text = format!("Here:\n```rust\n{code}```\nDone.");
+        let parts = split_fenced(&text, 500, |_| 1);
+        assert!(parts.len() > 3);
+        for p in &parts {
+            assert!(p.chars().count() <= 500, "{}", p.len());
+            assert_eq!(p.matches("```").count() % 2, 0, "unbalanced: {p}");
+        }
+        assert!(parts[1].starts_with("```rust\n"), "{}", parts[1]);
+        let joined: String = parts.concat();
+        assert!(joined.contains("let x199 = 199;") && joined.ends_with("Done."));
+        assert_eq!(split_fenced("short", 500, |_| 1), vec!["short"]);
     }
 }

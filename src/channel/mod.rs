@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 
-pub use hub::{Hub, split_text, split_text_by};
+pub use hub::{Hub, split_fenced, split_text, split_text_by};
 
 /// A message from a person, normalized.
 #[derive(Debug, Clone)]

@@ -2,14 +2,15 @@
 //! `<`, `>` and `&` must be escaped. Agents write a little Markdown (code fences, `code`,
 //! **bold**, [links](https://...)); it becomes HTML here, and everything else is escaped.
 
-use crate::channel::split_text_by;
+use crate::channel::split_fenced;
 
 /// The longest message Telegram accepts, in UTF-16 code units of its text.
 pub const MAX_MESSAGE_UNITS: usize = 4096;
 
-/// Splits text into messages within Telegram's limit, counted as Telegram counts.
+/// Splits text into messages within Telegram's limit, counted as Telegram counts, with code
+/// blocks closed and reopened across messages.
 pub fn split(text: &str) -> Vec<String> {
-    split_text_by(text, MAX_MESSAGE_UNITS, char::len_utf16)
+    split_fenced(text, MAX_MESSAGE_UNITS, char::len_utf16)
 }
 
 /// Escapes text for Telegram HTML.
