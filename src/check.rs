@@ -114,15 +114,23 @@ pub async fn run(loaded: &Loaded) -> Report {
             Err(e) => report.push(Level::Error, "telegram", e.to_string()),
         }
     }
-    for (topic, enabled) in [("discord", settings.discord.enabled)] {
-        if enabled {
-            report.push(
-                Level::Error,
-                topic,
-                "enabled, but this build has no such channel yet",
-            );
-        } else {
-            report.push(Level::Warn, topic, "disabled");
+    let d = &settings.discord;
+    if !d.enabled {
+        report.push(Level::Warn, "discord", "disabled");
+    } else if d.token.is_empty() {
+        report.push(
+            Level::Error,
+            "discord",
+            "enabled, but [discord] token is empty",
+        );
+    } else {
+        match crate::channel::discord::probe(d.token.expose(), &d.api_url).await {
+            Ok(bot) => report.push(
+                Level::Ok,
+                "discord",
+                format!("{bot} answers at {}", d.api_url),
+            ),
+            Err(e) => report.push(Level::Error, "discord", e.to_string()),
         }
     }
 

@@ -148,6 +148,14 @@ pub struct DiscordSettings {
     pub api_url: String,
     pub guild_ids: Vec<u64>,
     pub owners: Vec<u64>,
+    pub dm_policy: DmPolicy,
+    pub group_policy: GroupPolicy,
+    pub require_mention: bool,
+    pub allow_users: Vec<u64>,
+    pub allow_guilds: Vec<u64>,
+    pub allow_channels: Vec<u64>,
+    pub messages_per_second: f64,
+    pub chat_messages_per_second: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,7 +270,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
         .with_list_parse_key("telegram.allow_users")
         .with_list_parse_key("telegram.allow_groups")
         .with_list_parse_key("discord.owners")
-        .with_list_parse_key("discord.guild_ids");
+        .with_list_parse_key("discord.guild_ids")
+        .with_list_parse_key("discord.allow_users")
+        .with_list_parse_key("discord.allow_guilds")
+        .with_list_parse_key("discord.allow_channels");
     let settings = builder
         .add_source(env)
         .build()
@@ -322,6 +333,19 @@ impl Settings {
             return invalid(
                 "telegram.api_url",
                 "must be a URL such as https://api.telegram.org",
+            );
+        }
+        if reqwest::Url::parse(&self.discord.api_url).is_err() {
+            return invalid(
+                "discord.api_url",
+                "must be a URL such as https://discord.com",
+            );
+        }
+        let d = &self.discord;
+        if !(d.messages_per_second > 0.0 && d.chat_messages_per_second > 0.0) {
+            return invalid(
+                "discord.messages_per_second",
+                "the message rates must be above 0",
             );
         }
         let t = &self.telegram;

@@ -26,6 +26,7 @@ use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
 use crate::secrets::{KeySource, MasterKey, Redactor};
 use crate::store::{AutomationRecord, JobRecord, Store, WebhookRecord};
 
+mod discord;
 mod telegram;
 
 /// How long running turns get to finish after a shutdown request before they are cancelled.
@@ -357,16 +358,6 @@ async fn load_master_key(state_dir: &std::path::Path, store: &Store) -> anyhow::
     Ok(key)
 }
 
-/// Refuses what this build cannot do yet, loudly, instead of silently ignoring it.
-fn refuse_unbuilt(settings: &Settings) -> anyhow::Result<()> {
-    if settings.discord.enabled {
-        bail!(
-            "[discord] enabled = true, but this build has no Discord channel yet; set it to false"
-        );
-    }
-    Ok(())
-}
-
 /// Runs the daemon until `shutdown` completes: the admin listener on `listener`, the router, and
 /// the configured channels.
 pub async fn run(
@@ -374,7 +365,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    refuse_unbuilt(&settings)?;
     let addr = listener
         .local_addr()
         .context("reading the admin listener address")?;
@@ -384,11 +374,14 @@ pub async fn run(
              set a token or listen on 127.0.0.1"
         );
     }
-    let channels = if settings.telegram.enabled {
-        vec!["telegram".to_string()]
-    } else {
-        Vec::new()
-    };
+    let channels = [
+        ("telegram", settings.telegram.enabled),
+        ("discord", settings.discord.enabled),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| name.to_string())
+    .collect();
     let core = build(&settings, channels).await?;
     let stop = CancellationToken::new();
 
@@ -411,6 +404,7 @@ pub async fn run(
         telegram::TelegramBots::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
     core.ops
         .set_bot_connector(Arc::new(telegram::Connector(bots.clone())));
+    let discord = discord::DiscordBots::start(&settings, &core, inbound_tx.clone(), &stop).await?;
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
@@ -438,7 +432,7 @@ pub async fn run(
         core.router.cancel_all();
     }
     // The answers of drained turns are in the outboxes; give them a moment to go out.
-    bots.finish().await;
+    tokio::join!(bots.finish(), discord.finish());
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!("admin listener failed: {e}"),

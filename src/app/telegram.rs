@@ -89,6 +89,7 @@ impl TelegramBots {
                 require_mention: t.require_mention,
                 allow_users: t.allow_users.iter().map(u64::to_string).collect(),
                 allow_groups: t.allow_groups.iter().map(i64::to_string).collect(),
+                allow_spaces: Vec::new(),
             },
         );
         let webhook = match t.mode {

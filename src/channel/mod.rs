@@ -6,6 +6,7 @@
 //! they never call the router or an agent, and they know nothing of each other.
 
 pub mod console;
+pub mod discord;
 mod hub;
 pub mod outbox;
 pub mod telegram;
@@ -39,6 +40,8 @@ pub struct Inbound {
     pub attachments: Vec<Attachment>,
     /// The platform's id for this message, where it can be deleted later.
     pub message_id: Option<String>,
+    /// The server the chat belongs to (a Discord guild); empty elsewhere.
+    pub space: String,
 }
 
 /// A file someone sent: kept locally until the router hands it to the agent's instance.
@@ -70,6 +73,7 @@ impl Inbound {
             receipt: None,
             attachments: Vec::new(),
             message_id: None,
+            space: String::new(),
         }
     }
 }

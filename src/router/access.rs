@@ -22,6 +22,8 @@ pub struct AccessRules {
     pub allow_users: Vec<String>,
     /// Group chat ids admitted under `allowlist`.
     pub allow_groups: Vec<String>,
+    /// Servers (Discord guilds) whose every channel is admitted under `allowlist`.
+    pub allow_spaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +56,11 @@ impl AccessRules {
             return match self.group {
                 GroupPolicy::Disabled => Decision::Ignore("groups are disabled"),
                 GroupPolicy::Open => Decision::Admit(Caller::member(label)),
-                GroupPolicy::Allowlist if self.allow_groups.contains(&message.chat.chat_id) => {
+                GroupPolicy::Allowlist
+                    if self.allow_groups.contains(&message.chat.chat_id)
+                        || (!message.space.is_empty()
+                            && self.allow_spaces.contains(&message.space)) =>
+                {
                     Decision::Admit(Caller::member(label))
                 }
                 GroupPolicy::Allowlist => Decision::Ignore("a group not on the allowlist"),
@@ -99,6 +105,7 @@ mod tests {
             require_mention: true,
             allow_users: vec![],
             allow_groups: vec!["-100".into()],
+            allow_spaces: vec![],
         }
     }
 

@@ -7,6 +7,7 @@ mod automations;
 mod chat;
 mod cli;
 mod daemon;
+mod discord;
 mod fleet;
 mod fuzz;
 mod instance_chat;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod docker;
 pub mod inproc;
 pub mod llm;

@@ -287,6 +287,7 @@ pub fn normalize(bot: &Identity, update: &Update) -> Option<Inbound> {
         addressed,
         receipt: Some(Receipt(update.id.0 as i64)),
         message_id: Some(msg.id.0.to_string()),
+        space: String::new(),
         attachments: files
             .into_iter()
             .map(|(id, name, size)| Attachment {

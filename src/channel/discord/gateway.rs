@@ -1,0 +1,311 @@
+//! Messages in: the serenity gateway client (it reconnects and resumes by itself), each
+//! `MESSAGE_CREATE` stored before it is handed on, and the stored, unanswered ones replayed at
+//! start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serenity::all::{
+    ClientBuilder, ConnectionStage, Context, EventHandler, GatewayIntents, Message, Ready,
+    ResumedEvent, ShardStageUpdateEvent,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{DiscordBot, courier};
+use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt};
+use crate::domain::{ChatRef, MAX_FILE_BYTES, safe_name};
+
+/// Who a bot is, for reading its messages.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `discord:<user id>`.
+    pub channel: String,
+    pub user_id: u64,
+}
+
+/// Reads one message as the gateway sends it (JSON) into what the core sees; `Ok(None)` for a
+/// message the bot does not take (its own, another bot's, empty). Used by the fuzz tests.
+pub fn read_message(bot: &Identity, json: &str) -> Result<Option<Inbound>, String> {
+    let message: Message = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(normalize(bot, &message))
+}
+
+/// Runs a bot: the outbox sender, the stored but unanswered messages, then the gateway until
+/// shutdown. A client that fails is started again after a pause.
+pub async fn run(
+    bot: Arc<DiscordBot>,
+    inbound: InboundTx,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sender = courier::start(bot.clone());
+    replay(&bot, &inbound).await;
+    let intents = GatewayIntents::GUILD_MESSAGES
+        | GatewayIntents::DIRECT_MESSAGES
+        | GatewayIntents::MESSAGE_CONTENT;
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let handler = Handler {
+            bot: bot.clone(),
+            inbound: inbound.clone(),
+        };
+        let built = ClientBuilder::new_with_http(super::http_for(&bot.config), intents)
+            .event_handler(handler)
+            .await;
+        let mut client = match built {
+            Ok(client) => client,
+            Err(e) => {
+                bot.set_health(Health::Down(format!(
+                    "cannot start the gateway client: {e}"
+                )));
+                break;
+            }
+        };
+        let manager = client.shard_manager.clone();
+        let mut running = tokio::spawn(async move { client.start().await });
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                manager.shutdown_all().await;
+                let _ = running.await;
+            }
+            result = &mut running => {
+                failures += 1;
+                let reason = match result {
+                    Ok(Ok(())) => "the gateway connection ended".to_string(),
+                    Ok(Err(e)) => format!("the gateway failed: {e}"),
+                    Err(e) => format!("the gateway task failed: {e}"),
+                };
+                tracing::warn!(bot = %bot.id, "{reason}; reconnecting");
+                bot.set_health(Health::Down(reason));
+                let wait = Duration::from_secs(2u64.saturating_pow(failures.min(5)));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+    drop(inbound);
+    let _ = sender.await;
+    Ok(())
+}
+
+struct Handler {
+    bot: Arc<DiscordBot>,
+    inbound: InboundTx,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, _ctx: Context, ready: Ready) {
+        tracing::info!(bot = %self.bot.id, session = %ready.session_id, "Discord gateway ready");
+        self.bot.set_health(Health::Up);
+    }
+
+    async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
+        tracing::info!(bot = %self.bot.id, "Discord gateway resumed");
+        self.bot.set_health(Health::Up);
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        if event.new != ConnectionStage::Connected {
+            self.bot
+                .set_health(Health::Down(format!("gateway {}", event.new)));
+        }
+    }
+
+    async fn message(&self, _ctx: Context, message: Message) {
+        let bot = &self.bot;
+        if message.author.id.get() == bot.user_id || message.author.bot {
+            return;
+        }
+        let id = message.id.get() as i64;
+        let json = match serde_json::to_string(&message) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(bot = %bot.id, "cannot keep a message: {e}");
+                return;
+            }
+        };
+        let sealed = seal(bot, id, &json);
+        // A resumed gateway may deliver a message again: only a new one is handed on.
+        match bot
+            .store
+            .store_updates(&bot.id, &[(id, sealed)], None)
+            .await
+        {
+            Ok(fresh) if !fresh.is_empty() => dispatch(bot, &self.inbound, id, &message).await,
+            Ok(_) => tracing::debug!(bot = %bot.id, "message {id} seen before"),
+            Err(e) => tracing::error!(bot = %bot.id, "cannot store message {id}: {e}"),
+        }
+    }
+}
+
+fn seal(bot: &DiscordBot, id: i64, json: &str) -> String {
+    let key = &bot.config.key;
+    let sealed = key.seal(&format!("{}/{id}", bot.id), json.as_bytes());
+    format!("sealed:{}:{sealed}", key.fingerprint())
+}
+
+fn open(bot: &DiscordBot, id: i64, stored: &str) -> Result<String, String> {
+    let Some(rest) = stored.strip_prefix("sealed:") else {
+        return Ok(stored.to_string());
+    };
+    let (key_id, sealed) = rest.split_once(':').ok_or("a damaged sealed message")?;
+    let bytes = bot
+        .config
+        .key
+        .open(&format!("{}/{id}", bot.id), sealed, key_id)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// Hands the messages a previous run stored but did not answer to the core, oldest first.
+async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
+    let pending = match bot.store.pending_updates(&bot.id).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::error!(bot = %bot.id, "cannot read stored messages: {e}");
+            return;
+        }
+    };
+    for stored in pending {
+        let id = stored.update_id;
+        let parsed = open(bot, id, &stored.payload)
+            .and_then(|json| serde_json::from_str::<Message>(&json).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(message) => dispatch(bot, inbound, id, &message).await,
+            Err(e) => {
+                tracing::warn!(bot = %bot.id, message = id, "unreadable stored message: {e}");
+                let _ = bot.store.settle_update(&bot.id, id, &[]).await;
+            }
+        }
+    }
+}
+
+async fn dispatch(bot: &DiscordBot, inbound: &InboundTx, id: i64, message: &Message) {
+    let me = Identity {
+        channel: bot.id.clone(),
+        user_id: bot.user_id,
+    };
+    match normalize(&me, message) {
+        Some(mut inbound_message) => {
+            fetch(bot, id, &mut inbound_message.attachments).await;
+            if inbound.send(inbound_message).await.is_err() {
+                tracing::debug!(bot = %bot.id, "the core stopped taking messages");
+            }
+        }
+        None => {
+            let _ = bot.store.settle_update(&bot.id, id, &[]).await;
+        }
+    }
+}
+
+/// A Discord message as an [`Inbound`]: addressed when it is a DM, mentions the bot, replies
+/// to it, or is a command; the mention itself is taken out of the text.
+fn normalize(bot: &Identity, message: &Message) -> Option<Inbound> {
+    if message.author.bot || message.author.id.get() == bot.user_id {
+        return None;
+    }
+    let group = message.guild_id.is_some();
+    let mut text = message.content.clone();
+    let mut addressed = !group;
+    for form in [
+        format!("<@{}>", bot.user_id),
+        format!("<@!{}>", bot.user_id),
+    ] {
+        if text.contains(&form) {
+            text = text.replacen(&form, "", 1).trim().to_string();
+            addressed = true;
+        }
+    }
+    if message.mentions.iter().any(|u| u.id.get() == bot.user_id) {
+        addressed = true;
+    }
+    if message
+        .referenced_message
+        .as_ref()
+        .is_some_and(|m| m.author.id.get() == bot.user_id)
+    {
+        addressed = true;
+    }
+    if text.trim_start().starts_with('/') {
+        addressed = true;
+    }
+    let attachments: Vec<Attachment> = message
+        .attachments
+        .iter()
+        .map(|a| Attachment {
+            name: a.filename.clone(),
+            size: u64::from(a.size),
+            local: None,
+            problem: Some(format!("discord-file:{}", a.url)),
+        })
+        .collect();
+    if text.trim().is_empty() && attachments.is_empty() {
+        return None;
+    }
+    let sender_name = message
+        .author
+        .global_name
+        .clone()
+        .unwrap_or_else(|| message.author.name.clone());
+    Some(Inbound {
+        chat: ChatRef::new(bot.channel.clone(), message.channel_id.get().to_string()),
+        sender_id: message.author.id.get().to_string(),
+        sender_name,
+        text,
+        group,
+        addressed,
+        receipt: Some(Receipt(message.id.get() as i64)),
+        attachments,
+        message_id: Some(message.id.get().to_string()),
+        space: message
+            .guild_id
+            .map(|g| g.get().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// Downloads a message's files (each up to the size limit) into the bot's files directory.
+async fn fetch(bot: &DiscordBot, id: i64, attachments: &mut [Attachment]) {
+    for (i, a) in attachments.iter_mut().enumerate() {
+        let Some(url) = a
+            .problem
+            .take()
+            .and_then(|p| p.strip_prefix("discord-file:").map(str::to_string))
+        else {
+            continue;
+        };
+        if a.size > MAX_FILE_BYTES as u64 {
+            a.problem = Some(format!(
+                "{} is {} MB; the limit is 20 MB",
+                a.name,
+                a.size / 1_000_000
+            ));
+            continue;
+        }
+        let dir = bot.config.files_dir.join("incoming");
+        let path = dir.join(format!("{id}-{i}-{}", safe_name(&a.name)));
+        let result: Result<(), String> = async {
+            let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("HTTP {}", response.status()));
+            }
+            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            if bytes.len() > MAX_FILE_BYTES {
+                return Err("larger than 20 MB".into());
+            }
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::fs::write(&path, &bytes)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(()) => a.local = Some(path),
+            Err(e) => a.problem = Some(format!("{} could not be downloaded: {e}", a.name)),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Discord bots through serenity 0.12 over the gateway (rustls).
+//!
+//! Inbound: each `MESSAGE_CREATE` is stored (deduplicated by message id, sealed with the master
+//! key) before it is handed to the core with a receipt, so a resumed gateway that replays an
+//! event, or a restart, never answers a message twice. Outbound: the shared outbox (see
+//! [`crate::channel::outbox`]) with this module's [`courier`]: 2,000-character chunks with code
+//! blocks balanced, empty `allowed_mentions` (an agent can never ping @everyone or a role),
+//! embeds suppressed, typing while an agent works, progress edited in place.
+
+mod courier;
+mod gateway;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serenity::http::{Http, HttpBuilder};
+use serenity::model::id::ChannelId;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt};
+use crate::agent::llm::BoxFuture;
+use crate::domain::ChatRef;
+use crate::secrets::{MasterKey, Redactor};
+use crate::store::{NewOutbox, Store};
+
+pub use gateway::{Identity, read_message};
+
+/// Discord's message length limit, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+/// The default REST base; anything else is a proxy (or a test server).
+pub const DEFAULT_API_URL: &str = "https://discord.com";
+/// How often typing is renewed while an agent works (Discord shows it for 10 seconds).
+const TYPING_EVERY: Duration = Duration::from_secs(8);
+const TYPING_FOR_AT_MOST: Duration = Duration::from_secs(300);
+
+/// What a bot is set up with. (No `Debug`: it holds the token.)
+#[derive(Clone)]
+pub struct BotConfig {
+    pub token: String,
+    pub api_url: String,
+    pub default_agent: String,
+    pub token_secret: Option<String>,
+    pub messages_per_second: f64,
+    pub chat_messages_per_second: f64,
+    pub files_dir: PathBuf,
+    pub key: Arc<MasterKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscordError {
+    #[error("the Discord bot token was rejected by {api}: {detail}")]
+    BadToken { api: String, detail: String },
+    #[error("cannot reach Discord at {api}: {detail}")]
+    Unreachable { api: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One connected bot: a channel with id `discord:<bot user id>`.
+pub struct DiscordBot {
+    id: String,
+    user_id: u64,
+    username: String,
+    http: Arc<Http>,
+    store: Store,
+    config: BotConfig,
+    wake_outbox: Arc<Notify>,
+    outbox_stop: CancellationToken,
+    typing: Mutex<HashMap<ChatRef, CancellationToken>>,
+    health: Mutex<Health>,
+}
+
+impl DiscordBot {
+    /// Checks the token (`GET /users/@me`) and records the bot. A rejected token is an error.
+    pub async fn connect(store: Store, config: BotConfig) -> Result<Arc<Self>, DiscordError> {
+        Redactor::global().set("discord bot token", &config.token);
+        let http = Arc::new(http_for(&config));
+        let me = current_user(&http, &config).await?;
+        let id = format!("discord:{}", me.id.get());
+        store
+            .upsert_bot(
+                &id,
+                "discord",
+                &me.name,
+                &config.default_agent,
+                config.token_secret.as_deref(),
+            )
+            .await
+            .map_err(|e| DiscordError::Other(e.to_string()))?;
+        Ok(Arc::new(Self {
+            id,
+            user_id: me.id.get(),
+            username: me.name.clone(),
+            http,
+            store,
+            config,
+            wake_outbox: Arc::new(Notify::new()),
+            outbox_stop: CancellationToken::new(),
+            typing: Mutex::new(HashMap::new()),
+            health: Mutex::new(Health::Down("the gateway is not connected yet".into())),
+        }))
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Cancel to stop delivering the outbox (after the turns have drained).
+    pub fn outbox_stop(&self) -> CancellationToken {
+        self.outbox_stop.clone()
+    }
+
+    fn set_health(&self, health: Health) {
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
+    }
+
+    /// Rows for the outbox (a file is kept on disk until it is sent).
+    fn rows(&self, chat: &ChatRef, parts: Vec<Outbound>) -> Result<Vec<NewOutbox>, ChannelError> {
+        let mut rows = Vec::new();
+        let row = |kind: &'static str, text: String| NewOutbox {
+            chat_id: chat.chat_id.clone(),
+            thread_id: chat.thread_id.clone(),
+            kind,
+            text,
+        };
+        for part in parts {
+            let (kind, text) = match part {
+                Outbound::Typing => continue,
+                Outbound::Retract(id) => {
+                    rows.push(row("delete", id));
+                    continue;
+                }
+                Outbound::File { name, bytes } => {
+                    let dir = self.config.files_dir.join("outgoing");
+                    let path =
+                        dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, &bytes))
+                        .map_err(|e| {
+                            ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
+                        })?;
+                    let spec = serde_json::json!({ "path": path, "name": name });
+                    rows.push(row("file", spec.to_string()));
+                    continue;
+                }
+                Outbound::Reply(text) => ("text", text),
+                Outbound::Failed(reason) => ("text", format!("⚠️ {reason}")),
+                Outbound::Cancelled => ("text", "Stopped.".to_string()),
+                Outbound::Notice(text) => ("text", text),
+                Outbound::Progress(text) | Outbound::Status { text, .. } => ("progress", text),
+            };
+            for piece in super::split_fenced(&text, MAX_MESSAGE_CHARS, |_| 1) {
+                rows.push(row(kind, piece));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn start_typing(&self, chat: &ChatRef) {
+        let Ok(channel) = chat.chat_id.parse::<u64>() else {
+            return;
+        };
+        let token = CancellationToken::new();
+        if let Some(old) = self
+            .typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chat.clone(), token.clone())
+        {
+            old.cancel();
+        }
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + TYPING_FOR_AT_MOST;
+            while tokio::time::Instant::now() < until {
+                tokio::select! {
+                    _ = ChannelId::new(channel).broadcast_typing(&http) => {}
+                    _ = token.cancelled() => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(TYPING_EVERY) => {}
+                    _ = token.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    fn stop_typing(&self, chat: &ChatRef) {
+        if let Some(token) = self
+            .typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(chat)
+        {
+            token.cancel();
+        }
+    }
+
+    async fn queue(
+        &self,
+        chat: &ChatRef,
+        parts: Vec<Outbound>,
+        receipt: Option<&Receipt>,
+    ) -> Result<(), ChannelError> {
+        let ends = parts
+            .iter()
+            .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)));
+        let rows = self.rows(chat, parts)?;
+        let stored = match receipt {
+            Some(receipt) => self.store.settle_update(&self.id, receipt.0, &rows).await,
+            None if rows.is_empty() => Ok(()),
+            None => self.store.queue_outbox(&self.id, &rows).await,
+        };
+        if ends || receipt.is_some() {
+            self.stop_typing(chat);
+        }
+        stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
+        self.wake_outbox.notify_one();
+        Ok(())
+    }
+}
+
+/// The bot's own user: `GET /users/@me`, which tells a rejected token from an unreachable API.
+async fn current_user(
+    http: &Http,
+    config: &BotConfig,
+) -> Result<serenity::model::user::CurrentUser, DiscordError> {
+    http.get_current_user().await.map_err(|e| {
+        let detail = e.to_string().replace(&config.token, "[token]");
+        match &e {
+            serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r))
+                if r.status_code.as_u16() == 401 =>
+            {
+                DiscordError::BadToken {
+                    api: config.api_url.clone(),
+                    detail,
+                }
+            }
+            serenity::Error::Http(serenity::http::HttpError::Request(_)) => {
+                DiscordError::Unreachable {
+                    api: config.api_url.clone(),
+                    detail,
+                }
+            }
+            _ => DiscordError::Other(format!("checking the Discord token: {detail}")),
+        }
+    })
+}
+
+/// Checks a token without recording anything (for `operator check`); returns the bot's name.
+pub async fn probe(token: &str, api_url: &str) -> Result<String, DiscordError> {
+    let config = BotConfig {
+        token: token.to_string(),
+        api_url: api_url.to_string(),
+        default_agent: String::new(),
+        token_secret: None,
+        messages_per_second: 1.0,
+        chat_messages_per_second: 1.0,
+        files_dir: PathBuf::new(),
+        key: Arc::new(MasterKey::generate()),
+    };
+    let me = current_user(&http_for(&config), &config).await?;
+    Ok(format!("{} (bot {})", me.name, me.id.get()))
+}
+
+/// A REST client for the bot: through `api_url` when it is not Discord itself (serenity's own
+/// limiter ignores a proxy, so it is off there and the outbox paces the bot).
+fn http_for(config: &BotConfig) -> Http {
+    let mut builder = HttpBuilder::new(&config.token);
+    if config.api_url.trim_end_matches('/') != DEFAULT_API_URL {
+        builder = builder
+            .proxy(config.api_url.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    builder.build()
+}
+
+impl Channel for DiscordBot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The bot splits its messages itself, keeping code blocks balanced.
+        Capabilities {
+            max_message_chars: 0,
+            can_edit: true,
+        }
+    }
+
+    fn run(
+        self: Arc<Self>,
+        inbound: InboundTx,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { gateway::run(self, inbound, shutdown).await })
+    }
+
+    fn send<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        message: Outbound,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if message == Outbound::Typing {
+                self.start_typing(chat);
+                return Ok(());
+            }
+            self.queue(chat, vec![message], None).await
+        })
+    }
+
+    fn answer<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        receipt: &'a Receipt,
+        parts: Vec<Outbound>,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move { self.queue(chat, parts, Some(receipt)).await })
+    }
+
+    fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,172 @@
+//! Discord, end to end: the real binary and real serenity against a fake Discord (REST through
+//! the proxy setting, and a gateway WebSocket) on 127.0.0.1, with a fake LLM.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::support::discord::{BOT_ID, FakeDiscord};
+use crate::support::process::{BIN, spawn};
+use crate::support::{FakeLlm, Vendor, World};
+
+const WAIT: Duration = Duration::from_secs(30);
+const OWNER: u64 = 4242;
+const DM: u64 = 5001;
+const GUILD: u64 = 6001;
+const ROOM: u64 = 6002;
+
+fn start(world: &World) -> Child {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .current_dir(world.path());
+    spawn(command)
+}
+
+async fn stop(mut child: Child) -> String {
+    let _ = child.start_kill();
+    match tokio::time::timeout(WAIT, child.wait_with_output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        _ => "(no output)".into(),
+    }
+}
+
+fn world(llm: &FakeLlm, discord: &FakeDiscord, extra: &str) -> World {
+    World::new(
+        Some(llm),
+        &discord.config(&format!("owners = [{OWNER}]\n{extra}")),
+    )
+}
+
+#[tokio::test]
+async fn direct_messages_are_answered_without_pings_or_embeds_and_guilds_need_a_mention() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "group_policy = \"open\"\n");
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+
+    llm.reply_text("hello @everyone and <@&123>, all is well");
+    discord.message(DM, None, OWNER, "how is it going?");
+    let texts = discord.wait_texts(DM, 1, WAIT).await;
+    assert_eq!(
+        texts,
+        vec!["hello @everyone and <@&123>, all is well"],
+        "{}",
+        stop(daemon).await
+    );
+    let body = &discord.posted(DM)[0];
+    // Nobody is pinged, whatever the text says, and links do not unfurl.
+    assert_eq!(body["allowed_mentions"]["parse"], json!([]), "{body}");
+    assert_eq!(body["allowed_mentions"]["users"], json!([]), "{body}");
+    assert_eq!(body["flags"].as_u64().unwrap_or(0) & 4, 4, "{body}");
+
+    // In a guild channel: ignored without a mention, answered with one.
+    llm.echo();
+    discord.message(ROOM, Some(GUILD), 77, "just talking here");
+    discord.message(ROOM, Some(GUILD), 77, &format!("<@{BOT_ID}> what now"));
+    let texts = discord.wait_texts(ROOM, 1, WAIT).await;
+    assert_eq!(texts, vec!["echo: what now"], "{}", stop(daemon).await);
+    assert_eq!(llm.completions().len(), 2);
+    stop(daemon).await;
+}
+
+#[tokio::test]
+async fn a_long_reply_with_code_arrives_as_balanced_chunks() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "chat_messages_per_second = 100.0\n");
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    let code: String = (0..250)
+        .map(|i| format!("let value_{i:03} = {i};\n"))
+        .collect();
+    let reply = format!("Here is the file:\n```rust\n{code}```\nThat is all.");
+    assert!(reply.len() >= 4_500, "{}", reply.len());
+    llm.reply_text(&reply);
+    discord.message(DM, None, OWNER, "show me the code");
+    let done = discord
+        .wait_until(WAIT, || {
+            discord
+                .texts(DM)
+                .last()
+                .is_some_and(|t| t.ends_with("That is all."))
+        })
+        .await;
+    let texts = discord.texts(DM);
+    let log = stop(daemon).await;
+    assert!(done, "{texts:?}\n{log}");
+    assert!(texts.len() >= 3, "{} parts", texts.len());
+    for t in &texts {
+        assert!(
+            t.chars().count() <= 2000,
+            "a part of {} characters",
+            t.chars().count()
+        );
+        assert_eq!(t.matches("```").count() % 2, 0, "unbalanced: {t}");
+    }
+    assert!(texts[1].starts_with("```rust\n"), "{}", texts[1]);
+    let all = texts.concat();
+    assert!(all.contains("let value_000 = 0;") && all.contains("let value_249 = 249;"));
+}
+
+#[tokio::test]
+async fn a_dropped_gateway_resumes_and_the_next_message_is_answered_once() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "chat_messages_per_second = 100.0\n");
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    discord.message(DM, None, OWNER, "first");
+    let texts = discord.wait_texts(DM, 1, WAIT).await;
+    assert_eq!(texts, vec!["echo: first"], "{}", stop(daemon).await);
+
+    discord.drop_connection();
+    // Sent while the bot is away: delivered when it resumes.
+    discord.message(DM, None, OWNER, "second");
+    let resumed = discord.wait_until(WAIT, || discord.resumes() >= 1).await;
+    assert!(resumed, "{}", stop(daemon).await);
+    let texts = discord.wait_texts(DM, 2, WAIT).await;
+    discord.message(DM, None, OWNER, "third");
+    let texts_after = discord.wait_texts(DM, 3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = stop(daemon).await;
+    assert_eq!(texts[1], "echo: second", "{log}");
+    assert_eq!(
+        discord.texts(DM),
+        vec!["echo: first", "echo: second", "echo: third"],
+        "{texts_after:?}\n{log}"
+    );
+    assert_eq!(
+        discord.identifies(),
+        1,
+        "it resumed instead of starting over"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_discord_token_stops_the_start() {
+    let discord = FakeDiscord::start().await;
+    let world = World::new(
+        None,
+        &format!(
+            "[discord]\nenabled = true\ntoken = \"wrong.token.here\"\napi_url = {:?}\n",
+            discord.api_url
+        ),
+    );
+    let out = world.run(&["run"], "").await;
+    assert!(!out.success());
+    assert!(out.stderr.contains("token was rejected"), "{}", out.stderr);
+    assert!(!out.stderr.contains("wrong.token.here"), "{}", out.stderr);
+    let check = world.run(&["check"], "").await;
+    assert!(
+        check.stdout.contains("discord") && check.stdout.contains("rejected"),
+        "{check:?}"
+    );
+}

@@ -1,0 +1,363 @@
+//! A fake Discord: the REST API under `/api/v10` (reached through serenity's proxy setting) and
+//! a gateway WebSocket that speaks HELLO, IDENTIFY, READY, heartbeats, RESUME and dispatches.
+//! Tests inject messages as `MESSAGE_CREATE` events, read what the bot sent, and can drop the
+//! connection to make the bot resume.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+pub const BOT_ID: u64 = 800_000_000_000_000_001;
+pub const BOT_NAME: &str = "op-discord-bot";
+
+/// One REST call the fake received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    token: String,
+    calls: Vec<Call>,
+    /// Every dispatch sent, with its sequence number, for RESUME.
+    events: Vec<Value>,
+    next_id: u64,
+    identifies: usize,
+    resumes: usize,
+    /// Bumped to make the live connection drop.
+    drops: u64,
+}
+
+pub struct FakeDiscord {
+    pub token: String,
+    /// The value for `[discord] api_url`.
+    pub api_url: String,
+    shared: Arc<Mutex<Shared>>,
+    events: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+type AppState = (Arc<Mutex<Shared>>, String);
+
+impl FakeDiscord {
+    pub async fn start() -> Self {
+        let token = "MTIzNDU2.fake-discord-token.for-tests".to_string();
+        let shared = Arc::new(Mutex::new(Shared {
+            token: token.clone(),
+            next_id: 900_000_000_000_000_000,
+            ..Shared::default()
+        }));
+        let events = Arc::new(Notify::new());
+        let gateway = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake gateway");
+        let ws_url = format!("ws://{}", gateway.local_addr().unwrap());
+        let rest = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Discord REST");
+        let api_url = format!("http://{}", rest.local_addr().unwrap());
+        let app = Router::new()
+            .route("/api/v10/{*path}", any(api))
+            .with_state((shared.clone(), ws_url.clone()));
+        let rest_task = tokio::spawn(async move {
+            let _ = axum::serve(rest, app).await;
+        });
+        let (gw_shared, gw_events, gw_url) = (shared.clone(), events.clone(), ws_url.clone());
+        let gateway_task = tokio::spawn(async move {
+            while let Ok((socket, _)) = gateway.accept().await {
+                let (shared, events, url) = (gw_shared.clone(), gw_events.clone(), gw_url.clone());
+                tokio::spawn(async move {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(socket).await {
+                        connection(ws, shared, events, url).await;
+                    }
+                });
+            }
+        });
+        Self {
+            token,
+            api_url,
+            shared,
+            events,
+            tasks: vec![rest_task, gateway_task],
+        }
+    }
+
+    /// The `[discord]` section for this fake, plus `extra` keys.
+    pub fn config(&self, extra: &str) -> String {
+        format!(
+            "[discord]\nenabled = true\ntoken = {:?}\napi_url = {:?}\n{extra}\n",
+            self.token, self.api_url
+        )
+    }
+
+    fn id(&self) -> u64 {
+        let mut s = self.shared.lock().unwrap();
+        s.next_id += 1;
+        s.next_id
+    }
+
+    /// Sends a `MESSAGE_CREATE`; `guild` is `None` for a direct message. Returns its id.
+    pub fn message(&self, channel: u64, guild: Option<u64>, author: u64, content: &str) -> u64 {
+        let id = self.id();
+        let mut mentions = Vec::new();
+        if content.contains(&format!("<@{BOT_ID}>")) {
+            mentions.push(user(BOT_ID, BOT_NAME, true));
+        }
+        let mut message = json!({
+            "id": id.to_string(), "channel_id": channel.to_string(),
+            "author": user(author, &format!("user{author}"), false),
+            "content": content, "timestamp": "2026-11-29T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": mentions, "mention_roles": [], "attachments": [], "embeds": [],
+            "pinned": false, "type": 0, "flags": 0
+        });
+        if let Some(guild) = guild {
+            message["guild_id"] = json!(guild.to_string());
+        }
+        self.dispatch("MESSAGE_CREATE", message);
+        id
+    }
+
+    fn dispatch(&self, kind: &str, data: Value) {
+        let mut s = self.shared.lock().unwrap();
+        let seq = s.events.len() as u64 + 2; // READY is 1
+        s.events
+            .push(json!({ "op": 0, "t": kind, "s": seq, "d": data }));
+        drop(s);
+        self.events.notify_waiters();
+    }
+
+    /// Closes the live gateway connection abruptly; the bot is expected to resume.
+    pub fn drop_connection(&self) {
+        self.shared.lock().unwrap().drops += 1;
+        self.events.notify_waiters();
+    }
+
+    pub fn identifies(&self) -> usize {
+        self.shared.lock().unwrap().identifies
+    }
+
+    pub fn resumes(&self) -> usize {
+        self.shared.lock().unwrap().resumes
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().unwrap().calls.clone()
+    }
+
+    /// Bodies of the messages the bot posted to `channel`, in order.
+    pub fn posted(&self, channel: u64) -> Vec<Value> {
+        let path = format!("/api/v10/channels/{channel}/messages");
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == path)
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// Texts posted to `channel`.
+    pub fn texts(&self, channel: u64) -> Vec<String> {
+        self.posted(channel)
+            .iter()
+            .map(|b| b["content"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub async fn wait_until(&self, timeout: Duration, check: impl Fn() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if check() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `n` messages were posted to `channel`.
+    pub async fn wait_texts(&self, channel: u64, n: usize, timeout: Duration) -> Vec<String> {
+        self.wait_until(timeout, || self.texts(channel).len() >= n)
+            .await;
+        self.texts(channel)
+    }
+}
+
+fn user(id: u64, name: &str, bot: bool) -> Value {
+    json!({ "id": id.to_string(), "username": name, "discriminator": "0",
+            "global_name": null, "avatar": null, "bot": bot })
+}
+
+/// One gateway session: HELLO, then IDENTIFY -> READY or RESUME -> replay + RESUMED, heartbeat
+/// ACKs, and every dispatch as it is queued, until the test drops the connection.
+async fn connection(
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    shared: Arc<Mutex<Shared>>,
+    events: Arc<Notify>,
+    url: String,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let hello = json!({ "op": 10, "d": { "heartbeat_interval": 41250 } });
+    if tx.send(Ws::Text(hello.to_string())).await.is_err() {
+        return;
+    }
+    let drops_at_start = shared.lock().unwrap().drops;
+    // Sent so far, as an index into the event log; None until the session is set up.
+    let mut cursor: Option<usize> = None;
+    loop {
+        let wake = events.notified();
+        // Deliver what is queued.
+        if let Some(sent) = cursor.as_mut() {
+            let pending: Vec<Value> = shared.lock().unwrap().events[*sent..].to_vec();
+            for event in pending {
+                if tx.send(Ws::Text(event.to_string())).await.is_err() {
+                    return;
+                }
+                *sent += 1;
+            }
+        }
+        if shared.lock().unwrap().drops != drops_at_start {
+            // Abrupt: no close frame, as when a network path dies.
+            return;
+        }
+        tokio::select! {
+            _ = wake => {}
+            frame = rx.next() => {
+                let Some(Ok(frame)) = frame else { return };
+                let Ws::Text(text) = frame else { continue };
+                let payload: Value = serde_json::from_str(&text).unwrap_or_default();
+                match payload["op"].as_u64() {
+                    Some(1) => {
+                        let ack = json!({ "op": 11 });
+                        if tx.send(Ws::Text(ack.to_string())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(2) => {
+                        let ok = payload["d"]["token"].as_str().map(|t| t.trim_start_matches("Bot "))
+                            == Some(shared.lock().unwrap().token.as_str());
+                        if !ok {
+                            let _ = tx.send(Ws::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                code: 4004.into(),
+                                reason: "Authentication failed.".into(),
+                            }))).await;
+                            return;
+                        }
+                        let ready = {
+                            let mut s = shared.lock().unwrap();
+                            s.identifies += 1;
+                            json!({ "op": 0, "t": "READY", "s": 1, "d": {
+                                "v": 10, "user": user(BOT_ID, BOT_NAME, true), "guilds": [],
+                                "session_id": format!("session-{}", s.identifies),
+                                "resume_gateway_url": url, "shard": [0, 1],
+                                "application": { "id": BOT_ID.to_string(), "flags": 0 }
+                            }})
+                        };
+                        if tx.send(Ws::Text(ready.to_string())).await.is_err() {
+                            return;
+                        }
+                        // A new session starts with what is queued from now on.
+                        cursor = Some(shared.lock().unwrap().events.len());
+                    }
+                    Some(6) => {
+                        let seq = payload["d"]["seq"].as_u64().unwrap_or(0);
+                        shared.lock().unwrap().resumes += 1;
+                        // Replay every dispatch after the client's last sequence number.
+                        cursor = Some(seq.saturating_sub(1) as usize);
+                        let resumed = json!({ "op": 0, "t": "RESUMED", "s": null, "d": {} });
+                        if tx.send(Ws::Text(resumed.to_string())).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn message_json(id: u64, channel: &str, content: &str) -> Value {
+    json!({
+        "id": id.to_string(), "channel_id": channel,
+        "author": user(BOT_ID, BOT_NAME, true), "content": content,
+        "timestamp": "2026-11-29T12:00:00.000000+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": [], "embeds": [], "pinned": false, "type": 0, "flags": 0
+    })
+}
+
+async fn api(
+    State((shared, ws_url)): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = shared.lock().unwrap();
+    if auth != format!("Bot {}", s.token) {
+        let error = json!({ "message": "401: Unauthorized", "code": 0 });
+        return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
+    }
+    s.calls.push(Call {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        body: body.clone(),
+    });
+    let parts: Vec<&str> = path.split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["users", "@me"]) => axum::Json(user(BOT_ID, BOT_NAME, true)).into_response(),
+        ("GET", ["gateway", "bot"]) => axum::Json(json!({
+            "url": ws_url, "shards": 1,
+            "session_start_limit": { "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1 }
+        }))
+        .into_response(),
+        ("GET", ["gateway"]) => axum::Json(json!({ "url": ws_url })).into_response(),
+        ("POST", ["channels", channel, "messages"]) => {
+            s.next_id += 1;
+            let id = s.next_id;
+            let content = body["content"].as_str().unwrap_or_default();
+            axum::Json(message_json(id, channel, content)).into_response()
+        }
+        ("PATCH", ["channels", channel, "messages", id]) => {
+            let content = body["content"].as_str().unwrap_or_default();
+            let id = id.parse().unwrap_or(1);
+            axum::Json(message_json(id, channel, content)).into_response()
+        }
+        ("DELETE", ["channels", _, "messages", _]) | ("POST", ["channels", _, "typing"]) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => {
+            let error = json!({ "message": "404: Not Found", "code": 0 });
+            (StatusCode::NOT_FOUND, axum::Json(error)).into_response()
+        }
+    }
+}
