@@ -57,6 +57,7 @@ impl DiscordBots {
             chat_messages_per_second: d.chat_messages_per_second,
             files_dir: settings.state_dir().join("files").join("discord"),
             key: core.ops.master_key_arc(),
+            guild_ids: d.guild_ids.clone(),
         };
         let bot = match DiscordBot::connect(core.store.clone(), config).await {
             Ok(bot) => bot,

@@ -170,3 +170,65 @@ async fn a_rejected_discord_token_stops_the_start() {
         "{check:?}"
     );
 }
+
+#[tokio::test]
+async fn a_slash_command_is_deferred_then_answered_with_the_tool_call_in_between() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[("c1", "agent_list", "{}")]);
+    llm.reply_text("You have no agents yet, @everyone.");
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "guild_ids = [6001]\n");
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    // The commands were registered for the guild, /ask among them.
+    let registered = discord
+        .wait_until(WAIT, || {
+            discord
+                .calls()
+                .iter()
+                .any(|c| c.path.ends_with("/guilds/6001/commands"))
+        })
+        .await;
+    assert!(registered, "{}", stop(daemon).await);
+    let commands = discord
+        .calls()
+        .into_iter()
+        .find(|c| c.path.ends_with("/guilds/6001/commands"))
+        .unwrap()
+        .body;
+    let names: Vec<&str> = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "ask", "use", "agents", "status", "stop", "pair", "new", "help",
+    ] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+
+    let id = discord.slash(DM, OWNER, "ask", &[("prompt", "which agents do I have?")]);
+    let answered = discord
+        .wait_until(WAIT, || {
+            discord
+                .interaction_calls(id)
+                .iter()
+                .any(|(_, kind, _)| kind == "original")
+        })
+        .await;
+    let calls = discord.interaction_calls(id);
+    let log = stop(daemon).await;
+    assert!(answered, "{calls:?}\n{log}");
+    // Deferred first (type 5), then the deferred response edited with the answer.
+    assert_eq!(calls[0].1, "callback");
+    assert_eq!(calls[0].2["type"], json!(5));
+    let (_, _, edit) = calls.iter().find(|(_, k, _)| k == "original").unwrap();
+    assert_eq!(edit["content"], json!("You have no agents yet, @everyone."));
+    assert_eq!(edit["allowed_mentions"]["parse"], json!([]));
+    // The model's tool call ran between the two.
+    let requests = llm.completions();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].body.to_string().contains("agent_list"));
+}

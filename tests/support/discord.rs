@@ -139,6 +139,26 @@ impl FakeDiscord {
         id
     }
 
+    /// Sends an `INTERACTION_CREATE` for a slash command in a DM channel (string options).
+    /// Returns the interaction id.
+    pub fn slash(&self, channel: u64, user_id: u64, name: &str, options: &[(&str, &str)]) -> u64 {
+        let id = self.id();
+        let options: Vec<Value> = options
+            .iter()
+            .map(|(n, v)| json!({ "name": n, "type": 3, "value": v }))
+            .collect();
+        let interaction = json!({
+            "id": id.to_string(), "application_id": BOT_ID.to_string(), "type": 2,
+            "data": { "id": "1", "name": name, "type": 1, "options": options },
+            "channel_id": channel.to_string(),
+            "user": user(user_id, &format!("user{user_id}"), false),
+            "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
+            "entitlements": [], "attachment_size_limit": 26214400
+        });
+        self.dispatch("INTERACTION_CREATE", interaction);
+        id
+    }
+
     fn dispatch(&self, kind: &str, data: Value) {
         let mut s = self.shared.lock().unwrap();
         let seq = s.events.len() as u64 + 2; // READY is 1
@@ -173,6 +193,26 @@ impl FakeDiscord {
             .into_iter()
             .filter(|c| c.method == "POST" && c.path == path)
             .map(|c| c.body)
+            .collect()
+    }
+
+    /// The calls about one interaction (its callback, response edits and follow-ups), in order,
+    /// as (method, path kind, body).
+    pub fn interaction_calls(&self, id: u64) -> Vec<(String, String, Value)> {
+        let token = format!("itoken-{id}");
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path.contains(&token))
+            .map(|c| {
+                let kind = if c.path.ends_with("/callback") {
+                    "callback"
+                } else if c.path.ends_with("@original") {
+                    "original"
+                } else {
+                    "followup"
+                };
+                (c.method, kind.to_string(), c.body)
+            })
             .collect()
     }
 
@@ -352,8 +392,18 @@ async fn api(
             let id = id.parse().unwrap_or(1);
             axum::Json(message_json(id, channel, content)).into_response()
         }
-        ("DELETE", ["channels", _, "messages", _]) | ("POST", ["channels", _, "typing"]) => {
-            StatusCode::NO_CONTENT.into_response()
+        ("DELETE", ["channels", _, "messages", _])
+        | ("POST", ["channels", _, "typing"])
+        | ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        ("PUT", ["applications", _, "commands"])
+        | ("PUT", ["applications", _, "guilds", _, "commands"]) => {
+            axum::Json(json!([])).into_response()
+        }
+        ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
+            s.next_id += 1;
+            let id = s.next_id;
+            let content = body["content"].as_str().unwrap_or_default();
+            axum::Json(message_json(id, "0", content)).into_response()
         }
         _ => {
             let error = json!({ "message": "404: Not Found", "code": 0 });

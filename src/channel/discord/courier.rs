@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serenity::builder::{CreateAllowedMentions, CreateAttachment, CreateMessage, EditMessage};
+use serenity::builder::{
+    CreateAllowedMentions, CreateAttachment, CreateInteractionResponseFollowup, CreateMessage,
+    EditInteractionResponse, EditMessage,
+};
 use serenity::model::channel::MessageFlags;
-use serenity::model::id::{ChannelId, MessageId};
+use serenity::model::id::{ApplicationId, ChannelId, MessageId};
 
 use super::DiscordBot;
 use crate::agent::llm::BoxFuture;
@@ -58,6 +61,28 @@ async fn deliver(
         .ok_or_else(|| Failure::Permanent(format!("{} is not a Discord channel", row.chat_id)))?;
     let http = bot.http.as_ref();
     match row.kind.as_str() {
+        "interaction" => {
+            let spec: serde_json::Value = serde_json::from_str(&row.text).unwrap_or_default();
+            let token = spec["token"].as_str().unwrap_or_default();
+            let content = spec["content"].as_str().unwrap_or_default();
+            if let Some(app) = spec["app"].as_u64().filter(|a| *a != 0) {
+                http.set_application_id(ApplicationId::new(app));
+            }
+            let sent = if spec["first"].as_bool() == Some(true) {
+                let change = EditInteractionResponse::new()
+                    .content(content)
+                    .allowed_mentions(CreateAllowedMentions::new());
+                http.edit_original_interaction_response(token, &change, vec![])
+                    .await
+            } else {
+                let follow = CreateInteractionResponseFollowup::new()
+                    .content(content)
+                    .allowed_mentions(CreateAllowedMentions::new())
+                    .flags(MessageFlags::SUPPRESS_EMBEDS);
+                http.create_followup_message(token, &follow, vec![]).await
+            };
+            sent.map(|m| Some(m.id.get().to_string())).map_err(classify)
+        }
         "delete" => {
             let id = message_id(&row.text)?;
             channel.delete_message(http, id).await.map_err(classify)?;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    ClientBuilder, ConnectionStage, Context, EventHandler, GatewayIntents, Message, Ready,
-    ResumedEvent, ShardStageUpdateEvent,
+    ClientBuilder, CommandInteraction, ConnectionStage, Context, EventHandler, GatewayIntents,
+    Interaction, Message, Ready, ResumedEvent, ShardStageUpdateEvent,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{DiscordBot, courier};
+use super::{DiscordBot, commands, courier};
 use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt};
 use crate::domain::{ChatRef, MAX_FILE_BYTES, safe_name};
 
@@ -99,6 +99,45 @@ impl EventHandler for Handler {
     async fn ready(&self, _ctx: Context, ready: Ready) {
         tracing::info!(bot = %self.bot.id, session = %ready.session_id, "Discord gateway ready");
         self.bot.set_health(Health::Up);
+        self.bot.http.set_application_id(ready.application.id);
+        commands::register(&self.bot).await;
+    }
+
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        let bot = &self.bot;
+        let command = match interaction {
+            Interaction::Command(command) => command,
+            Interaction::Autocomplete(command) => {
+                commands::autocomplete(bot, &command).await;
+                return;
+            }
+            _ => return,
+        };
+        bot.http.set_application_id(command.application_id);
+        // First of all: Discord allows three seconds to acknowledge.
+        if let Err(e) = commands::defer(bot, &command).await {
+            tracing::warn!(bot = %bot.id, "cannot acknowledge /{}: {e}", command.data.name);
+        }
+        let id = command.id.get() as i64;
+        let json = match serde_json::to_string(&command) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(bot = %bot.id, "cannot keep an interaction: {e}");
+                return;
+            }
+        };
+        let sealed = seal(bot, id, &json);
+        match bot
+            .store
+            .store_updates(&bot.id, &[(id, sealed)], None)
+            .await
+        {
+            Ok(fresh) if !fresh.is_empty() => {
+                dispatch_command(bot, &self.inbound, &command).await;
+            }
+            Ok(_) => tracing::debug!(bot = %bot.id, "interaction {id} seen before"),
+            Err(e) => tracing::error!(bot = %bot.id, "cannot store interaction {id}: {e}"),
+        }
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
@@ -170,13 +209,48 @@ async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
     };
     for stored in pending {
         let id = stored.update_id;
-        let parsed = open(bot, id, &stored.payload)
-            .and_then(|json| serde_json::from_str::<Message>(&json).map_err(|e| e.to_string()));
+        let json = open(bot, id, &stored.payload);
+        if let Ok(command) = json
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|j| serde_json::from_str::<CommandInteraction>(j).map_err(|e| e.to_string()))
+        {
+            dispatch_command(bot, inbound, &command).await;
+            continue;
+        }
+        let parsed =
+            json.and_then(|j| serde_json::from_str::<Message>(&j).map_err(|e| e.to_string()));
         match parsed {
             Ok(message) => dispatch(bot, inbound, id, &message).await,
             Err(e) => {
                 tracing::warn!(bot = %bot.id, message = id, "unreadable stored message: {e}");
                 let _ = bot.store.settle_update(&bot.id, id, &[]).await;
+            }
+        }
+    }
+}
+
+/// Hands a slash command to the core; its answer goes to the deferred response.
+async fn dispatch_command(bot: &DiscordBot, inbound: &InboundTx, command: &CommandInteraction) {
+    let id = command.id.get() as i64;
+    bot.interactions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, (command.application_id.get(), command.token.clone()));
+    match commands::normalize(&bot.id, command) {
+        Some(message) => {
+            if inbound.send(message).await.is_err() {
+                tracing::debug!(bot = %bot.id, "the core stopped taking messages");
+            }
+        }
+        None => {
+            let chat = ChatRef::new(bot.id.clone(), command.channel_id.get().to_string());
+            let reply = crate::channel::Outbound::Notice(format!(
+                "I could not read /{}.",
+                command.data.name
+            ));
+            if let Err(e) = bot.queue(&chat, vec![reply], Some(&Receipt(id))).await {
+                tracing::error!(bot = %bot.id, "cannot answer interaction {id}: {e}");
             }
         }
     }

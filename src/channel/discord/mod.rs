@@ -7,6 +7,7 @@
 //! blocks balanced, empty `allowed_mentions` (an agent can never ping @everyone or a role),
 //! embeds suppressed, typing while an agent works, progress edited in place.
 
+mod commands;
 mod courier;
 mod gateway;
 
@@ -47,6 +48,8 @@ pub struct BotConfig {
     pub chat_messages_per_second: f64,
     pub files_dir: PathBuf,
     pub key: Arc<MasterKey>,
+    /// Guilds to register slash commands in (instant); empty: globally.
+    pub guild_ids: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,8 @@ pub struct DiscordBot {
     outbox_stop: CancellationToken,
     typing: Mutex<HashMap<ChatRef, CancellationToken>>,
     health: Mutex<Health>,
+    /// Interactions waiting for their answer: receipt -> (application id, token).
+    interactions: Mutex<HashMap<i64, (u64, String)>>,
 }
 
 impl DiscordBot {
@@ -101,6 +106,7 @@ impl DiscordBot {
             outbox_stop: CancellationToken::new(),
             typing: Mutex::new(HashMap::new()),
             health: Mutex::new(Health::Down("the gateway is not connected yet".into())),
+            interactions: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -208,7 +214,37 @@ impl DiscordBot {
         let ends = parts
             .iter()
             .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)));
-        let rows = self.rows(chat, parts)?;
+        let mut rows = self.rows(chat, parts)?;
+        // The answer to a slash command edits its deferred response, then follows up.
+        let interaction = receipt.and_then(|r| {
+            self.interactions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&r.0)
+        });
+        if let Some((app, token)) = interaction {
+            let mut first = true;
+            for row in rows.iter_mut().filter(|r| r.kind == "text") {
+                row.kind = "interaction";
+                row.text = serde_json::json!({
+                    "app": app, "token": token, "first": first, "content": row.text
+                })
+                .to_string();
+                first = false;
+            }
+            if first {
+                // Nothing to say (a command with no answer): the deferred response still ends.
+                rows.push(NewOutbox {
+                    chat_id: chat.chat_id.clone(),
+                    thread_id: chat.thread_id.clone(),
+                    kind: "interaction",
+                    text: serde_json::json!({
+                        "app": app, "token": token, "first": true, "content": "Done."
+                    })
+                    .to_string(),
+                });
+            }
+        }
         let stored = match receipt {
             Some(receipt) => self.store.settle_update(&self.id, receipt.0, &rows).await,
             None if rows.is_empty() => Ok(()),
@@ -261,6 +297,7 @@ pub async fn probe(token: &str, api_url: &str) -> Result<String, DiscordError> {
         chat_messages_per_second: 1.0,
         files_dir: PathBuf::new(),
         key: Arc::new(MasterKey::generate()),
+        guild_ids: Vec::new(),
     };
     let me = current_user(&http_for(&config), &config).await?;
     Ok(format!("{} (bot {})", me.name, me.id.get()))
