@@ -286,3 +286,73 @@ fn telegram_updates_of_any_shape_never_panic_the_reader() {
     }
     assert!(cases > 100);
 }
+
+#[test]
+fn discord_messages_of_any_shape_never_panic_the_reader() {
+    use operator::channel::discord::{Identity, read_message};
+    let me = Identity {
+        channel: "discord:42".into(),
+        user_id: 42,
+    };
+    let words = [
+        "<@42>",
+        "<@!42>",
+        "<@43>",
+        "@everyone",
+        "/ask",
+        "hi",
+        " ",
+        "\n",
+        "é",
+        "😀",
+        "```",
+        "<",
+    ];
+    let mut g = Gen(0xd15c_0bd0_0000_0042);
+    let deadline = budget();
+    let mut cases = 0;
+    while Instant::now() < deadline && cases < 20_000 {
+        cases += 1;
+        let text: String = (0..g.below(6))
+            .map(|_| words[g.below(words.len())])
+            .collect();
+        let guild = g.below(2) == 0;
+        let author = if g.below(8) == 0 { 42 } else { 7 };
+        let mut message = serde_json::json!({
+            "id": (1000 + cases).to_string(), "channel_id": "55",
+            "author": { "id": author.to_string(), "username": "a", "discriminator": "0",
+                        "avatar": null, "global_name": null, "bot": g.below(8) == 0 },
+            "content": text, "timestamp": "2026-11-29T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
+            "pinned": false, "type": 0
+        });
+        if guild {
+            message["guild_id"] = serde_json::json!("77");
+        }
+        let json = message.to_string();
+        let json = if g.below(10) == 0 {
+            let cut = g.below(json.len());
+            json.chars().take(cut).collect()
+        } else {
+            json
+        };
+        if let Ok(Some(inbound)) = read_message(&me, &json) {
+            assert_eq!(inbound.chat.channel, "discord:42");
+            assert_ne!(inbound.sender_id, "42", "the bot's own message was taken");
+            assert!(
+                !inbound.text.contains("<@42>") && !inbound.text.contains("<@!42>")
+                    || !inbound.addressed
+            );
+            if guild && inbound.addressed {
+                assert!(
+                    text.contains("<@42>")
+                        || text.contains("<@!42>")
+                        || text.trim_start().starts_with('/'),
+                    "{text:?} was taken as addressed"
+                );
+            }
+        }
+    }
+    assert!(cases > 100);
+}

@@ -288,7 +288,7 @@ fn normalize(bot: &Identity, message: &Message) -> Option<Inbound> {
         format!("<@!{}>", bot.user_id),
     ] {
         if text.contains(&form) {
-            text = text.replacen(&form, "", 1).trim().to_string();
+            text = text.replace(&form, "").trim().to_string();
             addressed = true;
         }
     }
