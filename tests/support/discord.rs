@@ -26,6 +26,7 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub body: Value,
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -39,6 +40,8 @@ struct Shared {
     resumes: usize,
     /// Bumped to make the live connection drop.
     drops: u64,
+    /// Messages posted to channels.
+    posts: usize,
 }
 
 pub struct FakeDiscord {
@@ -172,6 +175,22 @@ impl FakeDiscord {
     pub fn drop_connection(&self) {
         self.shared.lock().unwrap().drops += 1;
         self.events.notify_waiters();
+    }
+
+    /// Messages posted to any channel so far.
+    pub fn posts(&self) -> usize {
+        self.shared.lock().unwrap().posts
+    }
+
+    /// When the interaction's deferral arrived, if it did.
+    pub fn deferred_at(&self, id: u64) -> Option<std::time::Instant> {
+        let path = format!("/itoken-{id}/callback");
+        let s = self.shared.lock().unwrap();
+        s.calls
+            .iter()
+            .rev()
+            .find(|c| c.path.ends_with(&path))
+            .map(|c| c.at)
     }
 
     pub fn identifies(&self) -> usize {
@@ -371,7 +390,11 @@ async fn api(
         method: method.to_string(),
         path: uri.path().to_string(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
+    if method == Method::POST && uri.path().ends_with("/messages") {
+        s.posts += 1;
+    }
     let parts: Vec<&str> = path.split('/').collect();
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["users", "@me"]) => axum::Json(user(BOT_ID, BOT_NAME, true)).into_response(),

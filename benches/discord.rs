@@ -1,0 +1,133 @@
+//! Discord figures, printed as one table: messages per second answered end to end (real binary,
+//! real serenity, fake gateway and REST, zero-latency fake model, durable writes), and the time
+//! from `INTERACTION_CREATE` to the deferral (median, p99).
+//!
+//! Run with `cargo bench --bench discord`.
+
+#[allow(dead_code)]
+#[path = "../tests/support/discord.rs"]
+mod discord;
+#[allow(dead_code)]
+#[path = "../tests/support/llm.rs"]
+mod llm;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use discord::FakeDiscord;
+use llm::{FakeLlm, Vendor};
+
+const BIN: &str = env!("CARGO_BIN_EXE_operator");
+const MESSAGES: usize = 2000;
+const INTERACTIONS: usize = 200;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn wait(check: impl Fn() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    check()
+}
+
+async fn run() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [llm]\nprovider = \"openai\"\nbase_url = {:?}\napi_key = \"k\"\nmodel = \"m\"\n\
+             [docker]\nhost = \"unix:///nonexistent.sock\"\n{}",
+            dir.path().join("state").display().to_string(),
+            llm.base_url,
+            fake.config(
+                "owners = [1]\ndm_policy = \"open\"\nmessages_per_second = 1000000.0\n\
+                 chat_messages_per_second = 1000000.0\n"
+            )
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn operator");
+    assert!(
+        wait(|| fake.identifies() >= 1, Duration::from_secs(30)).await,
+        "never identified"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Deferral latency: one slash command at a time.
+    let mut samples = Vec::with_capacity(INTERACTIONS);
+    for i in 0..INTERACTIONS {
+        let started = Instant::now();
+        let id = fake.slash(7_000 + i as u64 % 20, 1, "status", &[]);
+        assert!(
+            wait(|| fake.deferred_at(id).is_some(), Duration::from_secs(30)).await,
+            "never deferred"
+        );
+        samples.push(fake.deferred_at(id).unwrap() - started);
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+
+    // Throughput: many messages over many DM channels, until every one is answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = fake.posts();
+    let started = Instant::now();
+    for i in 0..MESSAGES {
+        fake.message(
+            10_000 + i as u64 % 500,
+            None,
+            2 + i as u64 % 500,
+            &format!("load {i}"),
+        );
+    }
+    assert!(
+        wait(
+            || fake.posts() >= before + MESSAGES,
+            Duration::from_secs(300)
+        )
+        .await,
+        "not all answered: {}",
+        fake.posts() - before
+    );
+    let per_second = MESSAGES as f64 / started.elapsed().as_secs_f64();
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    println!();
+    println!("| figure                                            | value        |");
+    println!("|---------------------------------------------------|--------------|");
+    println!("| messages answered per second ({MESSAGES} over 500 DMs) | {per_second:>8.0} /s  |");
+    println!(
+        "| INTERACTION_CREATE -> deferral, median            | {:>9.2} ms |",
+        median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| INTERACTION_CREATE -> deferral, p99               | {:>9.2} ms |",
+        p99.as_secs_f64() * 1000.0
+    );
+}
