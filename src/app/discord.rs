@@ -1,6 +1,8 @@
-//! Starting the Discord bot of `[discord]`, with its access rules.
+//! The Discord bots: the one in `[discord]` and those connected at runtime (tokens in secrets),
+//! with the Discord access rules.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -9,26 +11,36 @@ use tokio_util::sync::CancellationToken;
 
 use super::Core;
 use crate::channel::discord::{BotConfig, DiscordBot, DiscordError};
-use crate::channel::{Channel, InboundTx};
+use crate::channel::{Channel, Health, InboundTx};
 use crate::config::Settings;
 use crate::domain::OPERATOR;
 use crate::router::AccessRules;
 
-/// The running Discord bot, if any.
+struct RunningBot {
+    bot: Arc<DiscordBot>,
+    task: JoinHandle<anyhow::Result<()>>,
+    stop: CancellationToken,
+}
+
 pub struct DiscordBots {
-    running: Option<(Arc<DiscordBot>, JoinHandle<anyhow::Result<()>>)>,
+    core: Core,
+    /// Everything but the token and the default agent.
+    template: BotConfig,
+    inbound: InboundTx,
+    stop: CancellationToken,
+    running: Mutex<HashMap<String, RunningBot>>,
 }
 
 impl DiscordBots {
-    /// Sets the Discord access rules and starts the configured bot. A rejected token stops the
-    /// daemon with a clear error; an unreachable Discord does too, since the bot's identity
-    /// comes from it (say so in `operator check` first).
+    /// Sets the Discord access rules and starts the configured bot and the bots kept in
+    /// secrets. A rejected token in `[discord]` stops the daemon with a clear error, as does an
+    /// unreachable Discord (the bot's identity comes from it; `operator check` says which).
     pub async fn start(
         settings: &Settings,
         core: &Core,
         inbound: InboundTx,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         let d = &settings.discord;
         core.router.set_access(
             "discord",
@@ -42,14 +54,8 @@ impl DiscordBots {
                 allow_spaces: d.allow_guilds.iter().map(u64::to_string).collect(),
             },
         );
-        if !d.enabled {
-            return Ok(Self { running: None });
-        }
-        if d.token.is_empty() {
-            bail!("[discord] enabled = true, but [discord] token is empty");
-        }
-        let config = BotConfig {
-            token: d.token.expose().to_string(),
+        let template = BotConfig {
+            token: String::new(),
             api_url: d.api_url.clone(),
             default_agent: OPERATOR.to_string(),
             token_secret: None,
@@ -59,31 +65,129 @@ impl DiscordBots {
             key: core.ops.master_key_arc(),
             guild_ids: d.guild_ids.clone(),
         };
-        let bot = match DiscordBot::connect(core.store.clone(), config).await {
-            Ok(bot) => bot,
-            Err(e @ (DiscordError::BadToken { .. } | DiscordError::Unreachable { .. })) => {
-                bail!("[discord] {e}")
+        let bots = Arc::new(Self {
+            core: core.clone(),
+            template,
+            inbound,
+            stop: stop.clone(),
+            running: Mutex::new(HashMap::new()),
+        });
+        if d.enabled {
+            if d.token.is_empty() {
+                bail!("[discord] enabled = true, but [discord] token is empty");
             }
-            Err(e) => bail!("[discord] {e}"),
-        };
-        tracing::info!(bot = %bot.id(), username = %bot.username(), "Discord bot connected");
-        core.hub.add(bot.clone());
-        core.router.close_interrupted(&[bot.id().to_string()]).await;
-        let task = tokio::spawn(bot.clone().run(inbound, stop.clone()));
-        Ok(Self {
-            running: Some((bot, task)),
+            let config = BotConfig {
+                token: d.token.expose().to_string(),
+                ..bots.template.clone()
+            };
+            bots.launch(config)
+                .await
+                .map_err(|e| anyhow::anyhow!("[discord] {e}"))?;
+        }
+        for record in core.store.list_bots("discord").await? {
+            let Some(secret) = record.token_secret.clone() else {
+                continue;
+            };
+            let started = match super::telegram::token_from(core, &secret).await {
+                Ok(token) => {
+                    let config = BotConfig {
+                        token,
+                        default_agent: record.default_agent.clone(),
+                        token_secret: Some(secret.clone()),
+                        ..bots.template.clone()
+                    };
+                    bots.launch(config)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::error!(bot = %record.channel, "cannot start the bot whose token is in secret {secret}: {e}");
+            }
+        }
+        Ok(bots)
+    }
+
+    /// Connects one bot and starts it; returns its channel id and name.
+    pub async fn launch(&self, config: BotConfig) -> Result<(String, String), DiscordError> {
+        let bot = DiscordBot::connect(self.core.store.clone(), config).await?;
+        let channel = bot.id().to_string();
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&channel)
+        {
+            return Err(DiscordError::Other(format!(
+                "{} ({channel}) is already running",
+                bot.username()
+            )));
+        }
+        self.core
+            .router
+            .close_interrupted(std::slice::from_ref(&channel))
+            .await;
+        tracing::info!(bot = %channel, username = %bot.username(), "Discord bot connected");
+        self.core.hub.add(bot.clone());
+        let stop = self.stop.child_token();
+        let task = tokio::spawn(bot.clone().run(self.inbound.clone(), stop.clone()));
+        let username = bot.username().to_string();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.clone(), RunningBot { bot, task, stop });
+        Ok((channel, username))
+    }
+
+    /// A config for a bot connected at runtime.
+    pub fn config_for(&self, token: String, agent: String, secret: String) -> BotConfig {
+        BotConfig {
+            token,
+            default_agent: agent,
+            token_secret: Some(secret),
+            ..self.template.clone()
+        }
+    }
+
+    pub fn health(&self, channel: &str) -> Option<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(channel).map(|b| match b.bot.health() {
+            Health::Up => "up".to_string(),
+            Health::Down(why) => format!("down: {why}"),
         })
     }
 
-    /// After the turns drained: lets the outbox send what it holds, within a few seconds.
-    pub async fn finish(self) {
-        if let Some((bot, task)) = self.running {
-            bot.outbox_stop().cancel();
-            if tokio::time::timeout(Duration::from_secs(5), task)
+    pub async fn stop_bot(&self, channel: &str) -> Result<(), String> {
+        let bot = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel)
+            .ok_or_else(|| format!("{channel} is not running"))?;
+        bot.stop.cancel();
+        bot.bot.outbox_stop().cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), bot.task).await;
+        self.core.hub.remove(channel);
+        Ok(())
+    }
+
+    /// After the turns drained: lets each outbox send what it holds, within a few seconds.
+    pub async fn finish(&self) {
+        let bots: Vec<RunningBot> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.drain().map(|(_, b)| b).collect()
+        };
+        for bot in &bots {
+            bot.bot.outbox_stop().cancel();
+        }
+        for bot in bots {
+            if tokio::time::timeout(Duration::from_secs(5), bot.task)
                 .await
                 .is_err()
             {
-                tracing::warn!(bot = %bot.id(), "the outbox did not finish in time; the rest goes out at the next start");
+                tracing::warn!(bot = %bot.bot.id(), "the outbox did not finish in time; the rest goes out at the next start");
             }
         }
     }

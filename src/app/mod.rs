@@ -402,9 +402,11 @@ pub async fn run(
     let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
     let bots =
         telegram::TelegramBots::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
-    core.ops
-        .set_bot_connector(Arc::new(telegram::Connector(bots.clone())));
     let discord = discord::DiscordBots::start(&settings, &core, inbound_tx.clone(), &stop).await?;
+    core.ops.set_bot_connector(Arc::new(telegram::Connector {
+        telegram: bots.clone(),
+        discord: discord.clone(),
+    }));
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));

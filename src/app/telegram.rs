@@ -137,7 +137,7 @@ impl TelegramBots {
             let Some(secret) = record.token_secret.clone() else {
                 continue;
             };
-            let started = match bots.token_from(&secret).await {
+            let started = match token_from(core, &secret).await {
                 Ok(token) => {
                     let config = BotConfig {
                         token,
@@ -157,25 +157,6 @@ impl TelegramBots {
             }
         }
         Ok(bots)
-    }
-
-    /// A bot token kept in a secret.
-    async fn token_from(&self, secret: &str) -> Result<String, String> {
-        let record = self
-            .core
-            .store
-            .secret(secret)
-            .await
-            .map_err(|e| e.to_string())?;
-        let bytes = self
-            .core
-            .ops
-            .master_key()
-            .open(&record.name, &record.sealed, &record.key_id)
-            .map_err(|e| e.to_string())?;
-        String::from_utf8(bytes)
-            .map(|t| t.trim().to_string())
-            .map_err(|_| format!("secret {secret} is not text"))
     }
 
     /// Connects one bot and starts its task; returns its channel id and username.
@@ -274,35 +255,69 @@ impl TelegramBots {
     }
 }
 
-/// The control surface's handle on the bots.
-pub struct Connector(pub Arc<TelegramBots>);
+/// A bot token kept in a secret.
+pub(super) async fn token_from(core: &Core, secret: &str) -> Result<String, String> {
+    let record = core.store.secret(secret).await.map_err(|e| e.to_string())?;
+    let bytes = core
+        .ops
+        .master_key()
+        .open(&record.name, &record.sealed, &record.key_id)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes)
+        .map(|t| t.trim().to_string())
+        .map_err(|_| format!("secret {secret} is not text"))
+}
+
+/// The control surface's handle on the bots of both platforms.
+pub struct Connector {
+    pub telegram: Arc<TelegramBots>,
+    pub discord: Arc<super::discord::DiscordBots>,
+}
 
 impl BotConnector for Connector {
     fn connect(
         &self,
+        platform: String,
         token: String,
         agent: String,
         secret: String,
     ) -> BoxFuture<'static, Result<(String, String), String>> {
-        let bots = self.0.clone();
+        let (telegram, discord) = (self.telegram.clone(), self.discord.clone());
         Box::pin(async move {
-            let config = BotConfig {
-                token,
-                default_agent: agent,
-                token_secret: Some(secret),
-                ..bots.template.clone()
-            };
-            bots.launch(config).await.map_err(|e| e.to_string())
+            match platform.as_str() {
+                "telegram" => {
+                    let config = BotConfig {
+                        token,
+                        default_agent: agent,
+                        token_secret: Some(secret),
+                        ..telegram.template.clone()
+                    };
+                    telegram.launch(config).await.map_err(|e| e.to_string())
+                }
+                "discord" => discord
+                    .launch(discord.config_for(token, agent, secret))
+                    .await
+                    .map_err(|e| e.to_string()),
+                other => Err(format!("no platform {other}: telegram or discord")),
+            }
         })
     }
 
     fn disconnect(&self, channel: String) -> BoxFuture<'static, Result<(), String>> {
-        let bots = self.0.clone();
-        Box::pin(async move { bots.stop_bot(&channel).await })
+        let (telegram, discord) = (self.telegram.clone(), self.discord.clone());
+        Box::pin(async move {
+            if channel.starts_with("discord:") {
+                discord.stop_bot(&channel).await
+            } else {
+                telegram.stop_bot(&channel).await
+            }
+        })
     }
 
     fn health(&self, channel: &str) -> Option<String> {
-        self.0.health(channel)
+        self.telegram
+            .health(channel)
+            .or_else(|| self.discord.health(channel))
     }
 }
 

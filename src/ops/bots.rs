@@ -14,6 +14,7 @@ pub trait BotConnector: Send + Sync {
     /// Checks the token and starts the bot; returns its channel id and `@username`.
     fn connect(
         &self,
+        platform: String,
         token: String,
         agent: String,
         secret: String,
@@ -26,16 +27,18 @@ pub trait BotConnector: Send + Sync {
 
 pub const CONNECT: OpSpec = OpSpec::tool(
     "bot_connect",
-    "Connect a Telegram bot to an agent: its token must already be stored as a secret (ask the \
-     owner to send /secret NAME and then the token). Chats with the bot that are not bound \
-     otherwise talk to that agent.",
+    "Connect a Telegram or Discord bot to an agent: its token must already be stored as a secret \
+     (ask the owner to send /secret NAME and then the token). Chats with the bot that are not \
+     bound otherwise talk to that agent.",
     Access::Owner,
     || {
         json!({
             "type": "object",
             "properties": {
                 "secret": { "type": "string", "description": "the secret holding the bot token" },
-                "agent": { "type": "string", "description": "default agent for the bot's chats" }
+                "agent": { "type": "string", "description": "default agent for the bot's chats" },
+                "platform": { "type": "string", "enum": ["telegram", "discord"],
+                              "description": "default: told by the token's shape" }
             },
             "required": ["secret", "agent"]
         })
@@ -67,12 +70,31 @@ pub const DISCONNECT: OpSpec = OpSpec::tool(
 pub struct ConnectArgs {
     secret: String,
     agent: String,
+    platform: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DisconnectArgs {
     bot: String,
+}
+
+impl Ops {
+    /// The running bots with their health, as (channel, @name, health), for status reports.
+    pub async fn running_bots(&self) -> Result<Vec<(String, String, String)>, OpError> {
+        let Some(connector) = self.inner.bots.get() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for platform in ["telegram", "discord"] {
+            for bot in self.store().list_bots(platform).await? {
+                if let Some(health) = connector.health(&bot.channel) {
+                    out.push((bot.channel, bot.username, health));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn connector(ops: &Ops) -> Result<std::sync::Arc<dyn BotConnector>, OpError> {
@@ -105,8 +127,18 @@ pub async fn connect(ops: &Ops, args: ConnectArgs) -> Result<Output, OpError> {
         .map_err(|e| OpError::Failed(e.to_string()))?;
     let token = String::from_utf8(token)
         .map_err(|_| OpError::Failed(format!("secret {} is not text", secret.name)))?;
+    let token = token.trim().to_string();
+    // Telegram tokens are `<bot id>:<secret>`; Discord's are three dotted parts.
+    let platform = args.platform.unwrap_or_else(|| {
+        if token.contains(':') {
+            "telegram"
+        } else {
+            "discord"
+        }
+        .to_string()
+    });
     let (channel, username) = connector(ops)?
-        .connect(token.trim().to_string(), agent.clone(), secret.name.clone())
+        .connect(platform, token, agent.clone(), secret.name.clone())
         .await
         .map_err(OpError::Failed)?;
     Ok(Output::new(
@@ -118,7 +150,8 @@ pub async fn connect(ops: &Ops, args: ConnectArgs) -> Result<Output, OpError> {
 }
 
 pub async fn list(ops: &Ops) -> Result<Output, OpError> {
-    let bots = ops.store().list_bots("telegram").await?;
+    let mut bots = ops.store().list_bots("telegram").await?;
+    bots.extend(ops.store().list_bots("discord").await?);
     if bots.is_empty() {
         return Ok(Output::new("No bots yet.", json!([])));
     }
@@ -147,7 +180,8 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
 
 pub async fn disconnect(ops: &Ops, args: DisconnectArgs) -> Result<Output, OpError> {
     let wanted = args.bot.trim().trim_start_matches('@');
-    let bots = ops.store().list_bots("telegram").await?;
+    let mut bots = ops.store().list_bots("telegram").await?;
+    bots.extend(ops.store().list_bots("discord").await?);
     let bot = bots
         .iter()
         .find(|b| b.channel == wanted || b.username.eq_ignore_ascii_case(wanted))

@@ -93,11 +93,15 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
         info.channels.join(", ")
     };
     let jobs = ops.jobs_summary().await?;
-    let text = format!(
+    let bots = ops.running_bots().await?;
+    let mut text = format!(
         "operator {} up {}\nmodel: {llm}\nchannels: {channels}\nagents: {agents} · open conversations: {conversations} · messages: {messages}\n{jobs}",
         env!("CARGO_PKG_VERSION"),
         human_duration(uptime),
     );
+    for (channel, name, health) in &bots {
+        text.push_str(&format!("\nbot @{name} ({channel}): {health}"));
+    }
     Ok(Output::new(
         text,
         json!({
@@ -108,6 +112,10 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
             "agents": agents,
             "open_conversations": conversations,
             "messages": messages,
+            "bots": bots
+                .iter()
+                .map(|(channel, name, health)| json!({ "channel": channel, "name": name, "health": health }))
+                .collect::<Vec<_>>(),
         }),
     ))
 }

@@ -151,6 +151,85 @@ async fn a_dropped_gateway_resumes_and_the_next_message_is_answered_once() {
 }
 
 #[tokio::test]
+async fn a_discord_bot_connected_at_runtime_answers_and_shows_in_status() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let discord = FakeDiscord::start().await;
+    let world = World::new(
+        Some(&llm),
+        &format!(
+            "[discord]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\n",
+            discord.api_url
+        ),
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .current_dir(world.path())
+        .env("OPERATOR__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+        .env("OPERATOR__ADMIN__TOKEN", "admin-token-for-tests");
+    let daemon = spawn(command);
+    let http = reqwest::Client::new();
+    let op = |name: &str, args: serde_json::Value| {
+        let request = http
+            .post(format!("http://127.0.0.1:{port}/api/ops/{name}"))
+            .bearer_auth("admin-token-for-tests")
+            .json(&args);
+        async move {
+            for _ in 0..100 {
+                if let Ok(r) = request.try_clone().unwrap().send().await {
+                    let status = r.status().as_u16();
+                    return (
+                        status,
+                        r.json::<serde_json::Value>().await.unwrap_or_default(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the admin API never answered");
+        }
+    };
+    let (status, _) = op(
+        "secret_create",
+        json!({ "name": "DISCORD_HELPER", "value": discord.token }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = op(
+        "bot_connect",
+        json!({ "secret": "DISCORD_HELPER", "agent": "operator" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", stop(daemon).await);
+    assert!(body.to_string().contains("discord:"), "{body}");
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    discord.message(DM, None, OWNER, "hello runtime bot");
+    let texts = discord.wait_texts(DM, 1, WAIT).await;
+    assert_eq!(
+        texts,
+        vec!["echo: hello runtime bot"],
+        "{}",
+        stop(daemon).await
+    );
+    // /status tells the bot's connection state.
+    discord.message(DM, None, OWNER, "/status");
+    let texts = discord.wait_texts(DM, 2, WAIT).await;
+    let log = stop(daemon).await;
+    assert!(
+        texts
+            .get(1)
+            .is_some_and(|t| t.contains("bot @op-discord-bot (discord:") && t.contains(": up")),
+        "{texts:?}\n{log}"
+    );
+}
+
+#[tokio::test]
 async fn a_rejected_discord_token_stops_the_start() {
     let discord = FakeDiscord::start().await;
     let world = World::new(
