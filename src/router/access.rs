@@ -17,6 +17,8 @@ pub struct AccessRules {
     pub owners: Vec<String>,
     pub dm: DmPolicy,
     pub group: GroupPolicy,
+    /// In groups, only messages addressed to the bot count (a chat bound with `/use` is
+    /// addressed as a whole).
     pub require_mention: bool,
     /// User ids admitted in direct messages under `allowlist` (and without pairing).
     pub allow_users: Vec<String>,

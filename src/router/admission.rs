@@ -32,6 +32,17 @@ impl Router {
                 return Decision::Ignore("the access check failed");
             }
         };
+        // A group chat an owner bound to an agent with /use talks to it without mentions.
+        if message.group && !message.addressed {
+            let bound = self.inner.store.binding(&message.chat).await;
+            if bound.is_ok_and(|b| b.is_some()) {
+                let addressed = Inbound {
+                    addressed: true,
+                    ..message.clone()
+                };
+                return rules.decide(&addressed, paired);
+            }
+        }
         rules.decide(message, paired)
     }
 

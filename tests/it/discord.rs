@@ -311,3 +311,51 @@ async fn a_slash_command_is_deferred_then_answered_with_the_tool_call_in_between
     assert_eq!(requests.len(), 2);
     assert!(requests[1].body.to_string().contains("agent_list"));
 }
+
+#[tokio::test]
+async fn a_bound_guild_channel_talks_to_its_agent_without_mentions() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[(
+        "c1",
+        "agent_create",
+        &json!({ "name": "scout", "persona": "Scouts repositories." }).to_string(),
+    )]);
+    llm.reply_text("Scout is ready.");
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "group_policy = \"open\"\n");
+    // The agent is made in the console (same state directory).
+    let out = world.chat(&["make a scout agent"]).await;
+    assert!(
+        out.success() && out.stdout.contains("Scout is ready."),
+        "{out:?}"
+    );
+    llm.echo();
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    // Unbound and unmentioned: ignored. Then an owner binds the channel.
+    discord.message(ROOM, Some(GUILD), 77, "anyone here?");
+    discord.message(ROOM, Some(GUILD), OWNER, &format!("<@{BOT_ID}> /use scout"));
+    let texts = discord.wait_texts(ROOM, 1, WAIT).await;
+    assert!(
+        texts[0].contains("scout"),
+        "{texts:?}\n{}",
+        stop(daemon).await
+    );
+    discord.message(ROOM, Some(GUILD), 77, "what did you find?");
+    let texts = discord.wait_texts(ROOM, 2, WAIT).await;
+    let log = stop(daemon).await;
+    assert_eq!(
+        texts.get(1).map(String::as_str),
+        Some("echo: what did you find?"),
+        "{log}"
+    );
+    // The scout answered, and the ignored message never reached a model.
+    let last = llm.completions().pop().unwrap().body.to_string();
+    assert!(last.contains("Scouts repositories."), "{last}");
+    assert!(
+        !llm.completions()
+            .iter()
+            .any(|r| r.body.to_string().contains("anyone here?"))
+    );
+}
