@@ -7,6 +7,7 @@
 
 pub mod console;
 pub mod discord;
+pub mod durable;
 mod hub;
 pub mod outbox;
 pub mod telegram;

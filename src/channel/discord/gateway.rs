@@ -12,7 +12,7 @@ use serenity::all::{
 use tokio_util::sync::CancellationToken;
 
 use super::{DiscordBot, commands, courier};
-use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt};
+use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt, durable};
 use crate::domain::{ChatRef, MAX_FILE_BYTES, safe_name};
 
 /// Who a bot is, for reading its messages.
@@ -180,22 +180,11 @@ impl EventHandler for Handler {
 }
 
 fn seal(bot: &DiscordBot, id: i64, json: &str) -> String {
-    let key = &bot.config.key;
-    let sealed = key.seal(&format!("{}/{id}", bot.id), json.as_bytes());
-    format!("sealed:{}:{sealed}", key.fingerprint())
+    durable::seal(&bot.config.key, &bot.id, id, json)
 }
 
 fn open(bot: &DiscordBot, id: i64, stored: &str) -> Result<String, String> {
-    let Some(rest) = stored.strip_prefix("sealed:") else {
-        return Ok(stored.to_string());
-    };
-    let (key_id, sealed) = rest.split_once(':').ok_or("a damaged sealed message")?;
-    let bytes = bot
-        .config
-        .key
-        .open(&format!("{}/{id}", bot.id), sealed, key_id)
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    durable::open(&bot.config.key, &bot.id, id, stored)
 }
 
 /// Hands the messages a previous run stored but did not answer to the core, oldest first.

@@ -21,7 +21,7 @@ use serenity::model::id::ChannelId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt};
+use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt, durable};
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 use crate::secrets::{MasterKey, Redactor};
@@ -35,7 +35,16 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 pub const DEFAULT_API_URL: &str = "https://discord.com";
 /// How often typing is renewed while an agent works (Discord shows it for 10 seconds).
 const TYPING_EVERY: Duration = Duration::from_secs(8);
-const TYPING_FOR_AT_MOST: Duration = Duration::from_secs(300);
+/// Every kind of text is a plain message, in balanced chunks.
+const ROWS: durable::RowStyle = durable::RowStyle {
+    split,
+    reply: "text",
+    notice: "text",
+};
+
+fn split(text: &str) -> Vec<String> {
+    super::split_fenced(text, MAX_MESSAGE_CHARS, |_| 1)
+}
 
 /// What a bot is set up with. (No `Debug`: it holds the token.)
 #[derive(Clone)]
@@ -72,7 +81,7 @@ pub struct DiscordBot {
     config: BotConfig,
     wake_outbox: Arc<Notify>,
     outbox_stop: CancellationToken,
-    typing: Mutex<HashMap<ChatRef, CancellationToken>>,
+    typing: durable::Typing,
     health: Mutex<Health>,
     /// Interactions waiting for their answer: receipt -> (application id, token).
     interactions: Mutex<HashMap<i64, (u64, String)>>,
@@ -104,7 +113,7 @@ impl DiscordBot {
             config,
             wake_outbox: Arc::new(Notify::new()),
             outbox_stop: CancellationToken::new(),
-            typing: Mutex::new(HashMap::new()),
+            typing: durable::Typing::default(),
             health: Mutex::new(Health::Down("the gateway is not connected yet".into())),
             interactions: Mutex::new(HashMap::new()),
         }))
@@ -123,86 +132,17 @@ impl DiscordBot {
         *self.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
     }
 
-    /// Rows for the outbox (a file is kept on disk until it is sent).
-    fn rows(&self, chat: &ChatRef, parts: Vec<Outbound>) -> Result<Vec<NewOutbox>, ChannelError> {
-        let mut rows = Vec::new();
-        let row = |kind: &'static str, text: String| NewOutbox {
-            chat_id: chat.chat_id.clone(),
-            thread_id: chat.thread_id.clone(),
-            kind,
-            text,
-        };
-        for part in parts {
-            let (kind, text) = match part {
-                Outbound::Typing => continue,
-                Outbound::Retract(id) => {
-                    rows.push(row("delete", id));
-                    continue;
-                }
-                Outbound::File { name, bytes } => {
-                    let dir = self.config.files_dir.join("outgoing");
-                    let path =
-                        dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
-                    std::fs::create_dir_all(&dir)
-                        .and_then(|()| std::fs::write(&path, &bytes))
-                        .map_err(|e| {
-                            ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
-                        })?;
-                    let spec = serde_json::json!({ "path": path, "name": name });
-                    rows.push(row("file", spec.to_string()));
-                    continue;
-                }
-                Outbound::Reply(text) => ("text", text),
-                Outbound::Failed(reason) => ("text", format!("⚠️ {reason}")),
-                Outbound::Cancelled => ("text", "Stopped.".to_string()),
-                Outbound::Notice(text) => ("text", text),
-                Outbound::Progress(text) | Outbound::Status { text, .. } => ("progress", text),
-            };
-            for piece in super::split_fenced(&text, MAX_MESSAGE_CHARS, |_| 1) {
-                rows.push(row(kind, piece));
-            }
-        }
-        Ok(rows)
-    }
-
     fn start_typing(&self, chat: &ChatRef) {
         let Ok(channel) = chat.chat_id.parse::<u64>() else {
             return;
         };
-        let token = CancellationToken::new();
-        if let Some(old) = self
-            .typing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(chat.clone(), token.clone())
-        {
-            old.cancel();
-        }
         let http = self.http.clone();
-        tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + TYPING_FOR_AT_MOST;
-            while tokio::time::Instant::now() < until {
-                tokio::select! {
-                    _ = ChannelId::new(channel).broadcast_typing(&http) => {}
-                    _ = token.cancelled() => return,
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(TYPING_EVERY) => {}
-                    _ = token.cancelled() => return,
-                }
+        self.typing.start(chat, TYPING_EVERY, move || {
+            let http = http.clone();
+            async move {
+                let _ = ChannelId::new(channel).broadcast_typing(&http).await;
             }
         });
-    }
-
-    fn stop_typing(&self, chat: &ChatRef) {
-        if let Some(token) = self
-            .typing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(chat)
-        {
-            token.cancel();
-        }
     }
 
     async fn queue(
@@ -211,10 +151,8 @@ impl DiscordBot {
         parts: Vec<Outbound>,
         receipt: Option<&Receipt>,
     ) -> Result<(), ChannelError> {
-        let ends = parts
-            .iter()
-            .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)));
-        let mut rows = self.rows(chat, parts)?;
+        let ends = durable::ends_wait(&parts);
+        let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
         // The answer to a slash command edits its deferred response, then follows up.
         let interaction = receipt.and_then(|r| {
             self.interactions
@@ -245,17 +183,11 @@ impl DiscordBot {
                 });
             }
         }
-        let stored = match receipt {
-            Some(receipt) => self.store.settle_update(&self.id, receipt.0, &rows).await,
-            None if rows.is_empty() => Ok(()),
-            None => self.store.queue_outbox(&self.id, &rows).await,
-        };
+        let queued = durable::queue(&self.store, &self.id, &rows, receipt, &self.wake_outbox).await;
         if ends || receipt.is_some() {
-            self.stop_typing(chat);
+            self.typing.stop(chat);
         }
-        stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
-        self.wake_outbox.notify_one();
-        Ok(())
+        queued
     }
 }
 

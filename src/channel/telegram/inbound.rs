@@ -12,7 +12,7 @@ use teloxide_core::{ApiError, RequestError};
 use tokio_util::sync::CancellationToken;
 
 use super::{TelegramBot, outbox};
-use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt};
+use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt, durable};
 use crate::domain::{ChatRef, now_millis};
 use crate::domain::{MAX_FILE_BYTES, safe_name};
 
@@ -182,24 +182,12 @@ async fn store(bot: &TelegramBot, updates: &[Update]) -> anyhow::Result<(Vec<i64
     Ok((fresh, next))
 }
 
-/// A stored update, sealed with the master key (bound to the bot and update id).
 fn seal_payload(bot: &TelegramBot, update_id: i64, json: &str) -> String {
-    let key = &bot.config.key;
-    let sealed = key.seal(&format!("{}/{update_id}", bot.id), json.as_bytes());
-    format!("sealed:{}:{sealed}", key.fingerprint())
+    durable::seal(&bot.config.key, &bot.id, update_id, json)
 }
 
 fn open_payload(bot: &TelegramBot, update_id: i64, stored: &str) -> Result<String, String> {
-    let Some(rest) = stored.strip_prefix("sealed:") else {
-        return Ok(stored.to_string());
-    };
-    let (key_id, sealed) = rest.split_once(':').ok_or("a damaged sealed update")?;
-    let bytes = bot
-        .config
-        .key
-        .open(&format!("{}/{update_id}", bot.id), sealed, key_id)
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    durable::open(&bot.config.key, &bot.id, update_id, stored)
 }
 
 /// Hands one stored update to the core, or settles it at once when it is nothing to answer.

@@ -12,7 +12,6 @@ mod format;
 mod inbound;
 mod outbox;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
@@ -24,19 +23,23 @@ use teloxide_core::{ApiError, RequestError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt};
+use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Receipt, durable};
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 use crate::secrets::{MasterKey, Redactor};
-use crate::store::{NewOutbox, Store};
+use crate::store::Store;
 
 pub use format::{MAX_MESSAGE_UNITS, escape, split as split_message, to_html};
 pub use inbound::{Identity, Intake, Webhook, WebhookIntake, read_update};
 
 /// How often "typing…" is renewed while an agent works (Telegram shows it for 5 seconds).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
-/// Typing stops by itself after this long without an answer.
-const TYPING_FOR_AT_MOST: Duration = Duration::from_secs(300);
+/// Replies go as HTML; notices and failures as plain text.
+const ROWS: durable::RowStyle = durable::RowStyle {
+    split: format::split,
+    reply: "text",
+    notice: "plain",
+};
 
 /// What a bot is set up with. (No `Debug`: it holds the token.)
 #[derive(Clone)]
@@ -83,7 +86,7 @@ pub struct TelegramBot {
     store: Store,
     config: BotConfig,
     wake_outbox: Arc<Notify>,
-    typing: Mutex<HashMap<ChatRef, CancellationToken>>,
+    typing: durable::Typing,
     health: Mutex<Health>,
     /// When `getUpdates` last returned (ms since the epoch); the poller's watchdog reads it.
     last_poll: AtomicI64,
@@ -139,7 +142,7 @@ impl TelegramBot {
             store,
             config,
             wake_outbox: Arc::new(Notify::new()),
-            typing: Mutex::new(HashMap::new()),
+            typing: durable::Typing::default(),
             health: Mutex::new(Health::Down("not connected yet".into())),
             last_poll: AtomicI64::new(0),
             outbox_stop: CancellationToken::new(),
@@ -239,99 +242,19 @@ impl TelegramBot {
         *self.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
     }
 
-    /// Rows for the outbox from outbound messages (a file is kept on disk until it is sent).
-    fn rows(&self, chat: &ChatRef, parts: Vec<Outbound>) -> Result<Vec<NewOutbox>, ChannelError> {
-        let mut rows = Vec::new();
-        for part in parts {
-            let (kind, text) = match part {
-                Outbound::File { name, bytes } => {
-                    let dir = self.config.files_dir.join("outgoing");
-                    let path =
-                        dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
-                    std::fs::create_dir_all(&dir)
-                        .and_then(|()| std::fs::write(&path, &bytes))
-                        .map_err(|e| {
-                            ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
-                        })?;
-                    let row = serde_json::json!({ "path": path, "name": name });
-                    rows.push(NewOutbox {
-                        chat_id: chat.chat_id.clone(),
-                        thread_id: chat.thread_id.clone(),
-                        kind: "file",
-                        text: row.to_string(),
-                    });
-                    continue;
-                }
-                Outbound::Typing => continue,
-                Outbound::Retract(id) => {
-                    rows.push(NewOutbox {
-                        chat_id: chat.chat_id.clone(),
-                        thread_id: chat.thread_id.clone(),
-                        kind: "delete",
-                        text: id,
-                    });
-                    continue;
-                }
-                Outbound::Reply(text) => ("text", text),
-                Outbound::Failed(reason) => ("plain", format!("⚠️ {reason}")),
-                Outbound::Cancelled => ("plain", "Stopped.".to_string()),
-                Outbound::Notice(text) => ("plain", text),
-                Outbound::Progress(text) => ("progress", text),
-                Outbound::Status { text, .. } => ("progress", text),
-            };
-            for piece in format::split(&text) {
-                rows.push(NewOutbox {
-                    chat_id: chat.chat_id.clone(),
-                    thread_id: chat.thread_id.clone(),
-                    kind,
-                    text: piece,
-                });
-            }
-        }
-        Ok(rows)
-    }
-
     /// Shows "typing…" in the chat until it is answered (or for at most a few minutes).
     fn start_typing(&self, chat: &ChatRef) {
         let Some((chat_id, thread)) = target(chat) else {
             return;
         };
-        let token = CancellationToken::new();
-        if let Some(old) = self
-            .typing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(chat.clone(), token.clone())
-        {
-            old.cancel();
-        }
         let api = self.api.clone();
-        tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + TYPING_FOR_AT_MOST;
-            while tokio::time::Instant::now() < until {
-                let mut request = api.send_chat_action(chat_id, ChatAction::Typing);
-                request.message_thread_id = thread;
-                let _ = tokio::select! {
-                    r = request.send() => r.map(|_| ()),
-                    _ = token.cancelled() => return,
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(TYPING_EVERY) => {}
-                    _ = token.cancelled() => return,
-                }
+        self.typing.start(chat, TYPING_EVERY, move || {
+            let mut request = api.send_chat_action(chat_id, ChatAction::Typing);
+            request.message_thread_id = thread;
+            async move {
+                let _ = request.send().await;
             }
         });
-    }
-
-    fn stop_typing(&self, chat: &ChatRef) {
-        if let Some(token) = self
-            .typing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(chat)
-        {
-            token.cancel();
-        }
     }
 
     async fn queue(
@@ -340,21 +263,13 @@ impl TelegramBot {
         parts: Vec<Outbound>,
         receipt: Option<&Receipt>,
     ) -> Result<(), ChannelError> {
-        let ends = parts
-            .iter()
-            .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)));
-        let rows = self.rows(chat, parts)?;
-        let stored = match receipt {
-            Some(receipt) => self.store.settle_update(&self.id, receipt.0, &rows).await,
-            None if rows.is_empty() => Ok(()),
-            None => self.store.queue_outbox(&self.id, &rows).await,
-        };
+        let ends = durable::ends_wait(&parts);
+        let rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
+        let queued = durable::queue(&self.store, &self.id, &rows, receipt, &self.wake_outbox).await;
         if ends || receipt.is_some() {
-            self.stop_typing(chat);
+            self.typing.stop(chat);
         }
-        stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
-        self.wake_outbox.notify_one();
-        Ok(())
+        queued
     }
 }
 

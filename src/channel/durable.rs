@@ -1,0 +1,170 @@
+//! What the durable chat channels (Telegram, Discord) share besides the outbox sender: sealing
+//! what they store, turning outbound messages into outbox rows, queueing them (settling the
+//! answered message in the same transaction), and keeping "typing…" alive while an agent works.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{ChannelError, Outbound, Receipt};
+use crate::domain::ChatRef;
+use crate::secrets::MasterKey;
+use crate::store::{NewOutbox, Store};
+
+/// Typing lasts this long at most without an answer.
+const TYPING_FOR_AT_MOST: Duration = Duration::from_secs(300);
+
+/// A stored payload sealed with the master key, bound to the channel and its id.
+pub fn seal(key: &MasterKey, channel: &str, id: i64, json: &str) -> String {
+    let sealed = key.seal(&format!("{channel}/{id}"), json.as_bytes());
+    format!("sealed:{}:{sealed}", key.fingerprint())
+}
+
+/// The payload [`seal`] stored (plain JSON from before sealing is returned as it is).
+pub fn open(key: &MasterKey, channel: &str, id: i64, stored: &str) -> Result<String, String> {
+    let Some(rest) = stored.strip_prefix("sealed:") else {
+        return Ok(stored.to_string());
+    };
+    let (key_id, sealed) = rest.split_once(':').ok_or("a damaged sealed payload")?;
+    let bytes = key
+        .open(&format!("{channel}/{id}"), sealed, key_id)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// How a platform wants its rows.
+pub struct RowStyle {
+    /// Splits a text into messages within the platform's limit.
+    pub split: fn(&str) -> Vec<String>,
+    /// The row kind of replies, and of notices and failures (a platform may format replies
+    /// but send its own notices as plain text).
+    pub reply: &'static str,
+    pub notice: &'static str,
+}
+
+/// Outbox rows for outbound messages. A file is kept under `files_dir/outgoing` until it is
+/// sent; typing is not a row.
+pub fn rows(
+    chat: &ChatRef,
+    parts: Vec<Outbound>,
+    style: &RowStyle,
+    files_dir: &Path,
+) -> Result<Vec<NewOutbox>, ChannelError> {
+    let row = |kind: &'static str, text: String| NewOutbox {
+        chat_id: chat.chat_id.clone(),
+        thread_id: chat.thread_id.clone(),
+        kind,
+        text,
+    };
+    let mut rows = Vec::new();
+    for part in parts {
+        let (kind, text) = match part {
+            Outbound::Typing => continue,
+            Outbound::Retract(id) => {
+                rows.push(row("delete", id));
+                continue;
+            }
+            Outbound::File { name, bytes } => {
+                let dir = files_dir.join("outgoing");
+                let path = dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&path, &bytes))
+                    .map_err(|e| {
+                        ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
+                    })?;
+                let spec = serde_json::json!({ "path": path, "name": name });
+                rows.push(row("file", spec.to_string()));
+                continue;
+            }
+            Outbound::Reply(text) => (style.reply, text),
+            Outbound::Failed(reason) => (style.notice, format!("⚠️ {reason}")),
+            Outbound::Cancelled => (style.notice, "Stopped.".to_string()),
+            Outbound::Notice(text) => (style.notice, text),
+            Outbound::Progress(text) | Outbound::Status { text, .. } => ("progress", text),
+        };
+        for piece in (style.split)(&text) {
+            rows.push(row(kind, piece));
+        }
+    }
+    Ok(rows)
+}
+
+/// Queues rows: with a receipt, settles the answered message in the same transaction.
+pub async fn queue(
+    store: &Store,
+    channel: &str,
+    rows: &[NewOutbox],
+    receipt: Option<&Receipt>,
+    wake: &Notify,
+) -> Result<(), ChannelError> {
+    let stored = match receipt {
+        Some(receipt) => store.settle_update(channel, receipt.0, rows).await,
+        None if rows.is_empty() => return Ok(()),
+        None => store.queue_outbox(channel, rows).await,
+    };
+    stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
+    wake.notify_one();
+    Ok(())
+}
+
+/// Whether these parts end what the chat was waiting for (typing stops).
+pub fn ends_wait(parts: &[Outbound]) -> bool {
+    parts
+        .iter()
+        .any(|p| p.ends_turn() || matches!(p, Outbound::Notice(_)))
+}
+
+/// "Typing…" per chat, renewed until the chat is answered.
+#[derive(Default)]
+pub struct Typing {
+    chats: Mutex<HashMap<ChatRef, CancellationToken>>,
+}
+
+impl Typing {
+    /// Starts showing typing in `chat`: `signal` is sent now and every `every`, until
+    /// [`Typing::stop`] or a few minutes pass.
+    pub fn start<F, Fut>(&self, chat: &ChatRef, every: Duration, signal: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let token = CancellationToken::new();
+        if let Some(old) = self
+            .chats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chat.clone(), token.clone())
+        {
+            old.cancel();
+        }
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + TYPING_FOR_AT_MOST;
+            while tokio::time::Instant::now() < until {
+                tokio::select! {
+                    () = signal() => {}
+                    () = token.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = token.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    pub fn stop(&self, chat: &ChatRef) {
+        if let Some(token) = self
+            .chats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(chat)
+        {
+            token.cancel();
+        }
+    }
+}
