@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::support::discord::{BOT_ID, FakeDiscord};
-use crate::support::process::{BIN, spawn};
+use crate::support::process::{BIN, spawn, stop};
 use crate::support::{FakeLlm, Vendor, World};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -17,20 +17,7 @@ const GUILD: u64 = 6001;
 const ROOM: u64 = 6002;
 
 fn start(world: &World) -> Child {
-    let mut command = Command::new(BIN);
-    command
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .current_dir(world.path());
-    spawn(command)
-}
-
-async fn stop(mut child: Child) -> String {
-    let _ = child.start_kill();
-    match tokio::time::timeout(WAIT, child.wait_with_output()).await {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        _ => "(no output)".into(),
-    }
+    world.daemon(&[])
 }
 
 fn world(llm: &FakeLlm, discord: &FakeDiscord, extra: &str) -> World {

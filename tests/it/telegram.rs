@@ -7,33 +7,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::support::process::{BIN, spawn};
+use crate::support::process::stop;
 use crate::support::telegram::FakeTelegram;
 use crate::support::{FakeLlm, Vendor, World};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OWNER: u64 = 111;
 
-/// `operator run` for the world, with extra environment.
 fn start(world: &World, env: &[(&str, String)]) -> Child {
-    let mut command = Command::new(BIN);
-    command
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .current_dir(world.path());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    spawn(command)
-}
-
-/// Stops the daemon and returns what it logged (for failure messages).
-async fn stop(mut child: Child) -> String {
-    let _ = child.start_kill();
-    match tokio::time::timeout(WAIT, child.wait_with_output()).await {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        _ => "(no output)".into(),
-    }
+    world.daemon(env)
 }
 
 fn world(llm: &FakeLlm, telegram: &FakeTelegram, extra: &str) -> World {

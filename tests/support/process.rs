@@ -86,6 +86,19 @@ impl World {
         spawn(command)
     }
 
+    /// `operator run` on this world, with extra environment; killed when dropped.
+    pub fn daemon(&self, env: &[(&str, String)]) -> Child {
+        let mut command = Command::new(BIN);
+        command
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .current_dir(self.path());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        spawn(command)
+    }
+
     /// `operator chat` with one line per message.
     pub async fn chat(&self, lines: &[&str]) -> Finished {
         let mut input = lines.join("\n");
@@ -116,6 +129,15 @@ pub fn spawn(mut command: Command) -> Child {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     command.spawn().expect("spawn operator")
+}
+
+/// Kills a daemon and returns what it logged (for failure messages).
+pub async fn stop(mut child: Child) -> String {
+    let _ = child.start_kill();
+    match tokio::time::timeout(TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        _ => "(no output)".into(),
+    }
 }
 
 /// Waits for the process to end (killing it after a timeout) and collects its output.
