@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{ChannelError, Outbound, Receipt};
+use super::{Attachment, ChannelError, Outbound, Receipt};
 use crate::domain::ChatRef;
+use crate::domain::{MAX_FILE_BYTES, safe_name};
 use crate::secrets::MasterKey;
 use crate::store::{NewOutbox, Store};
 
@@ -110,6 +111,52 @@ pub async fn queue(
     stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
     wake.notify_one();
     Ok(())
+}
+
+/// Fetches a message's files into `files_dir/incoming`. Before this, an attachment's `problem`
+/// holds `<tag>:<platform reference>`; `download(reference, path)` saves one file. A file over
+/// the size limit, or one that fails, gets its reason in `problem` instead of a `local` path.
+pub async fn fetch_files<F, Fut>(
+    attachments: &mut [Attachment],
+    tag: &str,
+    files_dir: &Path,
+    message_id: i64,
+    download: F,
+) where
+    F: Fn(String, std::path::PathBuf) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let prefix = format!("{tag}:");
+    for (i, a) in attachments.iter_mut().enumerate() {
+        let Some(reference) = a
+            .problem
+            .take()
+            .and_then(|p| p.strip_prefix(prefix.as_str()).map(str::to_string))
+        else {
+            continue;
+        };
+        if a.size > MAX_FILE_BYTES as u64 {
+            a.problem = Some(format!(
+                "{} is {} MB; the limit is 20 MB",
+                a.name,
+                a.size / 1_000_000
+            ));
+            continue;
+        }
+        let dir = files_dir.join("incoming");
+        let path = dir.join(format!("{message_id}-{i}-{}", safe_name(&a.name)));
+        let result = match tokio::fs::create_dir_all(&dir).await {
+            Ok(()) => download(reference, path.clone()).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => a.local = Some(path),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                a.problem = Some(format!("{} could not be downloaded: {e}", a.name));
+            }
+        }
+    }
 }
 
 /// Whether these parts end what the chat was waiting for (typing stops).

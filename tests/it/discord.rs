@@ -346,3 +346,28 @@ async fn a_bound_guild_channel_talks_to_its_agent_without_mentions() {
             .any(|r| r.body.to_string().contains("anyone here?"))
     );
 }
+
+#[tokio::test]
+async fn an_attachment_is_fetched_and_described_to_the_agent() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let discord = FakeDiscord::start().await;
+    let world = world(&llm, &discord, "");
+    let daemon = start(&world);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    discord.message_with_file(DM, OWNER, "keep this", "notes.txt");
+    let texts = discord.wait_texts(DM, 1, WAIT).await;
+    let log = stop(daemon).await;
+    // Operator has no workspace: the file was fetched, and the agent is told where it can go.
+    assert_eq!(texts.len(), 1, "{log}");
+    assert!(
+        texts[0]
+            .starts_with("echo: keep this\n[file notes.txt arrived, but Operator has no workspace"),
+        "{texts:?}"
+    );
+    // The channel's copy is gone once handed on.
+    let incoming = world.path().join("state/files/discord/incoming");
+    let left = std::fs::read_dir(&incoming).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "files left in {}", incoming.display());
+}

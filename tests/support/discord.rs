@@ -82,6 +82,10 @@ impl FakeDiscord {
         let api_url = format!("http://{}", rest.local_addr().unwrap());
         let app = Router::new()
             .route("/api/v10/{*path}", any(api))
+            .route(
+                "/attachments/{name}",
+                any(|Path(name): Path<String>| async move { format!("contents of {name}") }),
+            )
             .with_state((shared.clone(), ws_url.clone()));
         let rest_task = tokio::spawn(async move {
             let _ = axum::serve(rest, app).await;
@@ -159,6 +163,26 @@ impl FakeDiscord {
             "entitlements": [], "attachment_size_limit": 26214400
         });
         self.dispatch("INTERACTION_CREATE", interaction);
+        id
+    }
+
+    /// A direct message with one file attached (served by the fake at `/attachments/<name>`).
+    pub fn message_with_file(&self, channel: u64, author: u64, content: &str, file: &str) -> u64 {
+        let id = self.id();
+        let size = format!("contents of {file}").len();
+        let message = json!({
+            "id": id.to_string(), "channel_id": channel.to_string(),
+            "author": user(author, &format!("user{author}"), false),
+            "content": content, "timestamp": "2026-11-29T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": [], "mention_roles": [], "embeds": [], "pinned": false, "type": 0,
+            "attachments": [{
+                "id": (id + 1).to_string(), "filename": file, "size": size,
+                "url": format!("{}/attachments/{file}", self.api_url),
+                "proxy_url": format!("{}/attachments/{file}", self.api_url)
+            }]
+        });
+        self.dispatch("MESSAGE_CREATE", message);
         id
     }
 

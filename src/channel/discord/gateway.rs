@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DiscordBot, commands, courier};
 use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt, durable};
-use crate::domain::{ChatRef, MAX_FILE_BYTES, safe_name};
+use crate::domain::ChatRef;
 
 /// Who a bot is, for reading its messages.
 #[derive(Debug, Clone)]
@@ -331,44 +331,25 @@ fn normalize(bot: &Identity, message: &Message) -> Option<Inbound> {
 
 /// Downloads a message's files (each up to the size limit) into the bot's files directory.
 async fn fetch(bot: &DiscordBot, id: i64, attachments: &mut [Attachment]) {
-    for (i, a) in attachments.iter_mut().enumerate() {
-        let Some(url) = a
-            .problem
-            .take()
-            .and_then(|p| p.strip_prefix("discord-file:").map(str::to_string))
-        else {
-            continue;
-        };
-        if a.size > MAX_FILE_BYTES as u64 {
-            a.problem = Some(format!(
-                "{} is {} MB; the limit is 20 MB",
-                a.name,
-                a.size / 1_000_000
-            ));
-            continue;
-        }
-        let dir = bot.config.files_dir.join("incoming");
-        let path = dir.join(format!("{id}-{i}-{}", safe_name(&a.name)));
-        let result: Result<(), String> = async {
+    let dir = bot.config.files_dir.clone();
+    durable::fetch_files(
+        attachments,
+        "discord-file",
+        &dir,
+        id,
+        |url, path| async move {
             let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
             if !response.status().is_success() {
                 return Err(format!("HTTP {}", response.status()));
             }
             let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-            if bytes.len() > MAX_FILE_BYTES {
+            if bytes.len() > crate::domain::MAX_FILE_BYTES {
                 return Err("larger than 20 MB".into());
             }
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| e.to_string())?;
             tokio::fs::write(&path, &bytes)
                 .await
                 .map_err(|e| e.to_string())
-        }
-        .await;
-        match result {
-            Ok(()) => a.local = Some(path),
-            Err(e) => a.problem = Some(format!("{} could not be downloaded: {e}", a.name)),
-        }
-    }
+        },
+    )
+    .await;
 }

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::{TelegramBot, outbox};
 use crate::channel::{Attachment, Health, Inbound, InboundTx, Receipt, durable};
 use crate::domain::{ChatRef, now_millis};
-use crate::domain::{MAX_FILE_BYTES, safe_name};
 
 /// The long-poll timeout asked of Telegram.
 const POLL_SECS: u32 = 25;
@@ -315,51 +314,28 @@ fn files_of(msg: &teloxide_core::types::Message) -> Vec<(String, String, u64)> {
 /// directory. Before this, an attachment's `problem` holds its Telegram file id.
 async fn fetch(bot: &TelegramBot, update_id: i64, attachments: &mut [Attachment]) {
     use teloxide_core::net::Download;
-    for (i, a) in attachments.iter_mut().enumerate() {
-        let Some(id) = a
-            .problem
-            .take()
-            .and_then(|p| p.strip_prefix("telegram-file:").map(str::to_string))
-        else {
-            continue;
-        };
-        if a.size > MAX_FILE_BYTES as u64 {
-            a.problem = Some(format!(
-                "{} is {} MB; the limit is 20 MB",
-                a.name,
-                a.size / 1_000_000
-            ));
-            continue;
-        }
-        let dir = bot.config.files_dir.join("incoming");
-        let path = dir.join(format!("{update_id}-{i}-{}", safe_name(&a.name)));
-        let result: Result<(), String> = async {
+    let dir = bot.config.files_dir.clone();
+    durable::fetch_files(
+        attachments,
+        "telegram-file",
+        &dir,
+        update_id,
+        |id, path| async move {
             let file = bot
                 .api
                 .get_file(teloxide_core::types::FileId(id))
                 .await
                 .map_err(|e| bot.describe(&e))?;
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| e.to_string())?;
             let mut out = tokio::fs::File::create(&path)
                 .await
                 .map_err(|e| e.to_string())?;
             bot.api
                 .download_file(&file.path, &mut out)
                 .await
-                .map_err(|e| e.to_string().replace(&bot.token, "[token]"))?;
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => a.local = Some(path),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                a.problem = Some(format!("{} could not be downloaded: {e}", a.name));
-            }
-        }
-    }
+                .map_err(|e| e.to_string().replace(&bot.token, "[token]"))
+        },
+    )
+    .await;
 }
 
 /// Who a bot is, for reading its updates.
