@@ -315,6 +315,7 @@ pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
             Arc::new(move || router.queue_depth())
         },
         telegram: Default::default(),
+        sessions: Default::default(),
     }
 }
 

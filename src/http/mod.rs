@@ -13,6 +13,7 @@ use crate::store::Store;
 pub mod api;
 mod hooks;
 mod metrics;
+pub mod pages;
 mod telegram;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct HttpState {
     pub admin_token_hash: Option<String>,
     /// Telegram bots in webhook mode.
     pub telegram: crate::channel::telegram::WebhookIntake,
+    /// Logged-in admin page sessions.
+    pub sessions: Arc<pages::Sessions>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -45,6 +48,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(metrics::router())
         .merge(telegram::router())
         .merge(api::router(state.clone()))
+        .merge(pages::router(state.clone()))
         .with_state(state)
 }
 

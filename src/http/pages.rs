@@ -1,0 +1,329 @@
+//! The admin page: server-rendered HTML behind a login. Logging in with the admin token sets an
+//! HttpOnly, SameSite=Strict session cookie; login attempts are rate limited; every POST must
+//! come from this page's own origin; forwarded-for headers are never consulted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::HttpState;
+use super::api::{same, token_hash};
+use crate::domain::{Caller, format_millis};
+use crate::ops::Invocation;
+use crate::store::ActivityFilter;
+
+const COOKIE: &str = "operator_session";
+/// A session lasts this long.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Login attempts allowed per window, over all clients (the listener is loopback).
+const LOGIN_ATTEMPTS: usize = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Open sessions and recent login attempts, in memory (a restart logs everyone out).
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, Instant>>,
+    attempts: Mutex<Vec<Instant>>,
+}
+
+impl Sessions {
+    fn valid(&self, id: &str) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|_, expires| *expires > Instant::now());
+        open.keys().any(|k| same(k, id))
+    }
+
+    fn create(&self) -> String {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.insert(id.clone(), Instant::now() + SESSION_TTL);
+        id
+    }
+
+    fn end(&self, id: &str) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Counts an attempt; false when too many came in the window.
+    fn attempt(&self) -> bool {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        attempts.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
+        if attempts.len() >= LOGIN_ATTEMPTS {
+            return false;
+        }
+        attempts.push(now);
+        true
+    }
+}
+
+pub fn router(state: HttpState) -> Router<HttpState> {
+    let pages = Router::new()
+        .route("/", get(overview))
+        .route("/instances", get(instances))
+        .route("/activity", get(activity))
+        .route("/logout", axum::routing::post(logout))
+        .route_layer(middleware::from_fn_with_state(state, require_session));
+    Router::new()
+        .route("/login", get(login_form).post(login))
+        .merge(pages)
+}
+
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A POST must carry an Origin equal to this server's own (the Host it was asked for).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        _ => false,
+    }
+}
+
+async fn require_session(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let ok = session_of(request.headers()).is_some_and(|id| state.sessions.valid(&id));
+    if !ok {
+        return Redirect::to("/login").into_response();
+    }
+    if request.method() == Method::POST && !same_origin(request.headers()) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
+    next.run(request).await
+}
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · operator</title>\
+         <style>body{{font:15px system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}}\
+         table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}}\
+         pre{{background:#f6f6f6;padding:.6em;overflow:auto}}nav a{{margin-right:1em}}</style></head>\
+         <body><nav><a href=\"/\">Overview</a><a href=\"/instances\">Instances</a>\
+         <a href=\"/activity\">Activity</a></nav><h1>{t}</h1>{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+async fn login_form() -> Html<String> {
+    Html(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Log in · operator</title></head>\
+         <body><h1>operator</h1><form method=\"post\" action=\"/login\">\
+         <label>Admin token <input type=\"password\" name=\"token\" id=\"token\" autofocus></label>\
+         <button type=\"submit\" id=\"login\">Log in</button></form></body></html>"
+            .to_string(),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
+    if !state.sessions.attempt() {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts; wait a minute\n",
+        )
+            .into_response();
+    }
+    let ok = state
+        .admin_token_hash
+        .as_deref()
+        .is_some_and(|expected| same(&token_hash(form.token.trim()), expected));
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "the admin token is not valid\n").into_response();
+    }
+    let id = state.sessions.create();
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_of(&headers) {
+        state.sessions.end(&id);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+fn owner() -> Invocation {
+    Invocation::new(Caller::owner("admin page"))
+}
+
+async fn overview(State(state): State<HttpState>) -> Html<String> {
+    let status = state.ops.invoke(&owner(), "status", json!({})).await;
+    let status = status.map(|o| o.text).unwrap_or_else(|e| e.to_string());
+    let outbox = state.store.outbox_depth().await.unwrap_or(-1);
+    let queue = (state.queue_depth)();
+    let filter = ActivityFilter {
+        kind_prefix: None,
+        agent: None,
+        since: None,
+        limit: 200,
+    };
+    let errors: Vec<String> = state
+        .store
+        .activity(&filter)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.kind.contains("error")
+                || e.kind.contains("failed")
+                || e.kind.contains("undeliverable")
+        })
+        .take(10)
+        .map(|e| {
+            format!(
+                "<li>{} {} — {}</li>",
+                esc(&format_millis(e.at)),
+                esc(&e.kind),
+                esc(&e.summary)
+            )
+        })
+        .collect();
+    let errors = if errors.is_empty() {
+        "<p>None.</p>".to_string()
+    } else {
+        format!("<ul>{}</ul>", errors.concat())
+    };
+    page(
+        "Overview",
+        &format!(
+            "<pre id=\"status\">{}</pre><p>Queued messages: {queue} · outbox: {outbox}</p>\
+             <h2>Recent errors</h2>{errors}",
+            esc(&status)
+        ),
+    )
+}
+
+async fn instances(State(state): State<HttpState>) -> Html<String> {
+    let list = state.store.list_instances().await.unwrap_or_default();
+    let mut body =
+        String::from("<table><tr><th>name</th><th>status</th><th>image</th><th>agent</th></tr>");
+    let mut logs = String::new();
+    for i in &list {
+        body.push_str(&format!(
+            "<tr class=\"instance\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.name),
+            esc(i.status.as_str()),
+            esc(&i.image),
+            esc(i.agent.as_deref().unwrap_or("")),
+        ));
+        let tail = state
+            .ops
+            .invoke(
+                &owner(),
+                "instance_logs",
+                json!({ "name": i.name, "tail": 20 }),
+            )
+            .await
+            .map(|o| o.text)
+            .unwrap_or_else(|e| e.to_string());
+        logs.push_str(&format!(
+            "<h3>{}</h3><pre class=\"logs\">{}</pre>",
+            esc(&i.name),
+            esc(&tail)
+        ));
+    }
+    body.push_str("</table>");
+    if list.is_empty() {
+        body = "<p>No instances yet.</p>".into();
+    }
+    page("Instances", &format!("{body}<h2>Log tails</h2>{logs}"))
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    kind: Option<String>,
+    agent: Option<String>,
+    format: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>) -> Response {
+    let filter = ActivityFilter {
+        kind_prefix: q.kind.clone().filter(|k| !k.is_empty()),
+        agent: q.agent.clone().filter(|a| !a.is_empty()),
+        since: None,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let entries = state.store.activity(&filter).await.unwrap_or_default();
+    if q.format.as_deref() == Some("jsonl") {
+        let lines: String = entries
+            .iter()
+            .map(|e| {
+                json!({ "at": e.at, "kind": e.kind, "actor": e.actor, "agent": e.agent, "summary": e.summary })
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        return ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response();
+    }
+    let rows: String = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr class=\"entry\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&format_millis(e.at)),
+                esc(&e.kind),
+                esc(&e.actor),
+                esc(e.agent.as_deref().unwrap_or("")),
+                esc(&e.summary)
+            )
+        })
+        .collect();
+    let form = format!(
+        "<form method=\"get\"><input name=\"kind\" placeholder=\"kind prefix\" value=\"{}\">\
+         <input name=\"agent\" placeholder=\"agent\" value=\"{}\"><button>Filter</button> \
+         <a href=\"/activity?format=jsonl\">export as JSON lines</a></form>",
+        esc(q.kind.as_deref().unwrap_or("")),
+        esc(q.agent.as_deref().unwrap_or(""))
+    );
+    page(
+        "Activity",
+        &format!("{form}<table><tr><th>at</th><th>kind</th><th>actor</th><th>agent</th><th>summary</th></tr>{rows}</table>"),
+    )
+    .into_response()
+}
