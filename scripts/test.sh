@@ -39,6 +39,8 @@ if ! docker_up; then
     docker_up || { echo "dockerd did not start; see /tmp/operator-test-dockerd.log" >&2; exit 1; }
 fi
 need_package busybox-static
+# The admin page is tested in a real headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_package chromium
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -130,3 +130,60 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         .unwrap();
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
 }
+
+/// A real headless Chromium logs in, sees a running instance with its log tail, and finds the
+/// instance's creation in the activity feed. The screenshot is kept under
+/// `target/test-artifacts/`.
+#[tokio::test]
+async fn in_a_real_browser_an_owner_logs_in_and_sees_the_fleet() {
+    use crate::fleet::Fleet;
+    use crate::support::browser::Browser;
+    use crate::support::docker::{Cleanup, unique};
+
+    let fleet = Fleet::new().await;
+    let name = unique("page");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    fleet
+        .ok("instance_create", serde_json::json!({ "name": name }))
+        .await;
+    let served = serve(&fleet.core, Some(operator::http::api::token_hash(TOKEN))).await;
+
+    let mut browser = Browser::start().await;
+    browser.open(&served.url("/instances")).await;
+    // Not logged in: the login page.
+    browser.wait_for("location.pathname === '/login'").await;
+    browser
+        .eval(&format!(
+            "document.getElementById('token').value = '{TOKEN}'; document.getElementById('login').click(); true"
+        ))
+        .await;
+    browser.wait_for("location.pathname === '/'").await;
+    let overview = browser.text().await;
+    assert!(overview.contains("Queued messages"), "{overview}");
+
+    browser.open(&served.url("/instances")).await;
+    let page = browser.text().await;
+    assert!(page.contains(&name), "{page}");
+    assert!(page.contains("active"), "{page}");
+    assert!(page.contains("Log tails"), "{page}");
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    browser
+        .screenshot(&artifacts.join("admin-instances.png"))
+        .await;
+
+    browser.open(&served.url("/activity")).await;
+    let feed = browser.text().await;
+    assert!(feed.contains("op.instance_create"), "{feed}");
+    assert!(feed.contains(&name), "{feed}");
+    browser
+        .screenshot(&artifacts.join("admin-activity.png"))
+        .await;
+    assert!(
+        artifacts
+            .join("admin-instances.png")
+            .metadata()
+            .unwrap()
+            .len()
+            > 1000
+    );
+}

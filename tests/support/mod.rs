@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod discord;
 pub mod docker;
 pub mod inproc;
