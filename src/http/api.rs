@@ -36,6 +36,8 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/webhooks", get(list("webhook_list")))
         .route("/api/activity", get(activity))
         .route("/api/chat", post(chat))
+        .route("/api/keys", get(list_keys).post(create_key))
+        .route("/api/keys/{id}", axum::routing::delete(revoke_key))
         .route_layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -67,6 +69,17 @@ async fn authenticate(State(state): State<HttpState>, request: Request, next: Ne
         (Some(token), Some(expected)) if same(&token_hash(token), expected) => {
             next.run(request).await
         }
+        // An API key for scripts: never for managing keys themselves.
+        (Some(token), Some(_))
+            if !request.uri().path().starts_with("/api/keys")
+                && state
+                    .store
+                    .api_key_valid(&key_hash(token))
+                    .await
+                    .unwrap_or(false) =>
+        {
+            next.run(request).await
+        }
         (None, _) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -77,6 +90,76 @@ async fn authenticate(State(state): State<HttpState>, request: Request, next: Ne
             "unauthorized",
             "the admin token is not valid",
         ),
+    }
+}
+
+/// The stored form of an API key.
+fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("operator api key\0{key}").as_bytes(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    name: String,
+}
+
+/// Creates an API key; the key itself is shown in this answer only.
+async fn create_key(State(state): State<HttpState>, Json(new): Json<NewKey>) -> Response {
+    let name = new.name.trim();
+    if name.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            "name must not be empty",
+        );
+    }
+    let key = format!("opk_{}", hex::encode(rand::random::<[u8; 24]>()));
+    match state.store.create_api_key(name, &key_hash(&key)).await {
+        Ok(id) => {
+            state.store.record(crate::store::NewActivity {
+                kind: "api_key.created".into(),
+                actor: "admin-api".into(),
+                summary: format!("API key {id} ({name}) created"),
+                ..Default::default()
+            });
+            Json(json!({ "id": id, "name": name, "key": key })).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
+    }
+}
+
+async fn list_keys(State(state): State<HttpState>) -> Response {
+    match state.store.api_keys().await {
+        Ok(keys) => Json(json!({ "keys": keys
+            .iter()
+            .map(|(id, name, created, revoked)| json!({
+                "id": id, "name": name, "created_at": created, "revoked_at": revoked
+            }))
+            .collect::<Vec<_>>() }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
+    }
+}
+
+async fn revoke_key(State(state): State<HttpState>, Path(id): Path<i64>) -> Response {
+    match state.store.revoke_api_key(id).await {
+        Ok(true) => {
+            state.store.record(crate::store::NewActivity {
+                kind: "api_key.revoked".into(),
+                actor: "admin-api".into(),
+                summary: format!("API key {id} revoked"),
+                ..Default::default()
+            });
+            Json(json!({ "id": id, "revoked": true })).into_response()
+        }
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no live API key {id}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
     }
 }
 

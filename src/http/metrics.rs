@@ -86,6 +86,11 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
         "# HELP operator_queue_depth Messages waiting or running in chat queues.\n# TYPE operator_queue_depth gauge\noperator_queue_depth {depth}"
     );
+    let outbox = state.store.outbox_depth().await.unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP operator_outbox_depth Messages waiting to be delivered to chat platforms.\n# TYPE operator_outbox_depth gauge\noperator_outbox_depth {outbox}"
+    );
     let _ = writeln!(
         out,
         "# HELP operator_instances Instances by status.\n# TYPE operator_instances gauge"

@@ -27,6 +27,50 @@ mod kv {
                 .await?)
         }
 
+        /// Records an API key by its hash; returns its id.
+        pub async fn create_api_key(&self, name: &str, hash: &str) -> Result<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO api_keys (name, hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(name)
+            .bind(hash)
+            .bind(crate::domain::now_millis())
+            .fetch_one(&self.write)
+            .await?)
+        }
+
+        /// Every API key: (id, name, created at, revoked at).
+        pub async fn api_keys(&self) -> Result<Vec<(i64, String, i64, Option<i64>)>> {
+            Ok(
+                sqlx::query_as("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?,
+            )
+        }
+
+        /// Whether a key with this hash exists and is not revoked.
+        pub async fn api_key_valid(&self, hash: &str) -> Result<bool> {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(hash)
+            .fetch_one(&self.read)
+            .await?
+                > 0)
+        }
+
+        /// Revokes a key; returns whether there was such a live key.
+        pub async fn revoke_api_key(&self, id: i64) -> Result<bool> {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(crate::domain::now_millis())
+            .execute(&self.write)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
         pub async fn kv_set(&self, key: &str, value: &str) -> Result<()> {
             sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                 .bind(key)
@@ -91,6 +135,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "telegram",
         include_str!("../../migrations/0008_telegram.sql"),
+    ),
+    (
+        9,
+        "api keys",
+        include_str!("../../migrations/0009_api_keys.sql"),
     ),
 ];
 

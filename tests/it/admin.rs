@@ -187,3 +187,75 @@ async fn in_a_real_browser_an_owner_logs_in_and_sees_the_fleet() {
             > 1000
     );
 }
+
+#[tokio::test]
+async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
+    let world = core(None, |_| {}).await;
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = client();
+    let created: serde_json::Value = http
+        .post(served.url("/api/keys"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "name": "backup script" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_i64().unwrap();
+    // The key works for the API, is listed without its value, and cannot manage keys.
+    let agents = http
+        .get(served.url("/api/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(agents.status(), StatusCode::OK);
+    let list = http
+        .get(served.url("/api/keys"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("backup script") && !list.contains(&key),
+        "{list}"
+    );
+    let by_key = http
+        .get(served.url("/api/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), StatusCode::UNAUTHORIZED);
+    // Revoked: refused on the next request.
+    let revoked = http
+        .delete(served.url(&format!("/api/keys/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let after = http
+        .get(served.url("/api/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    // The metrics show the outbox.
+    let metrics = http
+        .get(served.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("operator_outbox_depth 0"), "{metrics}");
+}
