@@ -74,6 +74,15 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/", get(overview))
         .route("/instances", get(instances))
         .route("/activity", get(activity))
+        .route("/agents", get(|s| listing(s, "Agents", "agent_list")))
+        .route("/skills", get(|s| listing(s, "Skills", "skill_list")))
+        .route("/secrets", get(|s| listing(s, "Secrets", "secret_list")))
+        .route(
+            "/automations",
+            get(|s| listing(s, "Automations", "automation_list")),
+        )
+        .route("/webhooks", get(|s| listing(s, "Webhooks", "webhook_list")))
+        .route("/chat", get(chat_page).post(chat_send))
         .route("/logout", axum::routing::post(logout))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()
@@ -129,7 +138,10 @@ fn page(title: &str, body: &str) -> Html<String> {
          table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}}\
          pre{{background:#f6f6f6;padding:.6em;overflow:auto}}nav a{{margin-right:1em}}</style></head>\
          <body><nav><a href=\"/\">Overview</a><a href=\"/instances\">Instances</a>\
-         <a href=\"/activity\">Activity</a></nav><h1>{t}</h1>{body}</body></html>",
+         <a href=\"/agents\">Agents</a><a href=\"/skills\">Skills</a><a href=\"/secrets\">Secrets</a>\
+         <a href=\"/automations\">Automations</a><a href=\"/webhooks\">Webhooks</a>\
+         <a href=\"/activity\">Activity</a><a href=\"/chat\">Chat</a>\
+         <form method=\"post\" action=\"/logout\" style=\"display:inline\"><button>Log out</button></form></nav><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     ))
 }
@@ -326,4 +338,70 @@ async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>
         &format!("{form}<table><tr><th>at</th><th>kind</th><th>actor</th><th>agent</th><th>summary</th></tr>{rows}</table>"),
     )
     .into_response()
+}
+
+/// A page that shows what a listing operation says (secrets: names and grants only).
+async fn listing(
+    State(state): State<HttpState>,
+    title: &'static str,
+    op: &'static str,
+) -> Html<String> {
+    let text = match state.ops.invoke(&owner(), op, json!({})).await {
+        Ok(out) => out.text,
+        Err(e) => e.to_string(),
+    };
+    page(title, &format!("<pre>{}</pre>", esc(&text)))
+}
+
+/// The admin page's own conversation with Operator.
+fn chat_ref() -> crate::domain::ChatRef {
+    crate::domain::ChatRef::new("http", "admin-page")
+}
+
+async fn chat_page(State(state): State<HttpState>) -> Html<String> {
+    use crate::domain::{OPERATOR, Role};
+    let mut log = String::new();
+    if let Ok(conversation) = state.store.open_conversation(&chat_ref(), OPERATOR).await
+        && let Ok(messages) = state.store.messages_after(conversation.id, 0).await
+    {
+        for m in messages {
+            let who = match m.role {
+                Role::User => "you",
+                Role::Assistant if m.tool_calls.is_empty() => "Operator",
+                _ => continue,
+            };
+            log.push_str(&format!(
+                "<p class=\"message\"><b>{who}:</b> {}</p>",
+                esc(&m.content).replace('\n', "<br>")
+            ));
+        }
+    }
+    page(
+        "Chat with Operator",
+        &format!(
+            "{log}<form method=\"post\" action=\"/chat\"><input name=\"message\" id=\"message\" \
+             size=\"60\" autofocus> <button id=\"send\">Send</button></form>"
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct ChatForm {
+    message: String,
+}
+
+async fn chat_send(State(state): State<HttpState>, Form(form): Form<ChatForm>) -> Response {
+    let message = form.message.trim().to_string();
+    if !message.is_empty() {
+        match state.ops.turn_runner() {
+            Ok(runner) => {
+                let caller = Caller::owner("admin page");
+                let _ = runner
+                    .run_turn(chat_ref(), crate::domain::OPERATOR.into(), caller, message)
+                    .await;
+            }
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        }
+    }
+    Redirect::to("/chat").into_response()
 }

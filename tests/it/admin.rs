@@ -259,3 +259,60 @@ async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
         .unwrap();
     assert!(metrics.contains("operator_outbox_depth 0"), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_page_chats_with_operator_and_lists_the_areas() {
+    use crate::support::{FakeLlm, Vendor};
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text("All quiet on the fleet.");
+    let world = core(Some(&llm), |_| {}).await;
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = client();
+    let origin = format!("http://{}", served.addr);
+    let login = http
+        .post(served.url("/login"))
+        .header("Origin", &origin)
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    let sent = http
+        .post(served.url("/chat"))
+        .header("Cookie", &session)
+        .header("Origin", &origin)
+        .form(&[("message", "how is the fleet?")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+    let page = http
+        .get(served.url("/chat"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("how is the fleet?") && page.contains("All quiet on the fleet."),
+        "{page}"
+    );
+    for path in [
+        "/agents",
+        "/skills",
+        "/secrets",
+        "/automations",
+        "/webhooks",
+    ] {
+        let r = http
+            .get(served.url(path))
+            .header("Cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}
