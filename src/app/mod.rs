@@ -47,6 +47,8 @@ pub struct Core {
     pub router: Router,
     pub hub: Hub,
     pub scheduler: Arc<Scheduler>,
+    /// Listeners of conversations started over HTTP.
+    pub http_chat: Arc<crate::channel::http_chat::HttpChat>,
 }
 
 /// Opens and migrates the store and wires the core. `channels` names the channels this process
@@ -79,6 +81,8 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     };
     let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
     let hub = Hub::default();
+    let http_chat = Arc::new(crate::channel::http_chat::HttpChat::default());
+    hub.add(http_chat.clone());
     let router = Router::new(store.clone(), ops.clone(), runner.clone(), hub.clone());
     ops.set_turn_runner(Arc::new(RouterTurns {
         router: router.clone(),
@@ -98,6 +102,7 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         router,
         hub,
         scheduler,
+        http_chat,
     })
 }
 
@@ -316,6 +321,7 @@ pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
         },
         telegram: Default::default(),
         sessions: Default::default(),
+        http_chat: core.http_chat.clone(),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod console;
 pub mod discord;
 pub mod durable;
+pub mod http_chat;
 mod hub;
 pub mod outbox;
 pub mod telegram;

@@ -163,6 +163,60 @@ async fn revoke_key(State(state): State<HttpState>, Path(id): Path<i64>) -> Resp
     }
 }
 
+/// Runs the turn and streams what happens as server-sent events: `typing`, `progress`, then
+/// `reply` (or `error`, `cancelled`), and a last `done` with the conversation id.
+fn stream_turn(
+    state: &HttpState,
+    runner: std::sync::Arc<dyn crate::ops::TurnRunner>,
+    chat: ChatRef,
+    message: String,
+) -> Response {
+    use crate::channel::Outbound;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let events = state.http_chat.listen(&chat.chat_id);
+    let id = chat.chat_id.clone();
+    tokio::spawn(async move {
+        runner
+            .run_turn(chat, OPERATOR.into(), Caller::owner("admin-api"), message)
+            .await
+    });
+    let stream = futures_util::stream::unfold((events, false), move |(mut events, ended)| {
+        let id = id.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            let (name, data) = match events.recv().await {
+                Some(Outbound::Typing) => ("typing", String::new()),
+                Some(Outbound::Progress(text)) | Some(Outbound::Status { text, .. }) => {
+                    ("progress", text)
+                }
+                Some(Outbound::Notice(text)) => ("notice", text),
+                Some(Outbound::Reply(text)) => (
+                    "reply",
+                    json!({ "conversation": id, "ok": true, "reply": text }).to_string(),
+                ),
+                Some(Outbound::Failed(reason)) => (
+                    "error",
+                    json!({ "conversation": id, "ok": false, "error": reason }).to_string(),
+                ),
+                Some(Outbound::Cancelled) => ("cancelled", id.clone()),
+                Some(Outbound::File { name, .. }) => ("file", name),
+                Some(Outbound::Retract(_)) => {
+                    return Some((Ok(Event::default().comment("")), (events, false)));
+                }
+                None => return None,
+            };
+            let ends = matches!(name, "reply" | "error" | "cancelled");
+            let event = Event::default().event(name).data(data);
+            Some((Ok::<_, std::convert::Infallible>(event), (events, ends)))
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 fn admin() -> Invocation {
     Invocation::new(Caller::owner("admin-api"))
 }
@@ -232,7 +286,11 @@ struct ChatRequest {
 }
 
 /// Runs one turn with Operator and answers with the reply (plain JSON).
-async fn chat(State(state): State<HttpState>, Json(req): Json<ChatRequest>) -> Response {
+async fn chat(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<ChatRequest>,
+) -> Response {
     if req.message.trim().is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -260,6 +318,13 @@ async fn chat(State(state): State<HttpState>, Json(req): Json<ChatRequest>) -> R
         Err(e) => return op_error(e),
     };
     let chat = ChatRef::new("http", &id);
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_stream {
+        return stream_turn(&state, runner, chat, req.message);
+    }
     let (ok, summary) = runner
         .run_turn(
             chat.clone(),

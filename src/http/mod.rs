@@ -38,6 +38,8 @@ pub struct HttpState {
     pub telegram: crate::channel::telegram::WebhookIntake,
     /// Logged-in admin page sessions.
     pub sessions: Arc<pages::Sessions>,
+    /// Listeners of conversations started over HTTP (server-sent events).
+    pub http_chat: Arc<crate::channel::http_chat::HttpChat>,
 }
 
 pub fn router(state: HttpState) -> Router {

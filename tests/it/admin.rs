@@ -316,3 +316,52 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test]
+async fn api_chat_streams_its_events_and_continues_by_id() {
+    use crate::support::{FakeLlm, Vendor};
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[("c1", "agent_list", "{}")]);
+    llm.reply_text("No agents yet.");
+    llm.reply_text("Still none.");
+    let world = core(Some(&llm), |_| {}).await;
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = client();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        http.post(served.url("/api/chat"))
+            .bearer_auth(TOKEN)
+            .header("Accept", "text/event-stream")
+            .json(&serde_json::json!({ "message": "what agents are there?", "conversation": "ops-1" }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the stream ends after the reply");
+    let typing = body.find("event: typing").expect(&body);
+    let progress = body.find("event: progress").expect(&body);
+    let reply = body.find("event: reply").expect(&body);
+    assert!(typing < progress && progress < reply, "{body}");
+    assert!(body.contains("running agent_list"), "{body}");
+    assert!(
+        body.contains(r#""conversation":"ops-1""#) && body.contains("No agents yet."),
+        "{body}"
+    );
+    // The same conversation goes on, as plain JSON this time.
+    let next: serde_json::Value = http
+        .post(served.url("/api/chat"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "message": "and now?", "conversation": "ops-1" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next["reply"], "Still none.");
+    let history = llm.completions().last().unwrap().body.to_string();
+    assert!(history.contains("what agents are there?"), "{history}");
+}
