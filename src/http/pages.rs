@@ -132,8 +132,13 @@ fn esc(text: &str) -> String {
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
+    page_with(title, "", body)
+}
+
+/// A page with extra `<head>` content (a refresh for live views).
+fn page_with(title: &str, head: &str, body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · operator</title>\
+        "<!doctype html><html><head><meta charset=\"utf-8\">{head}<title>{t} · operator</title>\
          <style>body{{font:15px system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}}\
          table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}}\
          pre{{background:#f6f6f6;padding:.6em;overflow:auto}}nav a{{margin-right:1em}}</style></head>\
@@ -290,6 +295,10 @@ async fn instances(State(state): State<HttpState>) -> Html<String> {
 struct ActivityQuery {
     kind: Option<String>,
     agent: Option<String>,
+    /// Only the last this many minutes.
+    minutes: Option<u64>,
+    /// Reload every few seconds.
+    live: Option<String>,
     format: Option<String>,
     limit: Option<u32>,
 }
@@ -298,7 +307,10 @@ async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>
     let filter = ActivityFilter {
         kind_prefix: q.kind.clone().filter(|k| !k.is_empty()),
         agent: q.agent.clone().filter(|a| !a.is_empty()),
-        since: None,
+        since: q
+            .minutes
+            .filter(|m| *m > 0)
+            .map(|m| crate::domain::now_millis() - (m as i64) * 60_000),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let entries = state.store.activity(&filter).await.unwrap_or_default();
@@ -326,15 +338,26 @@ async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>
             )
         })
         .collect();
+    let live = q.live.is_some();
     let form = format!(
-        "<form method=\"get\"><input name=\"kind\" placeholder=\"kind prefix\" value=\"{}\">\
-         <input name=\"agent\" placeholder=\"agent\" value=\"{}\"><button>Filter</button> \
-         <a href=\"/activity?format=jsonl\">export as JSON lines</a></form>",
+        "<form method=\"get\"><input name=\"kind\" placeholder=\"kind prefix (op., message., llm.)\" value=\"{}\">\
+         <input name=\"agent\" placeholder=\"agent\" value=\"{}\">\
+         <input name=\"minutes\" placeholder=\"last N minutes\" size=\"12\" value=\"{}\">\
+         <label><input type=\"checkbox\" name=\"live\" value=\"1\"{}> live</label>\
+         <button>Filter</button> <a href=\"/activity?format=jsonl\">export as JSON lines</a></form>",
         esc(q.kind.as_deref().unwrap_or("")),
-        esc(q.agent.as_deref().unwrap_or(""))
+        esc(q.agent.as_deref().unwrap_or("")),
+        q.minutes.map(|m| m.to_string()).unwrap_or_default(),
+        if live { " checked" } else { "" }
     );
-    page(
+    let head = if live {
+        "<meta http-equiv=\"refresh\" content=\"5\">"
+    } else {
+        ""
+    };
+    page_with(
         "Activity",
+        head,
         &format!("{form}<table><tr><th>at</th><th>kind</th><th>actor</th><th>agent</th><th>summary</th></tr>{rows}</table>"),
     )
     .into_response()

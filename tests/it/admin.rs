@@ -93,6 +93,20 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         .await
         .unwrap();
     assert_eq!(export.status(), StatusCode::OK);
+    // The last minutes of the feed, reloading itself.
+    let live = http
+        .get(served.url("/activity?minutes=5&live=1&kind=op."))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        live.contains("http-equiv=\"refresh\"") && live.contains("value=\"op.\""),
+        "{live}"
+    );
     // Two attempts so far (the cross-origin one never got that far); three more are allowed,
     // the sixth is refused even with the right token.
     for _ in 0..3 {
