@@ -322,6 +322,7 @@ pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
         telegram: Default::default(),
         sessions: Default::default(),
         http_chat: core.http_chat.clone(),
+        channels_started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     }
 }
 
@@ -395,7 +396,9 @@ pub async fn run(
     let admin_hash = admin_token_hash(&settings, &core.store).await?;
     let mut state = http_state(&core, Some(admin_hash));
     let intake = state.telegram.clone();
-    state.telegram = intake.clone();
+    // Not ready until the bots have started.
+    let channels_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    state.channels_started = channels_started.clone();
     let app = http::router(state);
     let http_stop = stop.clone();
     let server = tokio::spawn(async move {
@@ -414,6 +417,7 @@ pub async fn run(
         telegram: bots.clone(),
         discord: discord.clone(),
     }));
+    channels_started.store(true, std::sync::atomic::Ordering::Release);
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));

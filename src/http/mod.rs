@@ -40,6 +40,8 @@ pub struct HttpState {
     pub sessions: Arc<pages::Sessions>,
     /// Listeners of conversations started over HTTP (server-sent events).
     pub http_chat: Arc<crate::channel::http_chat::HttpChat>,
+    /// Set once the daemon's channels have started (`/readyz` waits for it).
+    pub channels_started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -54,8 +56,14 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the database answers.
+/// Ready when the channels have started and the database answers.
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if !state
+        .channels_started
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "channels starting\n");
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),
         Err(e) => {

@@ -21,11 +21,14 @@ async fn serves_health_and_readiness_and_stops_on_request() {
     }));
 
     let client = reqwest::Client::new();
+    // 503 while the channels start, then 200.
     let mut ready = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
             ready = Some(r.status());
-            break;
+            if r.status() == reqwest::StatusCode::OK {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
