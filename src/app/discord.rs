@@ -84,15 +84,12 @@ impl DiscordBots {
                 .await
                 .map_err(|e| anyhow::anyhow!("[discord] {e}"))?;
         }
-        for record in core.store.list_bots("discord").await? {
-            let Some(secret) = record.token_secret.clone() else {
-                continue;
-            };
-            let started = match super::telegram::token_from(core, &secret).await {
+        for (channel, agent, secret, token) in super::telegram::kept_bots(core, "discord").await? {
+            let started = match token {
                 Ok(token) => {
                     let config = BotConfig {
                         token,
-                        default_agent: record.default_agent.clone(),
+                        default_agent: agent,
                         token_secret: Some(secret.clone()),
                         ..bots.template.clone()
                     };
@@ -104,7 +101,7 @@ impl DiscordBots {
                 Err(e) => Err(e),
             };
             if let Err(e) = started {
-                tracing::error!(bot = %record.channel, "cannot start the bot whose token is in secret {secret}: {e}");
+                tracing::error!(bot = %channel, "cannot start the bot whose token is in secret {secret}: {e}");
             }
         }
         Ok(bots)

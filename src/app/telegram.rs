@@ -133,15 +133,12 @@ impl TelegramBots {
                 .await
                 .map_err(|e| anyhow::anyhow!("[telegram] {e}"))?;
         }
-        for record in core.store.list_bots("telegram").await? {
-            let Some(secret) = record.token_secret.clone() else {
-                continue;
-            };
-            let started = match token_from(core, &secret).await {
+        for (channel, agent, secret, token) in kept_bots(core, "telegram").await? {
+            let started = match token {
                 Ok(token) => {
                     let config = BotConfig {
                         token,
-                        default_agent: record.default_agent.clone(),
+                        default_agent: agent,
                         token_secret: Some(secret.clone()),
                         ..bots.template.clone()
                     };
@@ -153,7 +150,7 @@ impl TelegramBots {
                 Err(e) => Err(e),
             };
             if let Err(e) = started {
-                tracing::error!(bot = %record.channel, "cannot start the bot whose token is in secret {secret}: {e}");
+                tracing::error!(bot = %channel, "cannot start the bot whose token is in secret {secret}: {e}");
             }
         }
         Ok(bots)
@@ -253,6 +250,23 @@ impl TelegramBots {
         self.core.hub.remove(channel);
         Ok(())
     }
+}
+
+/// The bots of a platform connected at runtime, each with its token from its secret:
+/// (channel, default agent, secret name, token or why it cannot be read).
+pub(super) async fn kept_bots(
+    core: &Core,
+    platform: &str,
+) -> anyhow::Result<Vec<(String, String, String, Result<String, String>)>> {
+    let mut bots = Vec::new();
+    for record in core.store.list_bots(platform).await? {
+        let Some(secret) = record.token_secret else {
+            continue;
+        };
+        let token = token_from(core, &secret).await;
+        bots.push((record.channel, record.default_agent, secret, token));
+    }
+    Ok(bots)
 }
 
 /// A bot token kept in a secret.

@@ -8,6 +8,28 @@ use crate::support::inproc::{core, serve};
 
 const TOKEN: &str = "admin-token-for-the-page";
 
+/// A GET with the session cookie.
+async fn with_session(http: &reqwest::Client, url: &str, session: &str) -> reqwest::Response {
+    http.get(url)
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs in and returns the session cookie (`name=value`).
+async fn login(http: &reqwest::Client, url: &str, origin: &str) -> String {
+    let r = http
+        .post(url)
+        .header("Origin", origin)
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -68,12 +90,7 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         "{cookie}"
     );
     let session = cookie.split(';').next().unwrap().to_string();
-    let page = http
-        .get(served.url("/"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let page = with_session(&http, &served.url("/"), &session).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("operator 0."));
     // A state-changing request with the cookie but from another origin is refused.
@@ -86,23 +103,18 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     // Activity exports as JSON lines.
-    let export = http
-        .get(served.url("/activity?format=jsonl"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let export = with_session(&http, &served.url("/activity?format=jsonl"), &session).await;
     assert_eq!(export.status(), StatusCode::OK);
     // The last minutes of the feed, reloading itself.
-    let live = http
-        .get(served.url("/activity?minutes=5&live=1&kind=op."))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let live = with_session(
+        &http,
+        &served.url("/activity?minutes=5&live=1&kind=op."),
+        &session,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert!(
         live.contains("http-equiv=\"refresh\"") && live.contains("value=\"op.\""),
         "{live}"
@@ -136,12 +148,7 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         .await
         .unwrap();
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    let after = http
-        .get(served.url("/"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let after = with_session(&http, &served.url("/"), &session).await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
 }
 
@@ -283,15 +290,7 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
     let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
     let http = client();
     let origin = format!("http://{}", served.addr);
-    let login = http
-        .post(served.url("/login"))
-        .header("Origin", &origin)
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    let session = cookie.split(';').next().unwrap().to_string();
+    let session = login(&http, &served.url("/login"), &origin).await;
     let sent = http
         .post(served.url("/chat"))
         .header("Cookie", &session)
@@ -301,12 +300,8 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         .await
         .unwrap();
     assert_eq!(sent.status(), StatusCode::SEE_OTHER);
-    let page = http
-        .get(served.url("/chat"))
-        .header("Cookie", &session)
-        .send()
+    let page = with_session(&http, &served.url("/chat"), &session)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -321,12 +316,7 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         "/automations",
         "/webhooks",
     ] {
-        let r = http
-            .get(served.url(path))
-            .header("Cookie", &session)
-            .send()
-            .await
-            .unwrap();
+        let r = with_session(&http, &served.url(path), &session).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 }
