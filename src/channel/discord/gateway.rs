@@ -9,6 +9,7 @@ use serenity::all::{
     ClientBuilder, CommandInteraction, ConnectionStage, Context, EventHandler, GatewayIntents,
     Interaction, Message, Ready, ResumedEvent, ShardStageUpdateEvent,
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{DiscordBot, commands, courier};
@@ -42,11 +43,13 @@ pub async fn run(
     let intents = GatewayIntents::GUILD_MESSAGES
         | GatewayIntents::DIRECT_MESSAGES
         | GatewayIntents::MESSAGE_CONTENT;
+    let (events, ordered) = mpsc::unbounded_channel();
+    let ordering = tokio::spawn(order(bot.clone(), inbound.clone(), ordered));
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let handler = Handler {
             bot: bot.clone(),
-            inbound: inbound.clone(),
+            events: events.clone(),
         };
         let built = ClientBuilder::new_with_http(super::http_for(&bot.config), intents)
             .event_handler(handler)
@@ -84,6 +87,9 @@ pub async fn run(
             }
         }
     }
+    // The handlers are gone with the client: the ordering task ends when its queue empties.
+    drop(events);
+    let _ = ordering.await;
     drop(inbound);
     let _ = sender.await;
     Ok(())
@@ -91,7 +97,74 @@ pub async fn run(
 
 struct Handler {
     bot: Arc<DiscordBot>,
+    /// To the ordering task: serenity runs each event's handler as its own task.
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// What the ordering task stores and hands on.
+enum Event {
+    Message(Box<Message>),
+    Command(Box<CommandInteraction>),
+}
+
+impl Event {
+    fn id(&self) -> u64 {
+        match self {
+            Event::Message(m) => m.id.get(),
+            Event::Command(c) => c.id.get(),
+        }
+    }
+}
+
+/// How long events are gathered before they are put in order: serenity starts a task per event,
+/// so two messages that arrived in one read may reach the handler in either order.
+const GATHER: Duration = Duration::from_millis(10);
+
+/// Stores and hands on events in Discord's order (snowflake ids grow with time).
+async fn order(
+    bot: Arc<DiscordBot>,
     inbound: InboundTx,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while let Ok(Some(next)) = tokio::time::timeout(GATHER, events.recv()).await {
+            batch.push(next);
+        }
+        batch.sort_by_key(Event::id);
+        for event in batch {
+            take(&bot, &inbound, event).await;
+        }
+    }
+}
+
+/// Stores one event (sealed); a new one is handed on, a repeat from a resume is not.
+async fn take(bot: &DiscordBot, inbound: &InboundTx, event: Event) {
+    let id = event.id() as i64;
+    let json = match &event {
+        Event::Message(m) => serde_json::to_string(m),
+        Event::Command(c) => serde_json::to_string(c),
+    };
+    let json = match json {
+        Ok(json) => json,
+        Err(e) => {
+            tracing::error!(bot = %bot.id, "cannot keep event {id}: {e}");
+            return;
+        }
+    };
+    let sealed = seal(bot, id, &json);
+    match bot
+        .store
+        .store_updates(&bot.id, &[(id, sealed)], None)
+        .await
+    {
+        Ok(fresh) if !fresh.is_empty() => match &event {
+            Event::Message(m) => dispatch(bot, inbound, id, m).await,
+            Event::Command(c) => dispatch_command(bot, inbound, c).await,
+        },
+        Ok(_) => tracing::debug!(bot = %bot.id, "event {id} seen before"),
+        Err(e) => tracing::error!(bot = %bot.id, "cannot store event {id}: {e}"),
+    }
 }
 
 #[serenity::async_trait]
@@ -118,26 +191,7 @@ impl EventHandler for Handler {
         if let Err(e) = commands::defer(bot, &command).await {
             tracing::warn!(bot = %bot.id, "cannot acknowledge /{}: {e}", command.data.name);
         }
-        let id = command.id.get() as i64;
-        let json = match serde_json::to_string(&command) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!(bot = %bot.id, "cannot keep an interaction: {e}");
-                return;
-            }
-        };
-        let sealed = seal(bot, id, &json);
-        match bot
-            .store
-            .store_updates(&bot.id, &[(id, sealed)], None)
-            .await
-        {
-            Ok(fresh) if !fresh.is_empty() => {
-                dispatch_command(bot, &self.inbound, &command).await;
-            }
-            Ok(_) => tracing::debug!(bot = %bot.id, "interaction {id} seen before"),
-            Err(e) => tracing::error!(bot = %bot.id, "cannot store interaction {id}: {e}"),
-        }
+        let _ = self.events.send(Event::Command(Box::new(command)));
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
@@ -157,25 +211,7 @@ impl EventHandler for Handler {
         if message.author.id.get() == bot.user_id || message.author.bot {
             return;
         }
-        let id = message.id.get() as i64;
-        let json = match serde_json::to_string(&message) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!(bot = %bot.id, "cannot keep a message: {e}");
-                return;
-            }
-        };
-        let sealed = seal(bot, id, &json);
-        // A resumed gateway may deliver a message again: only a new one is handed on.
-        match bot
-            .store
-            .store_updates(&bot.id, &[(id, sealed)], None)
-            .await
-        {
-            Ok(fresh) if !fresh.is_empty() => dispatch(bot, &self.inbound, id, &message).await,
-            Ok(_) => tracing::debug!(bot = %bot.id, "message {id} seen before"),
-            Err(e) => tracing::error!(bot = %bot.id, "cannot store message {id}: {e}"),
-        }
+        let _ = self.events.send(Event::Message(Box::new(message)));
     }
 }
 
