@@ -112,10 +112,12 @@ impl Runner {
                 Ok(r) => r,
                 Err(e) => return Outcome::Failed(e),
             };
+            let asked = std::time::Instant::now();
             let response = tokio::select! {
                 r = llm.complete(&request) => r,
                 () = turn.cancel.cancelled() => return Outcome::Cancelled,
             };
+            crate::agent::llm::latency::LATENCY.observe(asked.elapsed());
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {

@@ -86,6 +86,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
         "# HELP operator_queue_depth Messages waiting or running in chat queues.\n# TYPE operator_queue_depth gauge\noperator_queue_depth {depth}"
     );
+    out.push_str(&crate::agent::llm::latency::LATENCY.render("operator_llm_request_seconds"));
     let outbox = state.store.outbox_depth().await.unwrap_or(0);
     let _ = writeln!(
         out,

@@ -222,8 +222,17 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
                 metric.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "bad name in {line:?}"
             );
+            // A histogram's series carry suffixes under the one TYPE line.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    metric
+                        .strip_suffix(s)
+                        .filter(|b| text.contains(&format!("# TYPE {b} histogram")))
+                })
+                .unwrap_or(metric);
             assert!(
-                text.contains(&format!("# TYPE {metric} ")),
+                text.contains(&format!("# TYPE {base} ")),
                 "no TYPE for {metric}"
             );
         }
@@ -259,6 +268,16 @@ async fn metrics_are_prometheus_text_and_move_when_a_message_is_processed() {
     }
     assert_eq!(value(&after, "operator_messages_in_total"), 1, "{after}");
     assert_eq!(value(&after, "operator_messages_out_total"), 1, "{after}");
+    // The model request was timed.
+    assert_eq!(
+        value(&after, "operator_llm_request_seconds_count"),
+        1,
+        "{after}"
+    );
+    assert!(
+        after.contains("operator_llm_request_seconds_bucket{le=\"+Inf\"} 1"),
+        "{after}"
+    );
 }
 
 #[tokio::test]

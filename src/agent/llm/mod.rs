@@ -4,6 +4,7 @@
 
 mod anthropic;
 mod http;
+pub mod latency;
 mod openai;
 
 use std::future::Future;
