@@ -74,7 +74,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/", get(overview))
         .route("/instances", get(instances))
         .route("/activity", get(activity))
-        .route("/agents", get(|s| listing(s, "Agents", "agent_list")))
+        .route("/agents", get(agents))
         .route("/skills", get(|s| listing(s, "Skills", "skill_list")))
         .route("/secrets", get(|s| listing(s, "Secrets", "secret_list")))
         .route(
@@ -427,4 +427,33 @@ async fn chat_send(State(state): State<HttpState>, Form(form): Form<ChatForm>) -
         }
     }
     Redirect::to("/chat").into_response()
+}
+
+/// The agents, and which chats are bound to which.
+async fn agents(State(state): State<HttpState>) -> Html<String> {
+    let text = match state.ops.invoke(&owner(), "agent_list", json!({})).await {
+        Ok(out) => out.text,
+        Err(e) => e.to_string(),
+    };
+    let bindings = state.store.list_bindings().await.unwrap_or_default();
+    let rows: String = bindings
+        .iter()
+        .map(|(chat, agent)| {
+            format!(
+                "<tr class=\"binding\"><td>{}</td><td>{}</td></tr>",
+                esc(&chat.to_string()),
+                esc(agent)
+            )
+        })
+        .collect();
+    let bindings = if rows.is_empty() {
+        "<p>No chat is bound; every chat talks to its bot's default agent (Operator unless set).</p>"
+            .to_string()
+    } else {
+        format!("<table><tr><th>chat</th><th>agent</th></tr>{rows}</table>")
+    };
+    page(
+        "Agents",
+        &format!("<pre>{}</pre><h2>Bindings</h2>{bindings}", esc(&text)),
+    )
 }

@@ -96,6 +96,28 @@ impl Store {
         Ok(agent)
     }
 
+    /// Every binding: (chat, agent), by agent.
+    pub async fn list_bindings(&self) -> Result<Vec<(ChatRef, String)>> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT channel, chat_id, thread_id, agent FROM bindings ORDER BY agent, channel, chat_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(channel, chat_id, thread_id, agent)| {
+                (
+                    ChatRef {
+                        channel,
+                        chat_id,
+                        thread_id,
+                    },
+                    agent,
+                )
+            })
+            .collect())
+    }
+
     /// Binds the chat to `agent`, replacing an earlier binding.
     pub async fn bind(&self, chat: &ChatRef, agent: &str) -> Result<()> {
         sqlx::query(

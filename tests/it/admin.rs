@@ -309,6 +309,22 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         page.contains("how is the fleet?") && page.contains("All quiet on the fleet."),
         "{page}"
     );
+    // The agents page shows which chat talks to which agent.
+    world
+        .core
+        .store
+        .bind(&operator::domain::ChatRef::new("telegram:1", "42"), "scout")
+        .await
+        .unwrap();
+    let agents = with_session(&http, &served.url("/agents"), &session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        agents.contains("telegram:1/42") && agents.contains("scout"),
+        "{agents}"
+    );
     for path in [
         "/agents",
         "/skills",
