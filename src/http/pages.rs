@@ -257,16 +257,23 @@ async fn overview(State(state): State<HttpState>) -> Html<String> {
 
 async fn instances(State(state): State<HttpState>) -> Html<String> {
     let list = state.store.list_instances().await.unwrap_or_default();
-    let mut body =
-        String::from("<table><tr><th>name</th><th>status</th><th>image</th><th>agent</th></tr>");
+    let mut body = String::from(
+        "<table><tr><th>name</th><th>status</th><th>image</th><th>agent</th>\
+         <th>memory</th><th>cpus</th><th>processes</th><th>network</th></tr>",
+    );
     let mut logs = String::new();
     for i in &list {
         body.push_str(&format!(
-            "<tr class=\"instance\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"instance\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{} MB</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&i.name),
             esc(i.status.as_str()),
             esc(&i.image),
             esc(i.agent.as_deref().unwrap_or("")),
+            i.memory_mb,
+            i.cpus,
+            i.pids_limit,
+            esc(&i.network),
         ));
         let tail = state
             .ops

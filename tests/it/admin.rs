@@ -186,6 +186,8 @@ async fn in_a_real_browser_an_owner_logs_in_and_sees_the_fleet() {
     let page = browser.text().await;
     assert!(page.contains(&name), "{page}");
     assert!(page.contains("active"), "{page}");
+    // Its resources: the Fleet helper's 256 MB and 64 processes.
+    assert!(page.contains("256 MB") && page.contains("64"), "{page}");
     assert!(page.contains("Log tails"), "{page}");
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     browser
