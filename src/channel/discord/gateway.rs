@@ -249,9 +249,16 @@ async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
             Ok(message) => dispatch(bot, inbound, id, &message).await,
             Err(e) => {
                 tracing::warn!(bot = %bot.id, message = id, "unreadable stored message: {e}");
-                let _ = bot.store.settle_update(&bot.id, id, &[]).await;
+                settle_ignored(bot, id).await;
             }
         }
+    }
+}
+
+/// Marks a stored event answered with nothing to say (not for the bot, or unreadable).
+async fn settle_ignored(bot: &DiscordBot, id: i64) {
+    if let Err(e) = bot.store.settle_update(&bot.id, id, &[]).await {
+        tracing::error!(bot = %bot.id, "cannot settle event {id}: {e}");
     }
 }
 
@@ -294,7 +301,7 @@ async fn dispatch(bot: &DiscordBot, inbound: &InboundTx, id: i64, message: &Mess
             }
         }
         None => {
-            let _ = bot.store.settle_update(&bot.id, id, &[]).await;
+            settle_ignored(bot, id).await;
         }
     }
 }
