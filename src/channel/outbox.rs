@@ -62,7 +62,8 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
     let (per_bot, per_chat) = bot.rates();
     let bot_interval = Duration::from_secs_f64(1.0 / per_bot);
     let chat_interval = Duration::from_secs_f64(1.0 / per_chat);
-    let mut queue: BTreeMap<i64, OutboxRow> = BTreeMap::new();
+    // Each row with its chat key, computed once when the row is read.
+    let mut queue: BTreeMap<i64, (String, OutboxRow)> = BTreeMap::new();
     let mut last_id = 0;
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut blocked: HashMap<String, Instant> = HashMap::new();
@@ -84,8 +85,11 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
                 Ok(rows) => {
                     for row in rows {
                         last_id = last_id.max(row.id);
-                        queue.insert(row.id, row);
+                        queue.insert(row.id, (chat_key(&row), row));
                     }
+                    // Waits that have passed say nothing any more.
+                    let now = Instant::now();
+                    blocked.retain(|_, until| *until > now);
                 }
                 Err(e) => tracing::error!(bot = %bot.channel(), "cannot read the outbox: {e}"),
             }
@@ -96,16 +100,16 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
         let now = Instant::now();
         let mut wake_at = now + Duration::from_secs(30);
         {
-            let mut heads = HashSet::new();
-            for row in queue.values() {
-                let key = chat_key(row);
-                if !heads.insert(key.clone()) || in_flight.contains(&key) {
+            // Only the oldest row of each chat may go, and only when none of its is in flight.
+            let mut heads: HashSet<&str> = HashSet::new();
+            for (key, row) in queue.values() {
+                if !heads.insert(key) || in_flight.contains(key) {
                     continue;
                 }
                 if tasks.len() >= MAX_IN_FLIGHT {
                     break;
                 }
-                if let Some(until) = blocked.get(&key).filter(|t| **t > now) {
+                if let Some(until) = blocked.get(key).filter(|t| **t > now) {
                     wake_at = wake_at.min(*until);
                     continue;
                 }
@@ -115,8 +119,8 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
                 }
                 next_slot = next_slot.max(now) + bot_interval;
                 blocked.insert(key.clone(), now + chat_interval);
-                let edit = progress.get(&key).cloned();
-                in_flight.insert(key);
+                let edit = progress.get(key).cloned();
+                in_flight.insert(key.clone());
                 let (bot, row) = (bot.clone(), row.clone());
                 tasks.spawn(async move {
                     let result = bot.deliver(&row, edit.as_deref()).await;
@@ -140,16 +144,13 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
                         queue.remove(&row.id);
                         attempts.remove(&row.id);
                         match (row.kind.as_str(), message) {
-                            ("progress", Some(id)) => { progress.insert(key.clone(), id); }
+                            ("progress", Some(id)) => { progress.insert(key, id); }
                             ("progress", None) => {}
                             _ => { progress.remove(&key); }
                         }
-                        if !queue.values().any(|r| chat_key(r) == key) {
-                            blocked.retain(|_, t| *t > Instant::now());
-                        }
                     }
                     Err(Failure::RetryAfter(wait)) => {
-                        tracing::info!(bot = %bot.channel(), chat = %key, "Telegram asked to wait {wait:?}");
+                        tracing::info!(bot = %bot.channel(), chat = %key, "the platform asked to wait {wait:?}");
                         blocked.insert(key, Instant::now() + wait);
                     }
                     Err(Failure::Transient(reason)) => {
