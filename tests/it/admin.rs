@@ -17,15 +17,24 @@ async fn with_session(http: &reqwest::Client, url: &str, session: &str) -> reqwe
         .unwrap()
 }
 
-/// Logs in and returns the session cookie (`name=value`).
-async fn login(http: &reqwest::Client, url: &str, origin: &str) -> String {
-    let r = http
-        .post(url)
+/// One login attempt from `origin`.
+async fn post_login(
+    http: &reqwest::Client,
+    url: &str,
+    origin: &str,
+    token: &str,
+) -> reqwest::Response {
+    http.post(url)
         .header("Origin", origin)
-        .form(&[("token", TOKEN)])
+        .form(&[("token", token)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Logs in and returns the session cookie (`name=value`).
+async fn login(http: &reqwest::Client, url: &str, origin: &str) -> String {
+    let r = post_login(http, url, origin, TOKEN).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap();
     cookie.split(';').next().unwrap().to_string()
 }
@@ -58,31 +67,13 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
         assert_eq!(r.headers()["location"], "/login");
     }
     // A login from another origin is refused before the token is even looked at.
-    let cross = http
-        .post(served.url("/login"))
-        .header("Origin", "https://evil.example")
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let cross = post_login(&http, &served.url("/login"), "https://evil.example", TOKEN).await;
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
     // A wrong token is rejected.
-    let wrong = http
-        .post(served.url("/login"))
-        .header("Origin", &origin)
-        .form(&[("token", "guess")])
-        .send()
-        .await
-        .unwrap();
+    let wrong = post_login(&http, &served.url("/login"), &origin, "guess").await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     // The right one sets an HttpOnly, SameSite=Strict cookie.
-    let ok = http
-        .post(served.url("/login"))
-        .header("Origin", &origin)
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let ok = post_login(&http, &served.url("/login"), &origin, TOKEN).await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
@@ -122,22 +113,10 @@ async fn pages_need_a_login_that_is_rate_limited_and_same_origin() {
     // Two attempts so far (the cross-origin one never got that far); three more are allowed,
     // the sixth is refused even with the right token.
     for _ in 0..3 {
-        let r = http
-            .post(served.url("/login"))
-            .header("Origin", &origin)
-            .form(&[("token", "guess")])
-            .send()
-            .await
-            .unwrap();
+        let r = post_login(&http, &served.url("/login"), &origin, "guess").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let sixth = http
-        .post(served.url("/login"))
-        .header("Origin", &origin)
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let sixth = post_login(&http, &served.url("/login"), &origin, TOKEN).await;
     assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
     // Logging out ends the session.
     let out = http
