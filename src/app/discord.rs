@@ -84,26 +84,17 @@ impl DiscordBots {
                 .await
                 .map_err(|e| anyhow::anyhow!("[discord] {e}"))?;
         }
-        for (channel, agent, secret, token) in super::telegram::kept_bots(core, "discord").await? {
-            let started = match token {
-                Ok(token) => {
-                    let config = BotConfig {
-                        token,
-                        default_agent: agent,
-                        token_secret: Some(secret.clone()),
-                        ..bots.template.clone()
-                    };
-                    bots.launch(config)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = started {
-                tracing::error!(bot = %channel, "cannot start the bot whose token is in secret {secret}: {e}");
+        super::telegram::start_kept(core, "discord", |token, agent, secret| {
+            let bots = bots.clone();
+            async move {
+                let config = bots.config_for(token, agent, secret);
+                bots.launch(config)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-        }
+        })
+        .await?;
         Ok(bots)
     }
 

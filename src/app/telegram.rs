@@ -133,27 +133,28 @@ impl TelegramBots {
                 .await
                 .map_err(|e| anyhow::anyhow!("[telegram] {e}"))?;
         }
-        for (channel, agent, secret, token) in kept_bots(core, "telegram").await? {
-            let started = match token {
-                Ok(token) => {
-                    let config = BotConfig {
-                        token,
-                        default_agent: agent,
-                        token_secret: Some(secret.clone()),
-                        ..bots.template.clone()
-                    };
-                    bots.launch(config)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = started {
-                tracing::error!(bot = %channel, "cannot start the bot whose token is in secret {secret}: {e}");
+        start_kept(core, "telegram", |token, agent, secret| {
+            let bots = bots.clone();
+            async move {
+                let config = bots.config_for(token, agent, secret);
+                bots.launch(config)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-        }
+        })
+        .await?;
         Ok(bots)
+    }
+
+    /// The config of a bot connected at runtime.
+    fn config_for(&self, token: String, agent: String, secret: String) -> BotConfig {
+        BotConfig {
+            token,
+            default_agent: agent,
+            token_secret: Some(secret),
+            ..self.template.clone()
+        }
     }
 
     /// Connects one bot and starts its task; returns its channel id and username.
@@ -252,21 +253,26 @@ impl TelegramBots {
     }
 }
 
-/// The bots of a platform connected at runtime, each with its token from its secret:
-/// (channel, default agent, secret name, token or why it cannot be read).
-pub(super) async fn kept_bots(
-    core: &Core,
-    platform: &str,
-) -> anyhow::Result<Vec<(String, String, String, Result<String, String>)>> {
-    let mut bots = Vec::new();
+/// Starts the bots of a platform connected at runtime, each with the token from its secret;
+/// one that cannot start is logged and the others go on.
+pub(super) async fn start_kept<F, Fut>(core: &Core, platform: &str, launch: F) -> anyhow::Result<()>
+where
+    F: Fn(String, String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     for record in core.store.list_bots(platform).await? {
         let Some(secret) = record.token_secret else {
             continue;
         };
-        let token = token_from(core, &secret).await;
-        bots.push((record.channel, record.default_agent, secret, token));
+        let started = match token_from(core, &secret).await {
+            Ok(token) => launch(token, record.default_agent, secret.clone()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            tracing::error!(bot = %record.channel, "cannot start the bot whose token is in secret {secret}: {e}");
+        }
     }
-    Ok(bots)
+    Ok(())
 }
 
 /// A bot token kept in a secret.
@@ -299,15 +305,10 @@ impl BotConnector for Connector {
         let (telegram, discord) = (self.telegram.clone(), self.discord.clone());
         Box::pin(async move {
             match platform.as_str() {
-                "telegram" => {
-                    let config = BotConfig {
-                        token,
-                        default_agent: agent,
-                        token_secret: Some(secret),
-                        ..telegram.template.clone()
-                    };
-                    telegram.launch(config).await.map_err(|e| e.to_string())
-                }
+                "telegram" => telegram
+                    .launch(telegram.config_for(token, agent, secret))
+                    .await
+                    .map_err(|e| e.to_string()),
                 "discord" => discord
                     .launch(discord.config_for(token, agent, secret))
                     .await
