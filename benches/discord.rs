@@ -4,6 +4,8 @@
 //!
 //! Run with `cargo bench --bench discord`.
 
+#[path = "support/chat_daemon.rs"]
+mod chat_daemon;
 #[allow(dead_code)]
 #[path = "../tests/support/discord.rs"]
 mod discord;
@@ -11,7 +13,6 @@ mod discord;
 #[path = "../tests/support/llm.rs"]
 mod llm;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use discord::FakeDiscord;
@@ -44,31 +45,11 @@ async fn run() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
     let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("operator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [llm]\nprovider = \"openai\"\nbase_url = {:?}\napi_key = \"k\"\nmodel = \"m\"\n\
-             [docker]\nhost = \"unix:///nonexistent.sock\"\n{}",
-            dir.path().join("state").display().to_string(),
-            llm.base_url,
-            fake.config(
-                "owners = [1]\ndm_policy = \"open\"\nmessages_per_second = 1000000.0\n\
-                 chat_messages_per_second = 1000000.0\n"
-            )
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn operator");
+    let daemon = chat_daemon::Daemon::start(
+        BIN,
+        &llm.base_url,
+        &fake.config(chat_daemon::OPEN_AND_UNPACED),
+    );
     assert!(
         wait(|| fake.identifies() >= 1, Duration::from_secs(30)).await,
         "never identified"
@@ -113,10 +94,7 @@ async fn run() {
     );
     let per_second = MESSAGES as f64 / started.elapsed().as_secs_f64();
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    daemon.stop();
 
     println!();
     println!("| figure                                            | value        |");

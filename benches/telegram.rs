@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo bench --bench telegram`.
 
+#[path = "support/chat_daemon.rs"]
+mod chat_daemon;
 #[allow(dead_code)]
 #[path = "../tests/support/llm.rs"]
 mod llm;
@@ -12,7 +14,6 @@ mod llm;
 #[path = "../tests/support/telegram.rs"]
 mod telegram;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use llm::{FakeLlm, Vendor};
@@ -62,32 +63,12 @@ async fn run() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
     let tg = FakeTelegram::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("operator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [llm]\nprovider = \"openai\"\nbase_url = {:?}\napi_key = \"k\"\nmodel = \"m\"\n\
-             [docker]\nhost = \"unix:///nonexistent.sock\"\n{}",
-            dir.path().join("state").display().to_string(),
-            llm.base_url,
-            tg.config(
-                "owners = [1]\ndm_policy = \"open\"\nmessages_per_second = 1000000.0\n\
-                 chat_messages_per_second = 1000000.0\n"
-            )
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn operator");
-    let pid = child.id();
+    let daemon = chat_daemon::Daemon::start(
+        BIN,
+        &llm.base_url,
+        &tg.config(chat_daemon::OPEN_AND_UNPACED),
+    );
+    let pid = daemon.child.id();
     let connected = tg
         .wait_until(Duration::from_secs(30), |calls| {
             calls.iter().any(|c| c.method == "getUpdates")
@@ -142,10 +123,7 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many = rss_kib(pid);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    daemon.stop();
 
     println!();
     println!("| figure                                              | value        |");

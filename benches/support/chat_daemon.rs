@@ -1,0 +1,49 @@
+//! For the chat benchmarks: `operator run` in a temporary state directory, pointed at a fake
+//! model and a fake chat platform (its config section given), with rate limits out of the way.
+
+use std::process::{Child, Command, Stdio};
+
+/// A running daemon and the directory it lives in (removed on drop, after the process).
+pub struct Daemon {
+    pub child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the binary with the model at `llm_base_url` and `platform` (a config section).
+    pub fn start(bin: &str, llm_base_url: &str, platform: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("operator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [llm]\nprovider = \"openai\"\nbase_url = {llm_base_url:?}\napi_key = \"k\"\nmodel = \"m\"\n\
+                 [docker]\nhost = \"unix:///nonexistent.sock\"\n{platform}",
+                dir.path().join("state").display().to_string(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn operator");
+        Self { child, _dir: dir }
+    }
+
+    /// Stops it with SIGTERM and waits.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The platform keys every chat benchmark uses: anyone may talk, no pacing.
+pub const OPEN_AND_UNPACED: &str = "owners = [1]\ndm_policy = \"open\"\n\
+     messages_per_second = 1000000.0\nchat_messages_per_second = 1000000.0\n";
