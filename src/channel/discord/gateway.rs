@@ -132,38 +132,42 @@ async fn order(
             batch.push(next);
         }
         batch.sort_by_key(Event::id);
-        for event in batch {
-            take(&bot, &inbound, event).await;
-        }
+        take(&bot, &inbound, batch).await;
     }
 }
 
-/// Stores one event (sealed); a new one is handed on, a repeat from a resume is not.
-async fn take(bot: &DiscordBot, inbound: &InboundTx, event: Event) {
-    let id = event.id() as i64;
-    let json = match &event {
-        Event::Message(m) => serde_json::to_string(m),
-        Event::Command(c) => serde_json::to_string(c),
-    };
-    let json = match json {
-        Ok(json) => json,
+/// Stores a batch of events (sealed) in one transaction, then hands on the new ones in order;
+/// a repeat from a resume is not handed on again.
+async fn take(bot: &DiscordBot, inbound: &InboundTx, batch: Vec<Event>) {
+    let mut rows = Vec::with_capacity(batch.len());
+    for event in &batch {
+        let id = event.id() as i64;
+        let json = match event {
+            Event::Message(m) => serde_json::to_string(m),
+            Event::Command(c) => serde_json::to_string(c),
+        };
+        match json {
+            Ok(json) => rows.push((id, seal(bot, id, &json))),
+            Err(e) => tracing::error!(bot = %bot.id, "cannot keep event {id}: {e}"),
+        }
+    }
+    let fresh = match bot.store.store_updates(&bot.id, &rows, None).await {
+        Ok(fresh) => fresh,
         Err(e) => {
-            tracing::error!(bot = %bot.id, "cannot keep event {id}: {e}");
+            tracing::error!(bot = %bot.id, "cannot store {} events: {e}", rows.len());
             return;
         }
     };
-    let sealed = seal(bot, id, &json);
-    match bot
-        .store
-        .store_updates(&bot.id, &[(id, sealed)], None)
-        .await
-    {
-        Ok(fresh) if !fresh.is_empty() => match &event {
+    for event in batch {
+        let id = event.id() as i64;
+        if !fresh.contains(&id) {
+            tracing::debug!(bot = %bot.id, "event {id} seen before");
+            continue;
+        }
+        match &event {
             Event::Message(m) => dispatch(bot, inbound, id, m).await,
             Event::Command(c) => dispatch_command(bot, inbound, c).await,
-        },
-        Ok(_) => tracing::debug!(bot = %bot.id, "event {id} seen before"),
-        Err(e) => tracing::error!(bot = %bot.id, "cannot store event {id}: {e}"),
+        }
     }
 }
 
