@@ -490,7 +490,9 @@ impl Runner {
         let entry = NewActivity {
             kind: kind.to_string(),
             actor: agent.to_string(),
+            role: Some(crate::domain::ActorRole::Agent),
             agent: Some(agent.to_string()),
+            instance: None,
             conversation_id: Some(conversation.id),
             summary,
             detail,

@@ -63,4 +63,40 @@ impl Caller {
             label: label.into(),
         }
     }
+
+    /// The role this caller acts in, for the activity feed.
+    pub fn role(&self) -> ActorRole {
+        match self.kind {
+            CallerKind::Owner => ActorRole::Owner,
+            CallerKind::Member => ActorRole::User,
+        }
+    }
+}
+
+/// Who caused an activity entry: an owner, another person, an agent (a model's tool call or
+/// reply), or the daemon itself (reconciliation, automations, webhooks, channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActorRole {
+    Owner,
+    User,
+    Agent,
+    #[default]
+    System,
+}
+
+impl ActorRole {
+    pub const ALL: [ActorRole; 4] = [Self::Owner, Self::User, Self::Agent, Self::System];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::User => "user",
+            Self::Agent => "agent",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
 }

@@ -7,7 +7,7 @@ mod files;
 mod message;
 mod name;
 
-pub use chat::{Caller, CallerKind, ChatRef};
+pub use chat::{ActorRole, Caller, CallerKind, ChatRef};
 pub use commands::{SESSION_COMMANDS, SessionCommand, split_command};
 pub use files::{MAX_FILE_BYTES, safe_name};
 pub use message::{Role, StoredMessage, ToolCall};

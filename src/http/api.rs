@@ -115,19 +115,47 @@ async fn create_key(State(state): State<HttpState>, Json(new): Json<NewKey>) -> 
             "name must not be empty",
         );
     }
-    let key = format!("opk_{}", hex::encode(rand::random::<[u8; 24]>()));
-    match state.store.create_api_key(name, &key_hash(&key)).await {
-        Ok(id) => {
-            state.store.record(crate::store::NewActivity {
-                kind: "api_key.created".into(),
-                actor: "admin-api".into(),
-                summary: format!("API key {id} ({name}) created"),
-                ..Default::default()
-            });
-            Json(json!({ "id": id, "name": name, "key": key })).into_response()
-        }
+    match issue_key(&state.store, name, "admin-api").await {
+        Ok((id, key)) => Json(json!({ "id": id, "name": name, "key": key })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
     }
+}
+
+/// Creates an API key named `name`; returns its id and the key (only its hash is kept).
+pub(super) async fn issue_key(
+    store: &crate::store::Store,
+    name: &str,
+    actor: &str,
+) -> crate::store::Result<(i64, String)> {
+    let key = format!("opk_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let id = store.create_api_key(name, &key_hash(&key)).await?;
+    store.record(crate::store::NewActivity {
+        kind: "api_key.created".into(),
+        actor: actor.into(),
+        role: Some(crate::domain::ActorRole::Owner),
+        summary: format!("API key {id} ({name}) created"),
+        ..Default::default()
+    });
+    Ok((id, key))
+}
+
+/// Revokes a live key; false when there is no live key with that id.
+pub(super) async fn revoke(
+    store: &crate::store::Store,
+    id: i64,
+    actor: &str,
+) -> crate::store::Result<bool> {
+    let revoked = store.revoke_api_key(id).await?;
+    if revoked {
+        store.record(crate::store::NewActivity {
+            kind: "api_key.revoked".into(),
+            actor: actor.into(),
+            role: Some(crate::domain::ActorRole::Owner),
+            summary: format!("API key {id} revoked"),
+            ..Default::default()
+        });
+    }
+    Ok(revoked)
 }
 
 async fn list_keys(State(state): State<HttpState>) -> Response {
@@ -144,16 +172,8 @@ async fn list_keys(State(state): State<HttpState>) -> Response {
 }
 
 async fn revoke_key(State(state): State<HttpState>, Path(id): Path<i64>) -> Response {
-    match state.store.revoke_api_key(id).await {
-        Ok(true) => {
-            state.store.record(crate::store::NewActivity {
-                kind: "api_key.revoked".into(),
-                actor: "admin-api".into(),
-                summary: format!("API key {id} revoked"),
-                ..Default::default()
-            });
-            Json(json!({ "id": id, "revoked": true })).into_response()
-        }
+    match revoke(&state.store, id, "admin-api").await {
+        Ok(true) => Json(json!({ "id": id, "revoked": true })).into_response(),
         Ok(false) => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -222,15 +242,20 @@ fn admin() -> Invocation {
 }
 
 fn op_error(e: OpError) -> Response {
-    let (status, code) = match &e {
+    let (status, code) = status_of(&e);
+    error(status, code, e.to_string())
+}
+
+/// The HTTP status and stable code of an operation's error.
+pub(super) fn status_of(e: &OpError) -> (StatusCode, &'static str) {
+    match e {
         OpError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_operation"),
         OpError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
         OpError::InvalidArgs { .. } => (StatusCode::BAD_REQUEST, "invalid_arguments"),
         OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         OpError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         OpError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
-    };
-    error(status, code, e.to_string())
+    }
 }
 
 async fn run_op(state: &HttpState, name: &str, args: Value) -> Response {
@@ -263,10 +288,13 @@ struct ActivityQuery {
     limit: Option<u32>,
     kind: Option<String>,
     agent: Option<String>,
+    role: Option<String>,
+    instance: Option<String>,
 }
 
 async fn activity(State(state): State<HttpState>, Query(q): Query<ActivityQuery>) -> Response {
-    let args = json!({ "limit": q.limit.unwrap_or(50).min(200), "kind": q.kind, "agent": q.agent });
+    let args = json!({ "limit": q.limit.unwrap_or(50).min(200), "kind": q.kind, "agent": q.agent,
+                      "role": q.role, "instance": q.instance });
     let args = Value::Object(
         args.as_object()
             .cloned()

@@ -69,6 +69,70 @@ pub async fn list(
     Ok(text)
 }
 
+/// One line of a directory listing, read from `ls -la`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedFile {
+    pub name: String,
+    /// `dir`, `file`, `link` or `other`.
+    pub kind: &'static str,
+    pub size: u64,
+    /// As `ls` shows it, e.g. `Nov 29 17:08`.
+    pub modified: String,
+    /// Where a symbolic link points.
+    pub target: Option<String>,
+}
+
+/// Reads `ls -la` output (GNU or busybox): permissions, links, owner, group, size, three date
+/// words, then the name. `.` and `..`, the `total` line and lines of another shape are skipped.
+pub fn parse_listing(text: &str) -> Vec<ListedFile> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<ListedFile> {
+    // The byte offset where each of the first nine words starts.
+    let mut starts = Vec::with_capacity(9);
+    let mut previous_blank = true;
+    for (i, c) in line.char_indices() {
+        if previous_blank && !c.is_whitespace() {
+            starts.push(i);
+            if starts.len() == 9 {
+                break;
+            }
+        }
+        previous_blank = c.is_whitespace();
+    }
+    if starts.len() < 9 {
+        return None;
+    }
+    let word = |n: usize| line[starts[n]..].split_whitespace().next().unwrap_or("");
+    let mode = word(0);
+    if mode.len() < 10 {
+        return None;
+    }
+    let size = word(4).parse().ok()?;
+    let kind = match mode.as_bytes()[0] {
+        b'd' => "dir",
+        b'-' => "file",
+        b'l' => "link",
+        _ => "other",
+    };
+    let rest = &line[starts[8]..];
+    let (name, target) = match (kind, rest.split_once(" -> ")) {
+        ("link", Some((name, target))) => (name.to_string(), Some(target.to_string())),
+        _ => (rest.to_string(), None),
+    };
+    if name == "." || name == ".." {
+        return None;
+    }
+    Some(ListedFile {
+        name,
+        kind,
+        size,
+        modified: format!("{} {} {}", word(5), word(6), word(7)),
+        target,
+    })
+}
+
 /// A file's text, up to [`READ_CAP`] bytes; the second value says how many bytes were left out.
 pub async fn read(
     backend: &dyn InstanceBackend,
@@ -163,5 +227,25 @@ mod tests {
         assert_eq!(resolve("/etc/hostname").unwrap(), "/etc/hostname");
         assert_eq!(resolve("").unwrap(), "/workspace");
         assert!(resolve("a\0b").is_err());
+    }
+
+    #[test]
+    fn reads_gnu_and_busybox_listings() {
+        let text = "total 12\n\
+            drwxr-xr-x    3 1000     1000          4096 Nov 29 17:08 .\n\
+            drwxr-xr-x    1 root     root          4096 Nov 29 17:00 ..\n\
+            -rw-r--r--    1 1000     1000            12 Nov 29 17:08 my notes.md\n\
+            drwxr-xr-x 2 root root 4096 Jan  3  2025 reports\n\
+            lrwxrwxrwx 1 root root 7 Nov 29 17:08 latest -> reports\n\
+            ls: cannot access 'x': No such file or directory\n";
+        let files = parse_listing(text);
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(files[0].name, "my notes.md");
+        assert_eq!((files[0].kind, files[0].size), ("file", 12));
+        assert_eq!(files[0].modified, "Nov 29 17:08");
+        assert_eq!((files[1].name.as_str(), files[1].kind), ("reports", "dir"));
+        assert_eq!(files[1].modified, "Jan 3 2025");
+        assert_eq!(files[2].name, "latest");
+        assert_eq!(files[2].target.as_deref(), Some("reports"));
     }
 }

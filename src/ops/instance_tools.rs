@@ -180,7 +180,11 @@ pub async fn exec(ops: &Ops, inv: &Invocation, args: ExecArgs) -> Result<Output,
 pub async fn file_list(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
     let record = ops.store().instance(args.instance.trim()).await?;
     let listing = files::list(ops.instances().as_ref(), &record.name, &args.path).await?;
-    Ok(Output::new(listing.clone(), json!({ "listing": listing })))
+    let entries = files::parse_listing(&listing);
+    Ok(Output::new(
+        listing.clone(),
+        json!({ "listing": listing, "path": files::resolve(&args.path)?, "entries": entries }),
+    ))
 }
 
 pub async fn file_read(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {

@@ -415,6 +415,7 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
             ops.store().record(NewActivity {
                 kind: "instance.status".into(),
                 actor: "system".into(),
+                instance: Some(r.name.clone()),
                 summary: format!(
                     "{}: {} -> {} (found by reconciliation)",
                     r.name,

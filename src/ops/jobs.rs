@@ -183,7 +183,9 @@ pub async fn poll(ops: &Ops, events: &dyn JobEvents) -> Result<(), OpError> {
         ops.store().record(crate::store::NewActivity {
             kind: format!("job.{}", status.as_str()),
             actor: job.agent.clone(),
+            role: Some(crate::domain::ActorRole::Agent),
             agent: Some(job.agent.clone()),
+            instance: Some(job.instance.clone()),
             conversation_id: job.conversation_id,
             summary: format!("job #{} on {} {outcome}", job.id, job.instance),
             detail: Some(json!({ "command": job.command, "exit_code": code })),

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use crate::domain::split_command;
-use crate::domain::{Caller, CallerKind, ChatRef, OPERATOR};
+use crate::domain::{ActorRole, Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
@@ -444,13 +444,35 @@ impl Ops {
         let entry = NewActivity {
             kind: format!("op.{name}"),
             actor: inv.caller.label.clone(),
+            // A model's tool call is the agent acting (on behalf of the caller).
+            role: Some(match inv.via_agent {
+                Some(_) => ActorRole::Agent,
+                None => inv.caller.role(),
+            }),
             agent: inv.via_agent.clone(),
+            instance: instance_of(name, &args),
             conversation_id: inv.conversation_id,
             summary,
             detail: Some(json!({ "args": args, "ok": ok })),
         };
         self.inner.store.record(entry);
         result
+    }
+}
+
+/// The instance an operation is about, read from its arguments: `instance`, or the `name` of an
+/// `instance_*` operation, or its only target.
+fn instance_of(op: &str, args: &Value) -> Option<String> {
+    let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_string);
+    if let Some(instance) = text("instance") {
+        return Some(instance);
+    }
+    if !op.starts_with("instance_") {
+        return None;
+    }
+    match args.get("targets").and_then(Value::as_array) {
+        Some(targets) if targets.len() == 1 => targets[0].as_str().map(str::to_string),
+        _ => text("name"),
     }
 }
 

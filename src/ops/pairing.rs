@@ -68,6 +68,7 @@ pub async fn pair(ops: &Ops, inv: &Invocation, args: PairArgs) -> Result<Output,
     ops.store().record(crate::store::NewActivity {
         kind: "pairing.approved".into(),
         actor: inv.caller.label.clone(),
+        role: Some(inv.caller.role()),
         summary: format!(
             "{} ({} user {}) was paired",
             pairing.name, pairing.platform, pairing.user_id

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output, SPECS};
-use crate::domain::{SESSION_COMMANDS, format_millis};
+use crate::domain::{ActorRole, SESSION_COMMANDS, format_millis};
 use crate::store::ActivityFilter;
 
 pub const HELP: OpSpec = OpSpec {
@@ -35,7 +35,9 @@ pub const ACTIVITY: OpSpec = OpSpec::tool(
             "properties": {
                 "limit": { "type": "integer", "minimum": 1, "maximum": 200, "description": "default 20" },
                 "kind": { "type": "string", "description": "kind prefix, e.g. \"op.\", \"llm.\", \"message.\"" },
-                "agent": { "type": "string" }
+                "agent": { "type": "string" },
+                "role": { "type": "string", "enum": ["owner", "user", "agent", "system"], "description": "who acted" },
+                "instance": { "type": "string", "description": "entries about this instance or by its agent" }
             }
         })
     },
@@ -47,6 +49,8 @@ pub struct ActivityArgs {
     limit: Option<u32>,
     kind: Option<String>,
     agent: Option<String>,
+    role: Option<String>,
+    instance: Option<String>,
 }
 
 pub async fn help(_ops: &Ops, inv: &Invocation) -> Result<Output, OpError> {
@@ -121,10 +125,20 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
 }
 
 pub async fn activity(ops: &Ops, args: ActivityArgs) -> Result<Output, OpError> {
+    let role = match args.role.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(ActorRole::parse(text).ok_or_else(|| OpError::InvalidArgs {
+            op: ACTIVITY.name,
+            message: format!("role must be owner, user, agent or system, not {text:?}"),
+        })?),
+    };
     let filter = ActivityFilter {
         kind_prefix: args.kind,
         agent: args.agent,
+        role,
+        instance: args.instance.filter(|i| !i.trim().is_empty()),
         since: None,
+        after_id: None,
         limit: args.limit.unwrap_or(20).clamp(1, 200),
     };
     let entries = ops.store().activity(&filter).await?;

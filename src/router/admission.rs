@@ -68,6 +68,7 @@ impl Router {
                 self.record(NewActivity {
                     kind: "pairing.requested".into(),
                     actor: format!("{platform}:{}", message.sender_id),
+                    role: Some(crate::domain::ActorRole::User),
                     summary: format!(
                         "{} ({platform} user {}) asked to pair; code {}",
                         message.sender_name, message.sender_id, pairing.code

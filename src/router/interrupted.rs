@@ -42,7 +42,9 @@ impl Router {
             self.record(NewActivity {
                 kind: "turn.interrupted".into(),
                 actor: "system".into(),
+                role: None,
                 agent: Some(turn.agent.clone()),
+                instance: None,
                 conversation_id: Some(turn.conversation_id),
                 summary: format!("interrupted by a stop: {}", turn.request),
                 detail: None,

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent::{Outcome, Progress, Runner, Turn};
 use crate::channel::{Hub, Inbound, Outbound, Receipt};
-use crate::domain::{Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
+use crate::domain::{ActorRole, Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
 use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
 
@@ -149,6 +149,7 @@ impl Router {
                 self.record(NewActivity {
                     kind: "message.rejected".into(),
                     actor: format!("{}:{}", message.chat.channel, message.sender_id),
+                    role: Some(ActorRole::User),
                     summary: format!(
                         "message from {} in {} was not admitted: {why}",
                         message.sender_name, message.chat
@@ -339,6 +340,7 @@ impl Router {
                     self.record(NewActivity {
                         kind: "conversation.new".into(),
                         actor: caller.label.clone(),
+                        role: Some(caller.role()),
                         summary: format!("fresh conversation in {chat}"),
                         ..NewActivity::default()
                     });
@@ -403,7 +405,9 @@ impl Router {
         self.record(NewActivity {
             kind: "message.in".into(),
             actor: job.caller.label.clone(),
+            role: Some(job.caller.role()),
             agent: Some(agent.clone()),
+            instance: None,
             conversation_id: Some(conversation.id),
             summary: text.chars().take(160).collect(),
             detail: Some(json!({ "chat": message.chat.to_string(), "from": message.sender_name })),
@@ -513,6 +517,7 @@ impl Router {
         let conversation_id = turn.conversation.id;
         let agent = turn.conversation.agent.clone();
         let caller = turn.caller.label.clone();
+        let caller_role = turn.caller.role();
         let outcome = self.inner.runner.run_turn(turn, &progress).await;
         // Every ending leaves an assistant message, so an unanswered conversation after a
         // restart can only be a turn that a crash cut short.
@@ -549,7 +554,9 @@ impl Router {
                 self.record(NewActivity {
                     kind: "turn.failed".into(),
                     actor: agent.clone(),
+                    role: Some(ActorRole::Agent),
                     agent: Some(agent),
+                    instance: None,
                     conversation_id: Some(conversation_id),
                     summary: reason.clone(),
                     detail: None,
@@ -560,7 +567,9 @@ impl Router {
                 self.record(NewActivity {
                     kind: "turn.cancelled".into(),
                     actor: caller,
+                    role: Some(caller_role),
                     agent: Some(agent),
+                    instance: None,
                     conversation_id: Some(conversation_id),
                     summary: "turn cancelled".into(),
                     detail: None,

@@ -7,10 +7,10 @@
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Result, Store};
-use crate::domain::{Millis, now_millis};
+use crate::domain::{ActorRole, Millis, now_millis};
 use crate::secrets::Redactor;
 
 /// One entry about to be written.
@@ -20,12 +20,25 @@ pub struct NewActivity {
     pub kind: String,
     /// Who caused it: a caller label, an agent, or `system`.
     pub actor: String,
+    /// The actor's role; `None` means the agent when the actor is the agent, else the system.
+    pub role: Option<ActorRole>,
     pub agent: Option<String>,
+    /// The instance the entry is about, when there is one.
+    pub instance: Option<String>,
     pub conversation_id: Option<i64>,
     /// One line for people.
     pub summary: String,
     /// Structured detail for machines.
     pub detail: Option<serde_json::Value>,
+}
+
+impl NewActivity {
+    fn role(&self) -> ActorRole {
+        self.role.unwrap_or(match &self.agent {
+            Some(agent) if *agent == self.actor => ActorRole::Agent,
+            _ => ActorRole::System,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,7 +47,10 @@ pub struct ActivityEntry {
     pub at: Millis,
     pub kind: String,
     pub actor: String,
+    /// `owner`, `user`, `agent` or `system`.
+    pub role: String,
     pub agent: Option<String>,
+    pub instance: Option<String>,
     pub conversation_id: Option<i64>,
     pub summary: String,
     pub detail: Option<serde_json::Value>,
@@ -45,7 +61,12 @@ pub struct ActivityFilter {
     /// Only kinds starting with this prefix (`tool.` matches `tool.call` and `tool.result`).
     pub kind_prefix: Option<String>,
     pub agent: Option<String>,
+    pub role: Option<ActorRole>,
+    /// Entries about this instance, and entries of the agent that lives in it.
+    pub instance: Option<String>,
     pub since: Option<Millis>,
+    /// Only entries written after the one with this id.
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -56,7 +77,9 @@ fn entry_from_row(row: &SqliteRow) -> Result<ActivityEntry> {
         at: row.try_get("at")?,
         kind: row.try_get("kind")?,
         actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
         agent: row.try_get("agent")?,
+        instance: row.try_get("instance")?,
         conversation_id: row.try_get("conversation_id")?,
         summary: row.try_get("summary")?,
         detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
@@ -74,8 +97,20 @@ pub(super) enum Command {
 /// Largest batch written in one transaction.
 const BATCH: usize = 256;
 
-/// Starts the writer task; it ends when every sender is gone.
-pub(super) fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Command> {
+/// Entries kept for subscribers that fall behind; a slower one is told how many it missed.
+const LIVE_BUFFER: usize = 1024;
+
+/// Where written entries are announced, for live views.
+pub(super) fn live_channel() -> broadcast::Sender<ActivityEntry> {
+    broadcast::channel(LIVE_BUFFER).0
+}
+
+/// Starts the writer task; it ends when every sender is gone. Each written entry is announced
+/// on `live` once it is in the database.
+pub(super) fn spawn_writer(
+    pool: SqlitePool,
+    live: broadcast::Sender<ActivityEntry>,
+) -> mpsc::UnboundedSender<Command> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut batch = Vec::new();
@@ -92,8 +127,19 @@ pub(super) fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Command> {
                 }
             }
             if !batch.is_empty() {
-                if let Err(e) = write_batch(&pool, &batch).await {
-                    tracing::error!(entries = batch.len(), "cannot write the activity feed: {e}");
+                match write_batch(&pool, &batch).await {
+                    Ok(written) => {
+                        for entry in written {
+                            // Nobody listening is fine.
+                            let _ = live.send(entry);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            entries = batch.len(),
+                            "cannot write the activity feed: {e}"
+                        )
+                    }
                 }
                 batch.clear();
             }
@@ -105,32 +151,52 @@ pub(super) fn spawn_writer(pool: SqlitePool) -> mpsc::UnboundedSender<Command> {
     tx
 }
 
-async fn write_batch(pool: &SqlitePool, batch: &[(NewActivity, Millis)]) -> Result<()> {
+/// Writes the batch in one transaction; returns the entries as stored (ids, redacted text).
+async fn write_batch(
+    pool: &SqlitePool,
+    batch: &[(NewActivity, Millis)],
+) -> Result<Vec<ActivityEntry>> {
     // Secret values never reach the feed on disk.
     let redactor = Redactor::global();
     let mut tx = pool.begin().await?;
+    let mut written = Vec::with_capacity(batch.len());
     for (entry, at) in batch {
-        sqlx::query(
-            "INSERT INTO activity (at, kind, actor, agent, conversation_id, summary, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let summary = redactor.redact(&entry.summary).into_owned();
+        let detail = entry
+            .detail
+            .as_ref()
+            .map(|d| redactor.redact(&d.to_string()).into_owned());
+        let role = entry.role().as_str();
+        let done = sqlx::query(
+            "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(at)
         .bind(&entry.kind)
         .bind(&entry.actor)
+        .bind(role)
         .bind(&entry.agent)
+        .bind(&entry.instance)
         .bind(entry.conversation_id)
-        .bind(redactor.redact(&entry.summary).as_ref())
-        .bind(
-            entry
-                .detail
-                .as_ref()
-                .map(|d| redactor.redact(&d.to_string()).into_owned()),
-        )
+        .bind(&summary)
+        .bind(&detail)
         .execute(&mut *tx)
         .await?;
+        written.push(ActivityEntry {
+            id: done.last_insert_rowid(),
+            at: *at,
+            kind: entry.kind.clone(),
+            actor: entry.actor.clone(),
+            role: role.to_string(),
+            agent: entry.agent.clone(),
+            instance: entry.instance.clone(),
+            conversation_id: entry.conversation_id,
+            summary,
+            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+        });
     }
     tx.commit().await?;
-    Ok(())
+    Ok(written)
 }
 
 impl Store {
@@ -164,15 +230,50 @@ impl Store {
         let rows = sqlx::query(
             "SELECT * FROM activity \
              WHERE ($1 IS NULL OR kind LIKE $1) AND ($2 IS NULL OR agent = $2) AND ($3 IS NULL OR at >= $3) \
+             AND ($5 IS NULL OR role = $5) AND ($7 IS NULL OR id > $7) \
+             AND ($6 IS NULL OR instance = $6 OR agent IN \
+                  (SELECT agent FROM instances WHERE name = $6 AND agent IS NOT NULL)) \
              ORDER BY id DESC LIMIT $4",
         )
         .bind(prefix)
         .bind(&filter.agent)
         .bind(filter.since)
         .bind(limit)
+        .bind(filter.role.map(ActorRole::as_str))
+        .bind(&filter.instance)
+        .bind(filter.after_id)
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Entries as they are written, for live views. A receiver that falls more than
+    /// a thousand entries behind is told how many it missed.
+    pub fn activity_live(&self) -> broadcast::Receiver<ActivityEntry> {
+        self.live.subscribe()
+    }
+}
+
+impl ActivityFilter {
+    /// Whether an entry passes the filter; `instance_agent` is the agent living in the
+    /// filter's instance, if any.
+    pub fn matches(&self, entry: &ActivityEntry, instance_agent: Option<&str>) -> bool {
+        let kind = self
+            .kind_prefix
+            .as_deref()
+            .is_none_or(|p| entry.kind.starts_with(p));
+        let agent = self
+            .agent
+            .as_deref()
+            .is_none_or(|a| entry.agent.as_deref() == Some(a));
+        let role = self.role.is_none_or(|r| entry.role == r.as_str());
+        let instance = self.instance.as_deref().is_none_or(|i| {
+            entry.instance.as_deref() == Some(i)
+                || (instance_agent.is_some() && entry.agent.as_deref() == instance_agent)
+        });
+        let since = self.since.is_none_or(|s| entry.at >= s);
+        let after = self.after_id.is_none_or(|id| entry.id > id);
+        kind && agent && role && instance && since && after
     }
 }
 

@@ -141,6 +141,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api keys",
         include_str!("../../migrations/0009_api_keys.sql"),
     ),
+    (
+        10,
+        "activity roles",
+        include_str!("../../migrations/0010_activity_roles.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +189,7 @@ pub struct Store {
     read: SqlitePool,
     write: SqlitePool,
     activity: tokio::sync::mpsc::UnboundedSender<activity::Command>,
+    live: tokio::sync::broadcast::Sender<ActivityEntry>,
 }
 
 impl Store {
@@ -220,11 +226,13 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::Db)?;
-        let activity = activity::spawn_writer(write.clone());
+        let live = activity::live_channel();
+        let activity = activity::spawn_writer(write.clone(), live.clone());
         Ok(Self {
             read,
             write,
             activity,
+            live,
         })
     }
 

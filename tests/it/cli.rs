@@ -134,7 +134,7 @@ async fn migrate_applies_once_and_version_prints() {
     let first = world.run(&["migrate"], "").await;
     assert!(first.success(), "{first:?}");
     assert!(
-        first.stdout.contains("applied 9 migration"),
+        first.stdout.contains("applied 10 migration"),
         "{}",
         first.stdout
     );

@@ -4,6 +4,8 @@
 mod support;
 
 mod admin;
+mod admin_browser;
+mod admin_forms;
 mod automations;
 mod chat;
 mod cli;
