@@ -235,7 +235,10 @@ async fn turn_overhead() -> (Duration, Duration) {
             llm: Some("zero-latency".into()),
             channels: vec!["console".into()],
         },
-        Arc::new(DockerBackend::new("")),
+        Arc::new(operator::instance::Fleet::single(
+            "",
+            Arc::new(DockerBackend::new("")),
+        )),
         instance_defaults,
         Arc::new(operator::secrets::MasterKey::generate()),
         Arc::new(tokio::sync::Notify::new()),

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use crate::agent::llm;
 use crate::config::Loaded;
-use crate::instance::{DockerBackend, InstanceBackend};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +133,7 @@ pub async fn run(loaded: &Loaded) -> Report {
         }
     }
 
-    check_docker(&mut report, &settings.docker.host).await;
+    check_docker(&mut report, settings).await;
 
     let listen = &settings.admin.listen;
     let loopback = listen
@@ -164,15 +163,80 @@ pub async fn run(loaded: &Loaded) -> Report {
     report
 }
 
-/// An engine that answers is fine. One that does not is an error when a host was configured,
-/// and a warning for the default socket (instances are then unavailable, the rest works).
-async fn check_docker(report: &mut Report, host: &str) {
-    let backend = DockerBackend::new(host);
-    match backend.engine().await {
-        Ok(version) => report.push(Level::Ok, "docker", format!("{version} answers")),
-        Err(e) if host.trim().is_empty() => report.push(Level::Warn, "docker", e.to_string()),
-        Err(e) => report.push(Level::Error, "docker", e.to_string()),
+/// Each Docker host: whether it answers, its engine, and what it holds against its capacity. A
+/// host that does not answer is an error when it was configured, and a warning for the default
+/// socket (instances are then unavailable, the rest works).
+async fn check_docker(report: &mut Report, settings: &crate::config::Settings) {
+    let docker = &settings.docker;
+    let fleet =
+        match crate::instance::fleet_from_settings(docker, &settings.state_dir().join("run")) {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                report.push(Level::Error, "docker", e);
+                return;
+            }
+        };
+    let held = instances_per_host(&settings.state_dir(), fleet.first_host()).await;
+    let several = !docker.hosts.is_empty();
+    for (host, health) in fleet.probe_all().await {
+        let (count, memory) = held.get(host.name()).copied().unwrap_or((0, 0));
+        let mut load = format!("{count} instance(s)");
+        if let Some(cap) = host.spec.capacity_instances {
+            load.push_str(&format!(" of {cap}"));
+        }
+        if let Some(cap) = host.spec.capacity_memory_mb {
+            load.push_str(&format!(", {memory} of {cap} MiB promised"));
+        }
+        let name = if several {
+            format!("host {} ({})", host.name(), host.spec.endpoint)
+        } else {
+            host.spec.endpoint.clone()
+        };
+        match (health.reachable, health.version) {
+            (Some(true), Some(version)) => report.push(
+                Level::Ok,
+                "docker",
+                format!("{name}: {version} answers; {load}"),
+            ),
+            _ => {
+                let level = if several || !docker.host.trim().is_empty() {
+                    Level::Error
+                } else {
+                    Level::Warn
+                };
+                let why = health.error.unwrap_or_else(|| "no answer".into());
+                report.push(level, "docker", format!("{name}: {why}; {load}"));
+            }
+        }
     }
+}
+
+/// Instances and promised memory per host, from the database when it can be read.
+async fn instances_per_host(
+    dir: &Path,
+    first_host: &str,
+) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut held = std::collections::HashMap::new();
+    if !dir.join("operator.db").is_file() {
+        return held;
+    }
+    let Ok(store) = Store::open(dir).await else {
+        return held;
+    };
+    if let Ok(records) = store.list_instances().await {
+        for r in records {
+            let host = if r.host.is_empty() {
+                first_host.to_string()
+            } else {
+                r.host
+            };
+            let entry = held.entry(host).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += u64::try_from(r.memory_mb).unwrap_or(0);
+        }
+    }
+    store.close().await;
+    held
 }
 
 async fn check_store(report: &mut Report, dir: &Path) {

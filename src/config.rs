@@ -25,7 +25,7 @@ pub enum ConfigError {
     #[error("environment variable configuration (OPERATOR__*): {message}")]
     Env { message: String },
     #[error("config {key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
 /// A credential read from configuration. It never prints itself.
@@ -167,6 +167,34 @@ pub struct DockerSettings {
     pub memory_mb: u64,
     pub cpus: f64,
     pub pids_limit: i64,
+    /// Several Docker engines (`[[docker.hosts]]`); empty: the one engine of `host`.
+    #[serde(default)]
+    pub hosts: Vec<DockerHostSettings>,
+}
+
+/// One Docker engine of the fleet.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerHostSettings {
+    /// How instances and people refer to it: lowercase letters, digits and hyphens.
+    pub name: String,
+    /// `unix:///path/docker.sock`, `tcp://host:2376` (with the three TLS files below), or
+    /// `ssh://user@host[:port]` (through the `ssh` client; the remote user runs `docker`).
+    pub endpoint: String,
+    /// Free-form labels to place by, such as `region = "eu"` or `gpu = "yes"`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// At most this many instances (unset: no limit).
+    pub capacity_instances: Option<u32>,
+    /// At most this much memory promised to its instances, in MiB (unset: no limit).
+    pub capacity_memory_mb: Option<u64>,
+    /// TLS client certificate files for `tcp://` (as `docker --tlsverify` uses them).
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// For `ssh://`: the private key, and a known_hosts file to check the host key against.
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,9 +327,9 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
+        let invalid = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_string(),
                 message: message.to_string(),
             })
         };
@@ -364,7 +392,7 @@ impl Settings {
                 "mode = \"webhook\" needs the public HTTPS base URL Telegram calls",
             );
         }
-        Ok(())
+        self.docker.validate_hosts()
     }
 
     /// The state directory: `[state] dir`, else `$STATE_DIRECTORY` (systemd), else `data`.
@@ -380,6 +408,65 @@ impl Settings {
             }
             None => PathBuf::from("data"),
         }
+    }
+}
+
+impl DockerSettings {
+    fn validate_hosts(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        if !self.hosts.is_empty() && !self.host.trim().is_empty() {
+            return invalid(
+                "docker.host".into(),
+                "set either docker.host (one engine) or [[docker.hosts]] (several), not both"
+                    .into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let key = |field: &str| format!("docker.hosts[{i}].{field}");
+            let valid_name = !h.name.is_empty()
+                && h.name.len() <= 40
+                && h.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                return invalid(
+                    key("name"),
+                    format!("{:?} must be lowercase letters, digits and hyphens", h.name),
+                );
+            }
+            if !seen.insert(h.name.clone()) {
+                return invalid(key("name"), format!("{:?} is used twice", h.name));
+            }
+            let endpoint = h.endpoint.trim();
+            let tls = [&h.tls_ca, &h.tls_cert, &h.tls_key];
+            if endpoint.starts_with("tcp://") {
+                if tls.iter().any(|f| f.is_none()) {
+                    return invalid(
+                        key("endpoint"),
+                        "a tcp:// engine needs tls_ca, tls_cert and tls_key: the Docker API \
+                         without TLS gives root on that host to anyone who can reach it"
+                            .into(),
+                    );
+                }
+            } else if endpoint.starts_with("ssh://") {
+                if endpoint.len() <= "ssh://".len() {
+                    return invalid(key("endpoint"), "ssh:// needs user@host".into());
+                }
+            } else if !endpoint.starts_with("unix://") {
+                return invalid(
+                    key("endpoint"),
+                    format!("{endpoint:?} must start with unix://, tcp:// or ssh://"),
+                );
+            }
+            if h.capacity_instances == Some(0) || h.capacity_memory_mb == Some(0) {
+                return invalid(
+                    key("capacity_instances"),
+                    "a capacity must be above 0".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 

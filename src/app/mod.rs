@@ -18,7 +18,7 @@ use crate::channel::{Channel, Hub, Outbound};
 use crate::config::{MissedRuns, Settings};
 use crate::domain::{Caller, CallerKind, ChatRef};
 use crate::http::{self, HttpState, WebhookSink};
-use crate::instance::{DockerBackend, InstanceDefaults};
+use crate::instance::InstanceDefaults;
 use crate::notify;
 use crate::ops::{JobEvents, Ops, SystemInfo, TurnRunner};
 use crate::router::Router;
@@ -61,14 +61,16 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         llm: llm.as_ref().map(|l| l.describe()),
         channels,
     };
-    let instances = Arc::new(DockerBackend::new(&settings.docker.host));
+    let fleet =
+        crate::instance::fleet_from_settings(&settings.docker, &settings.state_dir().join("run"))
+            .map_err(|e| anyhow::anyhow!("config [[docker.hosts]]: {e}"))?;
     let defaults = InstanceDefaults::from_settings(&settings.docker);
     let master_key = Arc::new(load_master_key(&settings.state_dir(), &store).await?);
     let scheduler_wake = Arc::new(Notify::new());
     let ops = Ops::new(
         store.clone(),
         info,
-        instances,
+        Arc::new(fleet),
         defaults,
         master_key,
         scheduler_wake.clone(),
@@ -79,6 +81,7 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         max_steps: settings.operator.max_steps,
         context_tokens: settings.operator.context_tokens,
     };
+    ops.load_placements().await?;
     let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
     let hub = Hub::default();
     let http_chat = Arc::new(crate::channel::http_chat::HttpChat::default());

@@ -7,6 +7,7 @@
 
 mod docker;
 pub mod files;
+pub mod fleet;
 mod profile;
 mod tar;
 
@@ -14,7 +15,13 @@ use std::time::Duration;
 
 use crate::agent::llm::BoxFuture;
 
-pub use docker::DockerBackend;
+pub use docker::{DockerBackend, Endpoint};
+pub use fleet::{Fleet, Host, HostHealth, HostSpec, Load, Placement};
+
+/// A workspace as a tar stream whose entries sit under `workspace/`.
+pub type ArchiveStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
 
 /// Label on every container and volume the daemon owns.
 pub const LABEL_MANAGED: &str = "operator.managed";
@@ -171,6 +178,45 @@ pub trait InstanceBackend: Send + Sync {
     ) -> BoxFuture<'a, Result<(), InstanceError>>;
     /// Names of the instances whose containers carry our label.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;
+    /// The instance's workspace, read from its container (which may be stopped).
+    fn export_workspace<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ArchiveStream, InstanceError>>;
+    /// Fills a new workspace volume for `spec` from an exported workspace (ownership kept).
+    /// Fails when the volume already exists. `create` then finds it and uses it.
+    fn import_workspace<'a>(
+        &'a self,
+        spec: &'a InstanceSpec,
+        archive: ArchiveStream,
+    ) -> BoxFuture<'a, Result<(), InstanceError>>;
+}
+
+/// The fleet the config describes: every `[[docker.hosts]]` entry, or the one engine of
+/// `[docker] host`. SSH tunnels keep their sockets under `run_dir`.
+pub fn fleet_from_settings(
+    docker: &crate::config::DockerSettings,
+    run_dir: &std::path::Path,
+) -> Result<Fleet, String> {
+    if docker.hosts.is_empty() {
+        let backend = std::sync::Arc::new(DockerBackend::new(&docker.host));
+        return Ok(Fleet::single(&docker.host, backend));
+    }
+    let mut hosts = Vec::new();
+    for h in &docker.hosts {
+        let endpoint = Endpoint::from_settings(h, run_dir)?;
+        let spec = HostSpec {
+            name: h.name.clone(),
+            endpoint: endpoint.describe(),
+            labels: h.labels.clone(),
+            capacity_instances: h.capacity_instances,
+            capacity_memory_mb: h.capacity_memory_mb,
+        };
+        let backend: std::sync::Arc<dyn InstanceBackend> =
+            std::sync::Arc::new(DockerBackend::with_endpoint(endpoint));
+        hosts.push((spec, backend));
+    }
+    Ok(Fleet::new(hosts))
 }
 
 /// The container name of an instance.

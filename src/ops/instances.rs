@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::{Access, OpError, OpSpec, Ops, Output};
 use crate::domain::{AgentName, format_millis};
-use crate::instance::{InstanceError, InstanceSpec, RunState};
-use crate::store::{InstanceRecord, InstanceStatus, NewActivity};
+use crate::instance::{InstanceError, InstanceSpec, Placement, RunState};
+use crate::store::{InstanceRecord, InstanceStatus};
 
 fn schema_targets() -> Value {
     json!({
@@ -35,7 +35,9 @@ pub const CREATE: OpSpec = OpSpec::tool(
                 "cpus": { "type": "number", "minimum": 0.1 },
                 "network": { "type": "string", "description": "\"none\" or \"bridge\"" },
                 "tags": { "type": "array", "items": { "type": "string" } },
-                "project": { "type": "string", "description": "what this instance is for" }
+                "project": { "type": "string", "description": "what this instance is for" },
+                "host": { "type": "string", "description": "the Docker host to put it on (default: the least-loaded host that fits)" },
+                "labels": { "type": "object", "additionalProperties": { "type": "string" }, "description": "put it on a host with these labels, e.g. {\"region\": \"eu\"}" }
             },
             "required": ["name"]
         })
@@ -98,6 +100,8 @@ pub struct CreateArgs {
     pub(super) tags: Vec<String>,
     #[serde(default)]
     pub(super) project: String,
+    pub(super) host: Option<String>,
+    pub(super) labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl CreateArgs {
@@ -111,6 +115,8 @@ impl CreateArgs {
             network: None,
             tags: Vec::new(),
             project: String::new(),
+            host: None,
+            labels: None,
         }
     }
 }
@@ -166,10 +172,11 @@ pub(super) fn record_json(r: &InstanceRecord) -> Value {
         "agent": r.agent,
         "last_error": r.last_error,
         "created_at": format_millis(r.created_at),
+        "host": r.host,
     })
 }
 
-fn status_of(state: &RunState) -> InstanceStatus {
+pub(super) fn status_of(state: &RunState) -> InstanceStatus {
     match state {
         RunState::Running => InstanceStatus::Active,
         RunState::Stopped => InstanceStatus::Stopped,
@@ -209,6 +216,7 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         status: InstanceStatus::Provisioning,
         last_error: None,
         created_at: 0,
+        host: String::new(),
     };
     let changes = Settings {
         image: args.image,
@@ -217,7 +225,14 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         network: args.network,
     };
     apply_settings(&mut record, CREATE.name, changes)?;
+    let want = match (args.host.filter(|h| !h.trim().is_empty()), args.labels) {
+        (Some(host), _) => Placement::Host(host.trim().to_string()),
+        (None, Some(labels)) if !labels.is_empty() => Placement::Labels(labels),
+        _ => Placement::Anywhere,
+    };
+    record.host = super::hosts::place(ops, &record.name, &want, record.memory_mb).await?;
     let record = ops.store().create_instance(&record).await?;
+    ops.fleet().place(&record.name, &record.host);
     bring_up(ops, &record, None, "Created").await
 }
 
@@ -313,19 +328,21 @@ pub(super) async fn provision(
     record: &InstanceRecord,
     copy_from: Option<&str>,
 ) -> Result<(), InstanceError> {
-    let backend = ops.instances();
+    let host = ops.fleet().on(&record.host)?;
     let image = record.image.clone();
     let key = format!("pull:{image}");
     let progress = move |line: String| {
         tracing::info!(image = %image, "{line}");
         super::report_progress(&key, line);
     };
-    backend.ensure_image(&record.image, &progress).await?;
-    backend.create(&spec_of(record), copy_from).await
+    host.run(host.backend().ensure_image(&record.image, &progress))
+        .await?;
+    ops.fleet().place(&record.name, &record.host);
+    ops.instances().create(&spec_of(record), copy_from).await
 }
 
 pub async fn list(ops: &Ops) -> Result<Output, OpError> {
-    let fleet = reconcile(ops).await?;
+    let fleet = super::hosts::reconcile(ops).await?;
     let mut text = format!("{} instance(s)", fleet.records.len());
     for r in &fleet.records {
         let tags = if r.tags.is_empty() {
@@ -339,9 +356,10 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             format!(" — {}", r.project)
         };
         text.push_str(&format!(
-            "\n• {} {} ({}){tags}{project}",
+            "\n• {} {} on {} ({}){tags}{project}",
             r.name,
             r.status.as_str(),
+            r.host,
             r.image
         ));
     }
@@ -352,7 +370,9 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
         ));
     }
     if let Some(e) = &fleet.unreachable {
-        text.push_str(&format!("\nStatuses are the last known ones: {e}"));
+        text.push_str(&format!(
+            "\nInstances on hosts that do not answer keep their last known state: {e}"
+        ));
     }
     Ok(Output::new(
         text,
@@ -362,82 +382,6 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             "warning": fleet.unreachable,
         }),
     ))
-}
-
-/// The fleet as the database and the engine agree on it.
-pub struct Reconciled {
-    pub records: Vec<InstanceRecord>,
-    /// Instances with our label that the database does not know.
-    pub unknown: Vec<String>,
-    /// Set when the engine did not answer: statuses are then the stored ones.
-    pub unreachable: Option<String>,
-}
-
-/// Compares the database with the engine: statuses follow the containers (one removed behind
-/// our back becomes `missing`), and labelled containers the database does not know are listed.
-pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
-    let mut records = ops.store().list_instances().await?;
-    let backend = ops.instances();
-    let managed = match backend.managed().await {
-        Ok(names) => names,
-        Err(e) => {
-            return Ok(Reconciled {
-                records,
-                unknown: Vec::new(),
-                unreachable: Some(e.to_string()),
-            });
-        }
-    };
-    for r in &mut records {
-        if r.status == InstanceStatus::Provisioning {
-            continue;
-        }
-        let live = match backend.state(&r.name).await {
-            Ok(state) => status_of(&state),
-            Err(e @ InstanceError::Unreachable(_)) => {
-                return Ok(Reconciled {
-                    records,
-                    unknown: Vec::new(),
-                    unreachable: Some(e.to_string()),
-                });
-            }
-            Err(e) => {
-                r.last_error = Some(e.to_string());
-                continue;
-            }
-        };
-        // A failed instance without a container stays failed: missing would hide the reason.
-        let keep_failed = r.status == InstanceStatus::Failed && live == InstanceStatus::Missing;
-        if live != r.status && !keep_failed {
-            ops.store()
-                .set_instance_status(&r.name, live, r.last_error.as_deref())
-                .await?;
-            ops.store().record(NewActivity {
-                kind: "instance.status".into(),
-                actor: "system".into(),
-                instance: Some(r.name.clone()),
-                summary: format!(
-                    "{}: {} -> {} (found by reconciliation)",
-                    r.name,
-                    r.status.as_str(),
-                    live.as_str()
-                ),
-                ..NewActivity::default()
-            });
-            r.status = live;
-        }
-    }
-    let mut unknown: Vec<String> = managed
-        .into_iter()
-        .filter(|name| !records.iter().any(|r| &r.name == name))
-        .collect();
-    unknown.sort();
-    unknown.dedup();
-    Ok(Reconciled {
-        records,
-        unknown,
-        unreachable: None,
-    })
 }
 
 /// Deletes an instance with its workspace (for throwaway copies).
@@ -455,6 +399,7 @@ pub async fn delete(ops: &Ops, args: DeleteArgs) -> Result<Output, OpError> {
         .remove(&record.name, args.keep_workspace)
         .await?;
     ops.store().delete_instance(&record.name).await?;
+    ops.fleet().forget(&record.name);
     let kept = if args.keep_workspace {
         " Its workspace volume was kept."
     } else {
@@ -536,6 +481,7 @@ async fn fleet_one(ops: &Ops, action: Action, name: &str) -> Result<(), OpError>
         (Ok(()), Action::Stop) => InstanceStatus::Stopped,
         (Ok(()), _) => InstanceStatus::Active,
         (Err(InstanceError::Missing(_)), _) => InstanceStatus::Missing,
+        (Err(InstanceError::Unreachable(_)), _) => InstanceStatus::Unreachable,
         (Err(_), _) => record.status,
     };
     let error = result.as_ref().err().map(ToString::to_string);

@@ -9,6 +9,7 @@ mod agents;
 mod automations;
 mod bots;
 mod chat_files;
+mod hosts;
 mod instance_admin;
 mod instance_tools;
 mod instances;
@@ -29,13 +30,13 @@ use serde_json::{Value, json};
 
 pub use crate::domain::split_command;
 use crate::domain::{ActorRole, Caller, CallerKind, ChatRef, OPERATOR};
-use crate::instance::{InstanceBackend, InstanceDefaults};
+use crate::instance::{Fleet, InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
 use tokio::sync::Notify;
 
 pub use bots::BotConnector;
-pub use instances::Reconciled;
+pub use hosts::Reconciled;
 pub use jobs::JobEvents;
 pub use registry::SPECS;
 
@@ -219,7 +220,9 @@ pub struct Ops {
 struct Inner {
     store: Store,
     info: SystemInfo,
+    /// The fleet, as the backend every instance call goes through.
     instances: Arc<dyn InstanceBackend>,
+    fleet: Arc<Fleet>,
     instance_defaults: InstanceDefaults,
     master_key: Arc<MasterKey>,
     /// Nudges the scheduler when automations change.
@@ -258,7 +261,7 @@ impl Ops {
     pub fn new(
         store: Store,
         info: SystemInfo,
-        instances: Arc<dyn InstanceBackend>,
+        fleet: Arc<Fleet>,
         instance_defaults: InstanceDefaults,
         master_key: Arc<MasterKey>,
         scheduler_wake: Arc<Notify>,
@@ -267,7 +270,8 @@ impl Ops {
             inner: Arc::new(Inner {
                 store,
                 info,
-                instances,
+                instances: fleet.clone(),
+                fleet,
                 instance_defaults,
                 master_key,
                 scheduler_wake,
@@ -332,6 +336,24 @@ impl Ops {
         &self.inner.instances
     }
 
+    /// The Docker hosts, for placement and per-host calls.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.inner.fleet
+    }
+
+    /// Tells the fleet where each stored instance lives; instances stored before several hosts
+    /// existed are given the first host. Called once at start.
+    pub async fn load_placements(&self) -> Result<(), OpError> {
+        let fleet = self.fleet();
+        self.store()
+            .adopt_hostless_instances(fleet.first_host())
+            .await?;
+        for r in self.store().list_instances().await? {
+            fleet.place(&r.name, &r.host);
+        }
+        Ok(())
+    }
+
     pub fn instance_defaults(&self) -> &InstanceDefaults {
         &self.inner.instance_defaults
     }
@@ -348,7 +370,7 @@ impl Ops {
 
     /// Brings stored instance statuses in line with the engine (see [`Reconciled`]).
     pub async fn reconcile_instances(&self) -> Result<Reconciled, OpError> {
-        instances::reconcile(self).await
+        hosts::reconcile(self).await
     }
 
     pub fn store(&self) -> &Store {

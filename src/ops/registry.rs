@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{
-    Invocation, OpError, OpSpec, Ops, Output, agents, automations, bots, chat_files,
+    Invocation, OpError, OpSpec, Ops, Output, agents, automations, bots, chat_files, hosts,
     instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system, webhooks,
     workspace,
 };
@@ -31,6 +31,8 @@ pub static SPECS: &[OpSpec] = &[
     instance_tools::FILE_LIST,
     instance_tools::FILE_READ,
     instance_tools::FILE_WRITE,
+    hosts::LIST,
+    hosts::MOVE,
     system::ACTIVITY,
     pairing::PAIR,
     bots::CONNECT,
@@ -110,6 +112,8 @@ impl Ops {
             "instance_exec" => instance_tools::exec(self, inv, parse(spec, args)?).await,
             "file_list" => instance_tools::file_list(self, parse(spec, args)?).await,
             "file_read" => instance_tools::file_read(self, parse(spec, args)?).await,
+            "host_list" => hosts::list(self).await,
+            "instance_move" => hosts::move_instance(self, parse(spec, args)?).await,
             "file_write" => instance_tools::file_write(self, parse(spec, args)?).await,
             "secret_list" => secrets::list(self).await,
             "secret_create" => secrets::create(self, parse(spec, args)?).await,

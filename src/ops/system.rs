@@ -106,6 +106,10 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
     for (channel, name, health) in &bots {
         text.push_str(&format!("\nbot @{name} ({channel}): {health}"));
     }
+    let hosts = super::hosts::summary(ops).await?;
+    for host in &hosts {
+        text.push_str(&format!("\n{}", super::hosts::summary_line(host)));
+    }
     Ok(Output::new(
         text,
         json!({
@@ -120,6 +124,7 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
                 .iter()
                 .map(|(channel, name, health)| json!({ "channel": channel, "name": name, "health": health }))
                 .collect::<Vec<_>>(),
+            "docker_hosts": hosts,
         }),
     ))
 }

@@ -13,6 +13,8 @@ pub enum InstanceStatus {
     Stopped,
     Failed,
     Missing,
+    /// Its Docker host does not answer; the container and workspace are presumed intact.
+    Unreachable,
 }
 
 impl InstanceStatus {
@@ -23,6 +25,7 @@ impl InstanceStatus {
             Self::Stopped => "stopped",
             Self::Failed => "failed",
             Self::Missing => "missing",
+            Self::Unreachable => "unreachable",
         }
     }
 
@@ -32,6 +35,7 @@ impl InstanceStatus {
             "active" => Self::Active,
             "stopped" => Self::Stopped,
             "missing" => Self::Missing,
+            "unreachable" => Self::Unreachable,
             _ => Self::Failed,
         }
     }
@@ -52,6 +56,8 @@ pub struct InstanceRecord {
     pub status: InstanceStatus,
     pub last_error: Option<String>,
     pub created_at: Millis,
+    /// The Docker host it lives on.
+    pub host: String,
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
@@ -71,6 +77,7 @@ fn record_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
         status: InstanceStatus::parse(&status),
         last_error: row.try_get("last_error")?,
         created_at: row.try_get("created_at")?,
+        host: row.try_get("host")?,
     })
 }
 
@@ -99,7 +106,7 @@ impl Store {
         let now = now_millis();
         let row = sqlx::query(
             "INSERT INTO instances (name, image, memory_mb, cpus, pids_limit, network, tags, project, agent, \
-             status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING *",
+             status, created_at, updated_at, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING *",
         )
         .bind(&r.name)
         .bind(&r.image)
@@ -112,6 +119,7 @@ impl Store {
         .bind(&r.agent)
         .bind(InstanceStatus::Provisioning.as_str())
         .bind(now)
+        .bind(&r.host)
         .fetch_one(&self.write)
         .await
         .map_err(|e| match StoreError::from(e) {
@@ -179,6 +187,29 @@ impl Store {
             .await?
             .rows_affected();
         touched(n, || format!("instance {name}"))
+    }
+
+    /// Records the Docker host an instance lives on.
+    pub async fn set_instance_host(&self, name: &str, host: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE instances SET host = $1, updated_at = $2 WHERE name = $3")
+            .bind(host)
+            .bind(now_millis())
+            .bind(name)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        touched(n, || format!("instance {name}"))
+    }
+
+    /// Gives instances recorded without a host (before several hosts existed) this one.
+    pub async fn adopt_hostless_instances(&self, host: &str) -> Result<u64> {
+        Ok(
+            sqlx::query("UPDATE instances SET host = $1 WHERE host = ''")
+                .bind(host)
+                .execute(&self.write)
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// The instance an agent lives on, if it has one.

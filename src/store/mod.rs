@@ -146,6 +146,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "activity roles",
         include_str!("../../migrations/0010_activity_roles.sql"),
     ),
+    (
+        11,
+        "docker hosts",
+        include_str!("../../migrations/0011_docker_hosts.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ async fn check_probes_the_llm() {
     assert!(out.success(), "{out:?}");
     assert!(out.stdout.contains("key accepted"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("ok    docker    Docker"),
+        out.stdout.contains("ok    docker    local socket: Docker"),
         "{}",
         out.stdout
     );
@@ -134,7 +134,7 @@ async fn migrate_applies_once_and_version_prints() {
     let first = world.run(&["migrate"], "").await;
     assert!(first.success(), "{first:?}");
     assert!(
-        first.stdout.contains("applied 10 migration"),
+        first.stdout.contains("applied 11 migration"),
         "{}",
         first.stdout
     );

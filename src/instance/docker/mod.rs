@@ -9,20 +9,25 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum, VolumeCreateOptions};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, RestartContainerOptions,
-    StartContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
+    InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
+mod endpoint;
 mod exec;
+
+pub use endpoint::Endpoint;
 
 use super::profile::{container_body, labels, workspace_mount};
 use super::tar;
 use super::{
-    ExecOutput, ExecRequest, INSTANCE_UID, INSTANCE_USER, InstanceBackend, InstanceError,
-    InstanceSpec, LABEL_INSTANCE, LABEL_MANAGED, ProgressFn, RunState, container_name, volume_name,
+    ArchiveStream, ExecOutput, ExecRequest, INSTANCE_UID, INSTANCE_USER, InstanceBackend,
+    InstanceError, InstanceSpec, LABEL_INSTANCE, LABEL_MANAGED, ProgressFn, RunState,
+    container_name, volume_name,
 };
 use crate::agent::llm::BoxFuture;
 
@@ -32,25 +37,26 @@ const ENGINE_TIMEOUT: u64 = 60;
 const STOP_GRACE: i32 = 5;
 
 pub struct DockerBackend {
-    host: String,
+    endpoint: Endpoint,
     /// Connected and negotiated on first use, so a daemon started before Docker still works.
     client: Mutex<Option<Docker>>,
 }
 
 impl DockerBackend {
+    /// The engine of `[docker] host`: empty for the local socket, `unix://`, or `tcp://`.
     pub fn new(host: &str) -> Self {
+        Self::with_endpoint(Endpoint::from_host(host))
+    }
+
+    pub fn with_endpoint(endpoint: Endpoint) -> Self {
         Self {
-            host: host.trim().to_string(),
+            endpoint,
             client: Mutex::new(None),
         }
     }
 
-    fn describe_host(&self) -> &str {
-        if self.host.is_empty() {
-            "the local socket"
-        } else {
-            &self.host
-        }
+    fn describe_host(&self) -> String {
+        self.endpoint.describe()
     }
 
     async fn client(&self) -> Result<Docker, InstanceError> {
@@ -58,17 +64,11 @@ impl DockerBackend {
         if let Some(client) = guard.as_ref() {
             return Ok(client.clone());
         }
-        let unreachable =
-            |e: DockerError| InstanceError::Unreachable(format!("{}: {e}", self.describe_host()));
-        let client = if self.host.is_empty() {
-            Docker::connect_with_local_defaults()
-        } else if let Some(path) = self.host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, ENGINE_TIMEOUT, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_http(&self.host, ENGINE_TIMEOUT, bollard::API_DEFAULT_VERSION)
-        }
-        .map_err(unreachable)?;
-        let client = client.negotiate_version().await.map_err(unreachable)?;
+        let client = self.endpoint.connect(ENGINE_TIMEOUT).await?;
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| InstanceError::Unreachable(format!("{}: {e}", self.describe_host())))?;
         *guard = Some(client.clone());
         Ok(client)
     }
@@ -193,6 +193,35 @@ impl DockerBackend {
     /// image's ownership onto a volume again at every mount while the volume is empty. No
     /// process runs and no capability is granted; a helper container would cost a start.
     async fn seed_volume(&self, docker: &Docker, spec: &InstanceSpec) -> Result<(), InstanceError> {
+        let marker = b"This workspace is managed by operator.\n";
+        let archive = tar::build(
+            &[
+                tar::Entry {
+                    path: "workspace/",
+                    mode: 0o755,
+                    data: None,
+                },
+                tar::Entry {
+                    path: "workspace/.operator",
+                    mode: 0o644,
+                    data: Some(marker),
+                },
+            ],
+            INSTANCE_UID,
+            INSTANCE_UID,
+        );
+        self.upload_into_volume(docker, spec, Archive::Bytes(archive))
+            .await
+    }
+
+    /// Extracts an archive whose entries sit under `workspace/` into the instance's volume,
+    /// through `/` of a throwaway container (created, never started) that mounts it.
+    async fn upload_into_volume(
+        &self,
+        docker: &Docker,
+        spec: &InstanceSpec,
+        archive: Archive,
+    ) -> Result<(), InstanceError> {
         let name = format!("{}-seed", container_name(&spec.name));
         let force = RemoveContainerOptions {
             force: true,
@@ -219,30 +248,15 @@ impl DockerBackend {
         if let Err(e) = docker.create_container(Some(options), body).await {
             return Err(self.fail(e, "preparing the workspace").await);
         }
-        let marker = b"This workspace is managed by operator.\n";
-        let archive = tar::build(
-            &[
-                tar::Entry {
-                    path: "workspace/",
-                    mode: 0o755,
-                    data: None,
-                },
-                tar::Entry {
-                    path: "workspace/.operator",
-                    mode: 0o644,
-                    data: Some(marker),
-                },
-            ],
-            INSTANCE_UID,
-            INSTANCE_UID,
-        );
         let options = UploadToContainerOptions {
             path: "/".into(),
             ..Default::default()
         };
-        let uploaded = docker
-            .upload_to_container(&name, Some(options), bollard::body_full(archive.into()))
-            .await;
+        let body = match archive {
+            Archive::Bytes(bytes) => bollard::body_full(bytes.into()),
+            Archive::Stream(stream) => bollard::body_try_stream(stream),
+        };
+        let uploaded = docker.upload_to_container(&name, Some(options), body).await;
         let _ = docker.remove_container(&name, Some(force)).await;
         match uploaded {
             Ok(()) => Ok(()),
@@ -280,6 +294,13 @@ impl DockerBackend {
         )
         .await
     }
+}
+
+/// What is extracted into a volume: a small archive built here, or a workspace streamed from
+/// another engine.
+enum Archive {
+    Bytes(Vec<u8>),
+    Stream(ArchiveStream),
 }
 
 fn is_not_found(e: &DockerError) -> bool {
@@ -544,6 +565,58 @@ impl InstanceBackend for DockerBackend {
                     .collect()),
                 Err(e) => Err(self.fail(e, "listing containers").await),
             }
+        })
+    }
+
+    fn export_workspace<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ArchiveStream, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            let container = container_name(name);
+            // A clear "missing" rather than an error in the middle of the stream.
+            match docker
+                .inspect_container(&container, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => return Err(InstanceError::Missing(name.into())),
+                Err(e) => return Err(self.fail(e, "inspecting the container").await),
+            }
+            let options = DownloadFromContainerOptions {
+                path: "/workspace".into(),
+            };
+            let stream = docker
+                .download_from_container(&container, Some(options))
+                .map(|chunk| chunk.map_err(std::io::Error::other));
+            Ok(Box::pin(stream) as ArchiveStream)
+        })
+    }
+
+    fn import_workspace<'a>(
+        &'a self,
+        spec: &'a InstanceSpec,
+        archive: ArchiveStream,
+    ) -> BoxFuture<'a, Result<(), InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            if !self.ensure_volume(&docker, &spec.name).await? {
+                return Err(InstanceError::Failed(format!(
+                    "a workspace volume for {} already exists on {}; it is left as it is",
+                    spec.name,
+                    self.describe_host()
+                )));
+            }
+            let result = self
+                .upload_into_volume(&docker, spec, Archive::Stream(archive))
+                .await;
+            if result.is_err() {
+                let _ = docker
+                    .remove_volume(&volume_name(&spec.name), None::<RemoveVolumeOptions>)
+                    .await;
+            }
+            result
         })
     }
 }
