@@ -20,11 +20,20 @@ impl Fleet {
     }
 
     pub async fn with_host(host: &str) -> Self {
+        Self::configured(|docker| docker.host = host.to_string()).await
+    }
+
+    /// A fleet over several engines (`[[docker.hosts]]`).
+    pub async fn with_hosts(hosts: Vec<operator::config::DockerHostSettings>) -> Self {
+        Self::configured(|docker| docker.hosts = hosts).await
+    }
+
+    async fn configured(tweak: impl FnOnce(&mut operator::config::DockerSettings)) -> Self {
         ensure_test_image().await;
         let state = tempfile::tempdir().unwrap();
         let mut settings = operator::config::Settings::defaults();
         settings.state.dir = Some(state.path().to_path_buf());
-        settings.docker.host = host.to_string();
+        tweak(&mut settings.docker);
         settings.docker.image = TEST_IMAGE.to_string();
         settings.docker.network = "none".into();
         settings.docker.memory_mb = 256;

@@ -13,6 +13,7 @@ mod daemon;
 mod discord;
 mod fleet;
 mod fuzz;
+mod hosts;
 mod instance_chat;
 mod instances;
 mod jobs;

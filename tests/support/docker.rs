@@ -23,7 +23,11 @@ pub async fn docker() -> Docker {
 
 /// Builds and imports the test image unless it exists. Safe to call from parallel tests.
 pub async fn ensure_test_image() {
-    let docker = docker().await;
+    ensure_test_image_on(&docker().await).await;
+}
+
+/// The same, on another engine.
+pub async fn ensure_test_image_on(docker: &Docker) {
     if docker.inspect_image(TEST_IMAGE).await.is_ok() {
         return;
     }

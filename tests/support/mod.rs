@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod discord;
 pub mod docker;
+pub mod engine;
 pub mod inproc;
 pub mod llm;
 pub mod process;
