@@ -39,6 +39,11 @@ if ! docker_up; then
     docker_up || { echo "dockerd did not start; see /tmp/operator-test-dockerd.log" >&2; exit 1; }
 fi
 need_package busybox-static
+# The fleet tests run a second engine reached over TCP with TLS (certificates made with
+# openssl) and over SSH (a private sshd on 127.0.0.1).
+command -v openssl >/dev/null 2>&1 || need_package openssl
+[ -x /usr/sbin/sshd ] || need_package openssh-server
+command -v ssh >/dev/null 2>&1 || need_package openssh-client
 # The admin page is tested in a real headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_package chromium
 

@@ -289,3 +289,54 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
         .to_string();
     assert!(again.contains("already on a"), "{again}");
 }
+
+/// An engine reached over SSH (a private sshd on 127.0.0.1 forwarding to the main engine's
+/// socket): instances are created, used and deleted through the tunnel; a host key that does not
+/// match the known_hosts file is refused.
+#[tokio::test]
+async fn an_engine_over_ssh_runs_instances_and_a_wrong_host_key_is_refused() {
+    use crate::support::sshd::Sshd;
+    let sshd = Sshd::start().await;
+    let endpoint = format!("ssh://{}@127.0.0.1:{}", Sshd::user(), sshd.port);
+    let mut remote = host("remote", &endpoint, &[], None);
+    remote.ssh_key = Some(sshd.key.clone());
+    remote.ssh_known_hosts = Some(sshd.known_hosts.clone());
+    let fleet = Fleet::with_hosts(vec![remote.clone()]).await;
+    let name = unique("ssh");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let hosts = fleet.ok("host_list", json!({})).await;
+    assert!(
+        hosts.text.starts_with("1 of 1 Docker host(s) answer"),
+        "{}",
+        hosts.text
+    );
+    assert!(hosts.text.contains(&endpoint), "{}", hosts.text);
+    let out = fleet.ok("instance_create", json!({ "name": name })).await;
+    assert_eq!(out.data["host"], "remote");
+    let ran = fleet
+        .ok(
+            "instance_exec",
+            json!({ "name": name, "command": "echo through ssh" }),
+        )
+        .await;
+    assert!(ran.text.contains("through ssh"), "{}", ran.text);
+    assert_eq!(on_main(&name).await, Some(true));
+    fleet.ok("instance_delete", json!({ "name": name })).await;
+    assert_eq!(on_main(&name).await, None);
+
+    // The same server, but known_hosts holds another key: no connection, and nothing else
+    // suffers for it.
+    remote.ssh_known_hosts = Some(sshd.wrong_known_hosts.clone());
+    let fleet = Fleet::with_hosts(vec![remote]).await;
+    let hosts = fleet.ok("host_list", json!({})).await;
+    assert!(
+        hosts.text.starts_with("0 of 1 Docker host(s) answer"),
+        "{}",
+        hosts.text
+    );
+    assert!(
+        hosts.text.contains("Host key verification failed"),
+        "{}",
+        hosts.text
+    );
+}

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod inproc;
 pub mod llm;
 pub mod process;
+pub mod sshd;
 pub mod telegram;
 
 pub use llm::{FakeLlm, Vendor};
