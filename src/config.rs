@@ -309,7 +309,14 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
         .map_err(|e| ConfigError::Env {
             message: e.to_string(),
         })?;
-    settings.validate()?;
+    // A value that parses but cannot be used is reported against the file it came from.
+    settings.validate().map_err(|e| match (e, &located) {
+        (ConfigError::Invalid { key, message }, Some((path, _))) => ConfigError::File {
+            path: path.clone(),
+            message: format!("{key}: {message}"),
+        },
+        (e, _) => e,
+    })?;
     Ok(Loaded {
         settings,
         source: located.map(|(p, _)| p),

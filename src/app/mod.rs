@@ -36,7 +36,7 @@ const JOB_POLL: Duration = Duration::from_secs(2);
 /// The least time between two progress updates of one job in its chat.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How often instance statuses are compared with the engine.
-const RECONCILE_EVERY: Duration = Duration::from_secs(300);
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// The daemon's parts, wired together. Cheap to clone.
 #[derive(Clone)]

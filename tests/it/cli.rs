@@ -129,6 +129,44 @@ async fn check_probes_the_llm() {
 }
 
 #[tokio::test]
+async fn docker_hosts_are_validated_and_checked_one_by_one() {
+    let world = World::new(
+        None,
+        "[[docker.hosts]]\nname = \"b\"\nendpoint = \"tcp://10.0.0.7:2376\"\n",
+    );
+    let out = world.run(&["check"], "").await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("operator.toml")
+            && out.stderr.contains("docker.hosts[0].endpoint")
+            && out.stderr.contains("tls_ca"),
+        "{}",
+        out.stderr
+    );
+    let world = World::new(
+        None,
+        "[[docker.hosts]]\nname = \"a\"\nendpoint = \"unix:///var/run/docker.sock\"\n\
+         capacity_instances = 5\n\
+         [[docker.hosts]]\nname = \"b\"\nendpoint = \"unix:///nowhere/docker.sock\"\n",
+    );
+    let out = world.run(&["check"], "").await;
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("ok    docker    host a (unix:///var/run/docker.sock): Docker")
+            && out.stdout.contains("0 instance(s) of 5"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("ERROR docker    host b (unix:///nowhere/docker.sock)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
 async fn migrate_applies_once_and_version_prints() {
     let world = World::new(None, "");
     let first = world.run(&["migrate"], "").await;

@@ -175,6 +175,33 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
     assert!(hosts.text.contains("3 of 3 instances"), "{}", hosts.text);
     assert!(hosts.text.contains("(TLS)"), "{}", hosts.text);
 
+    // The admin page shows the hosts and each instance's host.
+    let served = crate::support::inproc::serve(
+        &fleet.core,
+        Some(operator::http::api::token_hash(crate::admin::TOKEN)),
+    )
+    .await;
+    let http = crate::admin::client();
+    let session = crate::admin::login(
+        &http,
+        &served.url("/login"),
+        &format!("http://{}", served.addr),
+    )
+    .await;
+    let page = crate::admin::with_session(&http, &served.url("/instances"), &session)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<tr class=\"host\"><td>b</td>") && page.contains("<td>3 of 3</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<td>{eu}</td><td>active</td><td>a</td>")),
+        "{page}"
+    );
+
     // Deleting goes to the right engine too.
     for name in [&gpu, &spread, &last] {
         fleet.ok("instance_delete", json!({ "name": name })).await;

@@ -50,7 +50,7 @@ impl World {
                 llm.base_url
             ));
         }
-        if !extra.contains("[docker]") {
+        if !extra.contains("[docker") {
             // Conversations do not need Docker; agents created in them get no instance, fast.
             toml.push_str("[docker]\nhost = \"unix:///nonexistent/operator-test.sock\"\n\n");
         }

@@ -99,6 +99,17 @@ fn form_args(schema: &Value, fields: BTreeMap<String, String>) -> Result<Value, 
                     .filter(|w| !w.is_empty())
                     .collect::<Vec<_>>()
             ),
+            // `key=value, key=value`
+            "object" => {
+                let mut map = Map::new();
+                for pair in trimmed.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| format!("{key} takes key=value pairs, not {pair:?}"))?;
+                    map.insert(k.trim().to_string(), json!(v.trim()));
+                }
+                Value::Object(map)
+            }
             _ if trimmed.is_empty() => continue,
             // Strings keep their text as typed (a secret value may start with a space).
             _ => Value::String(text),
@@ -270,7 +281,8 @@ mod tests {
             "cpus": { "type": "number" },
             "global": { "type": "boolean" },
             "tags": { "type": "array" },
-            "network": { "type": "string" }
+            "network": { "type": "string" },
+            "labels": { "type": "object" }
         }});
         let fields: BTreeMap<String, String> = [
             ("name", "web"),
@@ -279,6 +291,7 @@ mod tests {
             ("global", "true"),
             ("tags", "a, b,,"),
             ("network", ""),
+            ("labels", "region=eu, gpu = yes"),
             ("back", "/instances"),
         ]
         .into_iter()
@@ -287,7 +300,8 @@ mod tests {
         let args = form_args(&schema, fields).unwrap();
         assert_eq!(
             args,
-            json!({ "name": "web", "memory_mb": 256, "cpus": 0.5, "global": true, "tags": ["a", "b"] })
+            json!({ "name": "web", "memory_mb": 256, "cpus": 0.5, "global": true, "tags": ["a", "b"],
+                    "labels": { "region": "eu", "gpu": "yes" } })
         );
         let bad: BTreeMap<String, String> = [("memory_mb".to_string(), "lots".to_string())].into();
         assert!(form_args(&schema, bad).unwrap_err().contains("memory_mb"));

@@ -62,16 +62,17 @@ pub(super) async fn overview(State(state): State<HttpState>) -> Html<String> {
 pub(super) async fn instances(State(state): State<HttpState>) -> Html<String> {
     let list = state.store.list_instances().await.unwrap_or_default();
     let mut body = String::from(
-        "<table><tr><th>name</th><th>status</th><th>image</th><th>agent</th>\
+        "<table><tr><th>name</th><th>status</th><th>host</th><th>image</th><th>agent</th>\
          <th>memory</th><th>cpus</th><th>processes</th><th>network</th><th></th></tr>",
     );
     let mut logs = String::new();
     for i in &list {
         body.push_str(&format!(
-            "<tr class=\"instance\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr class=\"instance\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{} MB</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&i.name),
             esc(i.status.as_str()),
+            esc(&i.host),
             esc(&i.image),
             esc(i.agent.as_deref().unwrap_or("")),
             i.memory_mb,
@@ -108,12 +109,69 @@ pub(super) async fn instances(State(state): State<HttpState>) -> Html<String> {
             field("image", "image (default from config)"),
             field("memory_mb", "memory MB"),
             field("network", "network"),
+            field("host", "host (default: least loaded)"),
+            field("labels", "or host labels (region=eu, gpu=yes)"),
         ],
+        &[],
+    );
+    let move_form = form(
+        "instance_move",
+        "Move an instance to another host",
+        &[field("name", "instance"), field("host", "to host")],
         &[],
     );
     page(
         "Instances",
-        &format!("{body}{create}<h2>Log tails</h2>{logs}"),
+        &format!(
+            "{}{body}{create}{move_form}<h2>Log tails</h2>{logs}",
+            hosts_table(&state).await
+        ),
+    )
+}
+
+/// The Docker hosts: whether each answers, its engine, and what it holds against its capacity.
+async fn hosts_table(state: &HttpState) -> String {
+    let data = match state.ops.invoke(&owner(), "host_list", json!({})).await {
+        Ok(out) => out.data,
+        Err(e) => return format!("<p>{}</p>", esc(&e.to_string())),
+    };
+    let of = |used: &serde_json::Value, cap: &serde_json::Value| match cap.as_u64() {
+        Some(cap) => format!("{used} of {cap}"),
+        None => used.to_string(),
+    };
+    let rows: String = data["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let state = if h["reachable"] == json!(true) {
+                format!("answers ({})", h["version"].as_str().unwrap_or("?"))
+            } else {
+                format!(
+                    "not answering: {}",
+                    h["error"].as_str().unwrap_or("no answer")
+                )
+            };
+            let labels: Vec<String> = h["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            format!(
+                "<tr class=\"host\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} MiB</td></tr>",
+                esc(h["name"].as_str().unwrap_or("")),
+                esc(h["endpoint"].as_str().unwrap_or("")),
+                esc(&labels.join(", ")),
+                esc(&state),
+                of(&h["instances"], &h["capacity_instances"]),
+                of(&h["memory_mb"], &h["capacity_memory_mb"]),
+            )
+        })
+        .collect();
+    format!(
+        "<h2>Docker hosts</h2><table id=\"hosts\"><tr><th>host</th><th>endpoint</th><th>labels</th>\
+         <th>state</th><th>instances</th><th>memory</th></tr>{rows}</table><h2>Instances</h2>"
     )
 }
 
