@@ -21,6 +21,8 @@ use crate::agent::llm::BoxFuture;
 pub const DEFAULT_HOST: &str = "default";
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A probe that gets no answer in this time counts as a host that does not answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the config says of a host.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -127,9 +129,21 @@ impl Host {
         self.backend.as_ref()
     }
 
-    /// Asks the engine for its version (unless the host is waiting out a failure).
+    /// Asks the engine for its version (unless the host is waiting out a failure), giving it
+    /// [`PROBE_TIMEOUT`] to answer.
     pub async fn probe(&self) -> HostHealth {
-        if let Ok(version) = self.run(self.backend.engine()).await {
+        let asked = async {
+            tokio::time::timeout(PROBE_TIMEOUT, self.backend.engine())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(InstanceError::Unreachable(format!(
+                        "{}: no answer within {} s",
+                        self.spec.endpoint,
+                        PROBE_TIMEOUT.as_secs()
+                    )))
+                })
+        };
+        if let Ok(version) = self.run(asked).await {
             self.health
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -292,7 +306,8 @@ impl Fleet {
         for (index, host) in allowed.into_iter().enumerate() {
             let used = load.get(host.name()).copied().unwrap_or_default();
             if host.is_down() {
-                reasons.push(format!("{} is not answering", host.name()));
+                let why = host.health().error.unwrap_or_else(|| "no answer".into());
+                reasons.push(format!("{} is not answering: {why}", host.name()));
                 continue;
             }
             let mut share: f64 = 0.0;

@@ -326,6 +326,16 @@ async fn an_unreachable_engine_is_a_clear_error() {
         err.to_string().contains("Docker engine is unreachable"),
         "{err}"
     );
+    // Asked again while the engine waits out its failure: the same reason, at once.
+    let again = fleet
+        .op("instance_create", json!({ "name": unique("nope") }))
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("default is not answering")
+            && again.to_string().contains("/nonexistent/docker.sock"),
+        "{again}"
+    );
     // The rest of the daemon keeps working.
     let status = fleet.ok("status", json!({})).await;
     assert!(status.text.contains("operator"));
