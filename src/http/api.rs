@@ -30,6 +30,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/ops/{name}", post(op))
         .route("/api/agents", get(list("agent_list")))
         .route("/api/instances", get(list("instance_list")))
+        .route("/api/hosts", get(list("host_list")))
         .route("/api/secrets", get(list("secret_list")))
         .route("/api/skills", get(list("skill_list")))
         .route("/api/automations", get(list("automation_list")))

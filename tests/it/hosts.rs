@@ -201,6 +201,19 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
         page.contains(&format!("<td>{eu}</td><td>active</td><td>a</td>")),
         "{page}"
     );
+    let api: Value = http
+        .get(served.url("/api/hosts"))
+        .bearer_auth(crate::admin::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = api["data"]["hosts"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{api}");
+    assert_eq!(listed[1]["instances"], 3, "{api}");
+    assert_eq!(listed[1]["labels"]["gpu"], "yes", "{api}");
 
     // Deleting goes to the right engine too.
     for name in [&gpu, &spread, &last] {
