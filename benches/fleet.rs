@@ -36,18 +36,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn host(name: &str, endpoint: &str) -> DockerHostSettings {
-    DockerHostSettings {
-        name: name.into(),
-        endpoint: endpoint.into(),
-        labels: Default::default(),
-        capacity_instances: None,
-        capacity_memory_mb: None,
-        tls_ca: None,
-        tls_cert: None,
-        tls_key: None,
-        ssh_key: None,
-        ssh_known_hosts: None,
-    }
+    DockerHostSettings::new(name, endpoint)
 }
 
 fn main() {

@@ -418,6 +418,24 @@ impl Settings {
     }
 }
 
+impl DockerHostSettings {
+    /// A host with only a name and an endpoint; the rest unset.
+    pub fn new(name: &str, endpoint: &str) -> Self {
+        Self {
+            name: name.into(),
+            endpoint: endpoint.into(),
+            labels: Default::default(),
+            capacity_instances: None,
+            capacity_memory_mb: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            ssh_key: None,
+            ssh_known_hosts: None,
+        }
+    }
+}
+
 impl DockerSettings {
     fn validate_hosts(&self) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });

@@ -11,7 +11,7 @@ use operator::config::DockerHostSettings;
 use serde_json::{Value, json};
 
 use crate::fleet::Fleet;
-use crate::support::docker::{Cleanup, docker, unique};
+use crate::support::docker::{Cleanup, container_state, docker, unique};
 use crate::support::engine::Engine;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -22,34 +22,26 @@ fn host(
     labels: &[(&str, &str)],
     capacity: Option<u32>,
 ) -> DockerHostSettings {
-    DockerHostSettings {
-        name: name.into(),
-        endpoint: endpoint.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        capacity_instances: capacity,
-        capacity_memory_mb: None,
-        tls_ca: None,
-        tls_cert: None,
-        tls_key: None,
-        ssh_key: None,
-        ssh_known_hosts: None,
-    }
+    let mut host = DockerHostSettings::new(name, endpoint);
+    host.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
+    host.capacity_instances = capacity;
+    host
 }
 
 /// Whether the main engine has a container for this instance, and whether it runs.
 async fn on_main(instance: &str) -> Option<bool> {
-    let info = docker()
+    container_state(&docker().await, instance).await
+}
+
+/// Reads a file of an instance through the control surface.
+async fn read(fleet: &Fleet, instance: &str, path: &str) -> String {
+    fleet
+        .ok("file_read", json!({ "instance": instance, "path": path }))
         .await
-        .inspect_container(
-            &format!("operator-{instance}"),
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .ok()?;
-    Some(info.state.and_then(|s| s.running).unwrap_or(false))
+        .text
 }
 
 fn host_of(list: &Value, name: &str) -> (String, String) {
@@ -139,13 +131,7 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
             json!({ "instance": gpu, "path": "notes/where.txt", "content": "on b" }),
         )
         .await;
-    let read = fleet
-        .ok(
-            "file_read",
-            json!({ "instance": gpu, "path": "notes/where.txt" }),
-        )
-        .await;
-    assert_eq!(read.text, "on b");
+    assert_eq!(read(&fleet, &gpu, "notes/where.txt").await, "on b");
     let ran = fleet
         .ok(
             "instance_exec",
@@ -294,13 +280,7 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
         host_of(l, &far).1 == "active"
     })
     .await;
-    let read = fleet
-        .ok(
-            "file_read",
-            json!({ "instance": far, "path": "keep/me.txt" }),
-        )
-        .await;
-    assert_eq!(read.text, "survives");
+    assert_eq!(read(&fleet, &far, "keep/me.txt").await, "survives");
 
     // Moved to the main engine, files and all; nothing of it is left on the second.
     let moved = fleet
@@ -311,13 +291,7 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
     assert_eq!(moved.data["status"], "active");
     assert_eq!(on_main(&far).await, Some(true));
     assert_eq!(engine.container(&far).await, None);
-    let read = fleet
-        .ok(
-            "file_read",
-            json!({ "instance": far, "path": "keep/me.txt" }),
-        )
-        .await;
-    assert_eq!(read.text, "survives");
+    assert_eq!(read(&fleet, &far, "keep/me.txt").await, "survives");
     let owner = fleet
         .ok("instance_exec", json!({ "name": far, "command": "stat -c %u:%g /workspace/keep/me.txt && touch /workspace/new" }))
         .await;

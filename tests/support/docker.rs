@@ -132,6 +132,18 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
+/// Whether an engine has a container for this instance, and whether it runs.
+pub async fn container_state(docker: &Docker, instance: &str) -> Option<bool> {
+    let info = docker
+        .inspect_container(
+            &format!("operator-{instance}"),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()?;
+    Some(info.state.and_then(|s| s.running).unwrap_or(false))
+}
+
 /// Labels of a container, for assertions.
 pub async fn labels(name: &str) -> HashMap<String, String> {
     let info = docker()

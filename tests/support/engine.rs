@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use super::docker::ensure_test_image_on;
+use super::docker::{container_state, ensure_test_image_on};
 
 const START_WAIT: Duration = Duration::from_secs(60);
 
@@ -228,16 +228,7 @@ impl Engine {
 
     /// Whether the engine has a container for this instance, and whether it runs.
     pub async fn container(&self, instance: &str) -> Option<bool> {
-        let info = self
-            .client()
-            .await
-            .inspect_container(
-                &format!("operator-{instance}"),
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()?;
-        Some(info.state.and_then(|s| s.running).unwrap_or(false))
+        container_state(&self.client().await, instance).await
     }
 }
 

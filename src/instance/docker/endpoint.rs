@@ -280,18 +280,7 @@ mod tests {
     use super::*;
 
     fn settings(endpoint: &str) -> DockerHostSettings {
-        DockerHostSettings {
-            name: "b".into(),
-            endpoint: endpoint.into(),
-            labels: Default::default(),
-            capacity_instances: None,
-            capacity_memory_mb: None,
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            ssh_key: None,
-            ssh_known_hosts: None,
-        }
+        DockerHostSettings::new("b", endpoint)
     }
 
     #[test]
