@@ -21,6 +21,11 @@ pub(crate) async fn with_session(
         .unwrap()
 }
 
+/// The body of a page fetched with the session cookie.
+pub(crate) async fn page_text(http: &reqwest::Client, url: &str, session: &str) -> String {
+    with_session(http, url, session).await.text().await.unwrap()
+}
+
 /// One login attempt from `origin`.
 async fn post_login(
     http: &reqwest::Client,
@@ -224,11 +229,7 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         .await
         .unwrap();
     assert_eq!(sent.status(), StatusCode::SEE_OTHER);
-    let page = with_session(&http, &served.url("/chat"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&http, &served.url("/chat"), &session).await;
     assert!(
         page.contains("how is the fleet?") && page.contains("All quiet on the fleet."),
         "{page}"
@@ -240,11 +241,7 @@ async fn the_page_chats_with_operator_and_lists_the_areas() {
         .bind(&operator::domain::ChatRef::new("telegram:1", "42"), "scout")
         .await
         .unwrap();
-    let agents = with_session(&http, &served.url("/agents"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let agents = page_text(&http, &served.url("/agents"), &session).await;
     assert!(
         agents.contains("telegram:1/42") && agents.contains("scout"),
         "{agents}"

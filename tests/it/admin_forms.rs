@@ -8,7 +8,7 @@ use operator::domain::ActorRole;
 use operator::store::NewActivity;
 use reqwest::StatusCode;
 
-use crate::admin::{TOKEN, client, login, with_session};
+use crate::admin::{TOKEN, client, login, page_text, with_session};
 use crate::support::inproc::{core, serve};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -47,11 +47,7 @@ async fn forms_run_operations_and_manage_api_keys() {
         added.contains("Done") && added.contains("href=\"/secrets\""),
         "{added}"
     );
-    let secrets = with_session(&http, &served.url("/secrets"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let secrets = page_text(&http, &served.url("/secrets"), &session).await;
     assert!(secrets.contains("GH_TOKEN"), "{secrets}");
     assert!(!secrets.contains("s3cr3t-value-123"), "{secrets}");
     assert!(
@@ -72,11 +68,7 @@ async fn forms_run_operations_and_manage_api_keys() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::OK);
-    let secrets = with_session(&http, &served.url("/secrets"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let secrets = page_text(&http, &served.url("/secrets"), &session).await;
     assert!(!secrets.contains("GH_TOKEN"), "{secrets}");
 
     // Bad input is named; unknown operations are said to be unknown.
@@ -113,11 +105,7 @@ async fn forms_run_operations_and_manage_api_keys() {
     assert!(key.starts_with("opk_"), "{key}");
     let api = |key: String| http.get(served.url("/api/agents")).bearer_auth(key).send();
     assert_eq!(api(key.clone()).await.unwrap().status(), StatusCode::OK);
-    let keys = with_session(&http, &served.url("/keys"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let keys = page_text(&http, &served.url("/keys"), &session).await;
     assert!(keys.contains("deploy") && !keys.contains(&key), "{keys}");
     let id = keys
         .split("action=\"/keys/")

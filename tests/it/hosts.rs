@@ -174,11 +174,7 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
         &format!("http://{}", served.addr),
     )
     .await;
-    let page = crate::admin::with_session(&http, &served.url("/instances"), &session)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = crate::admin::page_text(&http, &served.url("/instances"), &session).await;
     assert!(
         page.contains("<tr class=\"host\"><td>b</td>") && page.contains("<td>3 of 3</td>"),
         "{page}"
