@@ -202,6 +202,20 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
         fleet.ok("instance_delete", json!({ "name": name })).await;
         assert_eq!(engine.container(name).await, None);
     }
+
+    // Only the configured CA is trusted: the same engine checked against another CA is refused.
+    let mut wrong = host("b", &tls.address, &[], None);
+    wrong.tls_ca = Some(tls.other_ca.clone());
+    wrong.tls_cert = Some(tls.cert.clone());
+    wrong.tls_key = Some(tls.key.clone());
+    let distrustful = Fleet::with_hosts(vec![wrong]).await;
+    let hosts = distrustful.ok("host_list", json!({})).await;
+    assert!(
+        hosts.text.starts_with("0 of 1 Docker host(s) answer"),
+        "{}",
+        hosts.text
+    );
+    assert!(hosts.text.contains("certificate"), "{}", hosts.text);
 }
 
 /// Polls `instance_list` until `check` holds for the listing.

@@ -17,6 +17,8 @@ const START_WAIT: Duration = Duration::from_secs(60);
 pub struct Tls {
     pub address: String,
     pub ca: PathBuf,
+    /// A CA that did not sign the engine's certificate.
+    pub other_ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -50,17 +52,21 @@ fn make_certificates(dir: &Path) {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=operator test CA",
-    ];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca-key.pem", "-out", "ca.pem"]);
-    openssl(dir, &ca);
+    for name in ["ca", "other-ca"] {
+        let key = format!("{name}-key.pem");
+        let cert = format!("{name}.pem");
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=operator test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", key.as_str(), "-out", cert.as_str()]);
+        openssl(dir, &ca);
+    }
     for (who, subject, ext) in [
         (
             "server",
@@ -119,6 +125,7 @@ impl Engine {
             Tls {
                 address: format!("tcp://127.0.0.1:{}", free_port()),
                 ca: dir.join("ca.pem"),
+                other_ca: dir.join("other-ca.pem"),
                 cert: dir.join("client-cert.pem"),
                 key: dir.join("client-key.pem"),
             }

@@ -108,17 +108,10 @@ impl Endpoint {
                 cert,
                 key,
             } => {
-                for file in [ca, cert, key] {
-                    if !file.is_file() {
-                        return Err(InstanceError::Unreachable(format!(
-                            "{}: the TLS file {} cannot be read",
-                            self.describe(),
-                            file.display()
-                        )));
-                    }
-                }
-                Docker::connect_with_ssl(address, key, cert, ca, timeout, version)
-                    .map_err(unreachable)
+                let config = tls_config(ca, cert, key).map_err(|why| {
+                    InstanceError::Unreachable(format!("{}: {why}", self.describe()))
+                })?;
+                tls_transport(address, config, timeout).map_err(unreachable)
             }
             Endpoint::Ssh(tunnel) => {
                 let socket = tunnel.open().await?;
@@ -127,6 +120,87 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The client side of Docker's `--tlsverify`: only `ca` is trusted, and `cert`/`key` prove who
+/// we are.
+fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ClientConfig, String> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| format!("the TLS file {} cannot be read: {e}", path.display()))
+    };
+    let pem_certs = |path: &Path| -> Result<Vec<_>, String> {
+        let bytes = read(path)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut bytes.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no certificate", path.display()));
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in pem_certs(ca)? {
+        roots
+            .add(certificate)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let key_bytes = read(key)?;
+    let private = rustls_pemfile::private_key(&mut key_bytes.as_slice())
+        .map_err(|e| format!("{}: {e}", key.display()))?
+        .ok_or_else(|| format!("{} holds no private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(pem_certs(cert)?, private)
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
+}
+
+/// A client over HTTPS that keeps its connections (bollard's own opens one per request, a TLS
+/// handshake each time) and sends small requests at once (TCP_NODELAY).
+fn tls_transport(
+    address: &str,
+    config: rustls::ClientConfig,
+    timeout: u64,
+) -> Result<Docker, bollard::errors::Error> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnector::from((http, config));
+    let client = Arc::new(
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https),
+    );
+    let authority = address
+        .trim_start_matches("tcp://")
+        .trim_start_matches("https://");
+    Docker::connect_with_custom_transport(
+        move |request: bollard::BollardRequest| {
+            let client = client.clone();
+            async move {
+                client.request(request).await.map_err(|e| {
+                    // hyper's message is "client error (Connect)"; the cause (a refused
+                    // connection, a certificate not signed by the CA) is in its sources.
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    bollard::errors::Error::from(std::io::Error::other(text))
+                })
+            }
+        },
+        Some(format!("https://{authority}")),
+        timeout,
+        bollard::API_DEFAULT_VERSION,
+    )
 }
 
 /// One `ssh -L` process forwarding a local socket to a remote engine.
