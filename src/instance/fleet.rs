@@ -48,6 +48,8 @@ pub struct HostHealth {
     pub failures: u32,
     /// While set and in the future, the host is not asked again.
     retry_at: Option<Instant>,
+    /// The reachability last reported by [`Host::changed`].
+    reported: Option<bool>,
 }
 
 impl HostHealth {
@@ -150,6 +152,19 @@ impl Host {
                 .version = Some(version);
         }
         self.health()
+    }
+
+    /// Whether the host went down (`Some(false)`) or came back (`Some(true)`) since the last
+    /// call. A host first seen answering is not news.
+    pub fn changed(&self) -> Option<bool> {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let now = health.reachable?;
+        let before = health.reported.replace(now);
+        match before {
+            None if now => None,
+            Some(was) if was == now => None,
+            _ => Some(now),
+        }
     }
 
     /// Known to be down right now.
@@ -707,6 +722,10 @@ mod tests {
                 .unwrap(),
             "a"
         );
+        // The change is news once.
+        assert_eq!(fleet.hosts()[1].changed(), Some(false));
+        assert_eq!(fleet.hosts()[1].changed(), None);
+        assert_eq!(fleet.hosts()[0].changed(), None);
         // With one host, every instance is on it; with several, an unplaced one has none.
         assert!(fleet.host_of("nowhere").is_err());
         let one = Fleet::single("", Arc::new(Unused));

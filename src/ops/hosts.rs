@@ -200,12 +200,24 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
     let fleet = ops.fleet();
     let mut down = Vec::new();
     for (host, health) in fleet.probe_all().await {
+        let why = health.error.unwrap_or_else(|| "no answer".into());
+        match host.changed() {
+            Some(false) => ops.store().record(NewActivity {
+                kind: "host.down".into(),
+                actor: "system".into(),
+                summary: format!("Docker host {} does not answer: {why}", host.name()),
+                ..NewActivity::default()
+            }),
+            Some(true) => ops.store().record(NewActivity {
+                kind: "host.up".into(),
+                actor: "system".into(),
+                summary: format!("Docker host {} answers again", host.name()),
+                ..NewActivity::default()
+            }),
+            None => {}
+        }
         if health.reachable != Some(true) {
-            down.push(format!(
-                "{}: {}",
-                host.name(),
-                health.error.unwrap_or_else(|| "no answer".into())
-            ));
+            down.push(format!("{}: {why}", host.name()));
         }
     }
     let managed = ops.instances().managed().await.unwrap_or_default();

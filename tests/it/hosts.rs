@@ -284,6 +284,15 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
     );
     assert!(status.text.contains("docker host a: up"), "{}", status.text);
 
+    let feed = fleet
+        .ok("activity_read", json!({ "kind": "host.", "limit": 5 }))
+        .await;
+    assert!(
+        feed.text.contains("host.down") && feed.text.contains("Docker host b does not answer"),
+        "{}",
+        feed.text
+    );
+
     // It comes back: the instance is reachable again with its workspace.
     engine.restart().await;
     wait_for_list(&fleet, "far is active again", |l| {
@@ -291,6 +300,14 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
     })
     .await;
     assert_eq!(read(&fleet, &far, "keep/me.txt").await, "survives");
+    let feed = fleet
+        .ok("activity_read", json!({ "kind": "host.up", "limit": 5 }))
+        .await;
+    assert!(
+        feed.text.contains("Docker host b answers again"),
+        "{}",
+        feed.text
+    );
 
     // Moved to the main engine, files and all; nothing of it is left on the second.
     let moved = fleet
