@@ -472,14 +472,16 @@ async fn ping_watchdog(every: Duration) {
     }
 }
 
-/// Compares instances with the engine at start and then every [`RECONCILE_EVERY`]. An engine
+/// Compares instances with their Docker hosts at start and then every [`RECONCILE_EVERY`]. A host
 /// that does not answer is logged and tried again next time; nothing else waits for it.
 async fn reconcile_periodically(ops: Ops, stop: CancellationToken) {
     loop {
         match ops.reconcile_instances().await {
             Ok(fleet) => {
                 if let Some(e) = fleet.unreachable {
-                    tracing::warn!("instance reconciliation skipped: {e}");
+                    tracing::warn!(
+                        "Docker hosts not answering (their instances keep their last known state): {e}"
+                    );
                 }
                 if !fleet.unknown.is_empty() {
                     tracing::warn!(containers = ?fleet.unknown, "containers labelled operator.managed are not in the database");
