@@ -71,6 +71,38 @@ async fn forms_run_operations_and_manage_api_keys() {
     let secrets = page_text(&http, &served.url("/secrets"), &session).await;
     assert!(!secrets.contains("GH_TOKEN"), "{secrets}");
 
+    // An automation added with the form: its next runs, its buttons and its (empty) history.
+    let added = post(
+        "/do/automation_create",
+        &[
+            ("name", "digest"),
+            ("cron", "0 7 * * *"),
+            ("timezone", "Europe/Berlin"),
+            ("prompt", "Summarize the repo"),
+            ("back", "/automations"),
+        ],
+        &origin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        added.status(),
+        StatusCode::OK,
+        "{}",
+        added.text().await.unwrap()
+    );
+    let page = page_text(&http, &served.url("/automations"), &session).await;
+    assert!(
+        page.contains("digest (on)") && page.contains("next:"),
+        "{page}"
+    );
+    assert!(
+        page.contains("action=\"/do/automation_run\"")
+            && page.contains("History: digest")
+            && page.contains("last 0 run(s)"),
+        "{page}"
+    );
+
     // Bad input is named; unknown operations are said to be unknown.
     let bad = post(
         "/do/instance_create",

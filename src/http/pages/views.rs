@@ -203,6 +203,8 @@ pub(super) struct Listing {
     actions: &'static [(&'static str, &'static str, Option<&'static str>)],
     /// Forms: operation, title, fields.
     forms: &'static [(&'static str, &'static str, &'static [Field])],
+    /// An operation shown under the list for each item (`{"name": item}`), with its heading.
+    detail: Option<(&'static str, &'static str)>,
 }
 
 pub(super) static SKILLS: Listing = Listing {
@@ -228,6 +230,7 @@ pub(super) static SKILLS: Listing = Listing {
             ],
         ),
     ],
+    detail: None,
 };
 
 pub(super) static SECRETS: Listing = Listing {
@@ -269,6 +272,7 @@ pub(super) static SECRETS: Listing = Listing {
             &[field("name", "secret"), field("instance", "from instance")],
         ),
     ],
+    detail: None,
 };
 
 pub(super) static AUTOMATIONS: Listing = Listing {
@@ -300,6 +304,7 @@ pub(super) static AUTOMATIONS: Listing = Listing {
             },
         ],
     )],
+    detail: Some(("automation_history", "History")),
 };
 
 pub(super) static WEBHOOKS: Listing = Listing {
@@ -329,6 +334,7 @@ pub(super) static WEBHOOKS: Listing = Listing {
             },
         ],
     )],
+    detail: None,
 };
 
 pub(super) async fn listing(
@@ -366,9 +372,32 @@ pub(super) async fn listing(
         .iter()
         .map(|(op, title, fields)| form(op, title, fields, &[]))
         .collect();
+    let mut details = String::new();
+    if let Some((op, heading)) = listing.detail {
+        for name in data[listing.items]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["name"].as_str())
+        {
+            let text = match state
+                .ops
+                .invoke(&owner(), op, json!({ "name": name }))
+                .await
+            {
+                Ok(out) => out.text,
+                Err(e) => e.to_string(),
+            };
+            details.push_str(&format!(
+                "<h3>{heading}: {}</h3><pre class=\"detail\">{}</pre>",
+                esc(name),
+                esc(&text)
+            ));
+        }
+    }
     page(
         listing.title,
-        &format!("<pre>{}</pre>{rows}{forms}", esc(&text)),
+        &format!("<pre>{}</pre>{rows}{forms}{details}", esc(&text)),
     )
 }
 
