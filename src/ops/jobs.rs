@@ -201,8 +201,7 @@ fn elapsed_secs(job: &JobRecord) -> i64 {
 
 /// One line per running job and the last failure, for `/status` and Operator's prompt.
 pub async fn summary(ops: &Ops) -> Result<String, OpError> {
-    let running = ops.store().running_jobs().await?;
-    let failed = ops.store().failed_jobs(1).await?;
+    let (running, failed) = ops.store().running_and_last_failed_jobs().await?;
     let mut text = format!("background jobs running: {}", running.len());
     for job in running.iter().take(10) {
         text.push_str(&format!(
@@ -213,7 +212,7 @@ pub async fn summary(ops: &Ops) -> Result<String, OpError> {
             job.command
         ));
     }
-    if let Some(job) = failed.first() {
+    if let Some(job) = &failed {
         let when = job.finished_at.map(format_millis).unwrap_or_default();
         text.push_str(&format!(
             "\nlast failed job: #{} on {} ({}, exit {}) at {when}: {}",

@@ -44,6 +44,16 @@ pub fn platform_of(channel: &str) -> &str {
 
 impl AccessRules {
     /// Decides about one message; `paired` tells whether an owner approved the sender.
+    /// Whether [`decide`](Self::decide) can depend on the sender being paired: a direct message
+    /// from someone who is neither an owner nor on the allowlist, under a policy that admits
+    /// paired senders. Otherwise the store need not be asked.
+    pub fn needs_pairing(&self, message: &Inbound) -> bool {
+        !message.group
+            && matches!(self.dm, DmPolicy::Allowlist | DmPolicy::Pairing)
+            && !self.owners.contains(&message.sender_id)
+            && !self.allow_users.contains(&message.sender_id)
+    }
+
     pub fn decide(&self, message: &Inbound, paired: bool) -> Decision {
         let platform = platform_of(&message.chat.channel);
         let label = format!("{platform}:{}", message.sender_id);
@@ -154,6 +164,15 @@ mod tests {
             disabled.decide(&dm("1"), false),
             Decision::Admit(_)
         ));
+        // The paired-users table is asked only where the answer can change the decision.
+        assert!(r.needs_pairing(&dm("2")) && allowlist.needs_pairing(&dm("2")));
+        assert!(!r.needs_pairing(&dm("1")) && !disabled.needs_pairing(&dm("2")));
+        assert!(!r.needs_pairing(&group("2", "-100", true)));
+        let open = AccessRules {
+            dm: DmPolicy::Open,
+            ..rules()
+        };
+        assert!(!open.needs_pairing(&dm("2")));
     }
 
     #[test]

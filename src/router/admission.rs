@@ -20,17 +20,21 @@ impl Router {
         let Some(rules) = rules else {
             return Decision::Ignore("no access rules for this channel");
         };
-        let paired = match self
-            .inner
-            .store
-            .is_paired(platform, &message.sender_id)
-            .await
-        {
-            Ok(paired) => paired,
-            Err(e) => {
-                tracing::error!("cannot read paired users: {e}");
-                return Decision::Ignore("the access check failed");
+        let paired = if rules.needs_pairing(message) {
+            match self
+                .inner
+                .store
+                .is_paired(platform, &message.sender_id)
+                .await
+            {
+                Ok(paired) => paired,
+                Err(e) => {
+                    tracing::error!("cannot read paired users: {e}");
+                    return Decision::Ignore("the access check failed");
+                }
             }
+        } else {
+            false
         };
         // A group chat an owner bound to an agent with /use talks to it without mentions.
         if message.group && !message.addressed {

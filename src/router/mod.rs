@@ -472,20 +472,15 @@ impl Router {
         &self.inner.hub
     }
 
+    /// The chat's binding, else its bot's default agent, else Operator (one store read).
     async fn bound_agent(&self, chat: &ChatRef) -> Result<String, String> {
-        let bound = self
+        let agent = self
             .inner
             .store
-            .binding(chat)
+            .agent_for(chat)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(agent) = bound {
-            return Ok(agent);
-        }
-        let default = self.inner.store.bot_default_agent(&chat.channel).await;
-        Ok(default
-            .map_err(|e| e.to_string())?
-            .unwrap_or_else(|| OPERATOR.to_string()))
+        Ok(agent.unwrap_or_else(|| OPERATOR.to_string()))
     }
 
     async fn run_turn(&self, turn: Turn, receipt: Option<Receipt>) -> TurnResult {

@@ -122,16 +122,6 @@ impl Store {
         touched(done.rows_affected(), || format!("bot {channel}"))
     }
 
-    /// The agent a bot's unbound chats talk to, when the channel is a known bot.
-    pub async fn bot_default_agent(&self, channel: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT default_agent FROM bots WHERE channel = $1")
-                .bind(channel)
-                .fetch_optional(&self.read)
-                .await?,
-        )
-    }
-
     pub async fn set_bot_commands_hash(&self, channel: &str, hash: &str) -> Result<()> {
         sqlx::query("UPDATE bots SET commands_hash = $2 WHERE channel = $1")
             .bind(channel)

@@ -96,6 +96,21 @@ impl Store {
         Ok(agent)
     }
 
+    /// The agent a chat talks to: its binding, else its bot's default agent (`None`: neither).
+    pub async fn agent_for(&self, chat: &ChatRef) -> Result<Option<String>> {
+        let agent: Option<String> = sqlx::query_scalar(
+            "SELECT COALESCE(\
+               (SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3), \
+               (SELECT default_agent FROM bots WHERE channel = $1))",
+        )
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(agent)
+    }
+
     /// Every binding: (chat, agent), by agent.
     pub async fn list_bindings(&self) -> Result<Vec<(ChatRef, String)>> {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(

@@ -110,21 +110,34 @@ impl Store {
         job_from_row(&row)
     }
 
+    /// The running jobs and the newest failed (or lost) one, in one read.
+    pub async fn running_and_last_failed_jobs(
+        &self,
+    ) -> Result<(Vec<JobRecord>, Option<JobRecord>)> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE status = 'running' OR id = \
+             (SELECT id FROM jobs WHERE status IN ('failed', 'lost') ORDER BY id DESC LIMIT 1) \
+             ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut running = Vec::new();
+        let mut failed = None;
+        for row in &rows {
+            let job = job_from_row(row)?;
+            if job.status == JobStatus::Running {
+                running.push(job);
+            } else {
+                failed = Some(job);
+            }
+        }
+        Ok((running, failed))
+    }
+
     pub async fn running_jobs(&self) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query("SELECT * FROM jobs WHERE status = 'running' ORDER BY id")
             .fetch_all(&self.read)
             .await?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// The most recent jobs that did not succeed.
-    pub async fn failed_jobs(&self, limit: i64) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE status IN ('failed', 'lost') ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
