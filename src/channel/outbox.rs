@@ -72,6 +72,9 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
     let mut next_slot = Instant::now();
     let mut tasks: JoinSet<Sent> = JoinSet::new();
     let mut refill = true;
+    // The last read filled a whole batch: more rows may be waiting in the store. Otherwise every
+    // new row comes with a `wake`, and a finished delivery need not read the store again.
+    let mut more = false;
     loop {
         // Stopping: whatever is queued still goes out, then the sender ends.
         let stopping = shutdown.is_cancelled() && tasks.is_empty() && queue.is_empty();
@@ -83,6 +86,7 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
                 .await
             {
                 Ok(rows) => {
+                    more = rows.len() >= BATCH as usize;
                     for row in rows {
                         last_id = last_id.max(row.id);
                         queue.insert(row.id, (chat_key(&row), row));
@@ -171,7 +175,7 @@ pub async fn run(courier: Arc<dyn Courier>, wake: Arc<Notify>, shutdown: Cancell
                         report_undeliverable(bot.as_ref(), &row, &reason);
                     }
                 }
-                if queue.len() < BATCH as usize / 2 {
+                if more && queue.len() < BATCH as usize / 2 {
                     refill = true;
                 }
             }
