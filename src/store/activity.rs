@@ -97,8 +97,8 @@ pub(super) enum Command {
 /// Largest batch written in one transaction.
 const BATCH: usize = 256;
 
-/// Entries kept for subscribers that fall behind; a slower one is told how many it missed.
-const LIVE_BUFFER: usize = 1024;
+/// Entries kept for live views that fall behind (a slower one is told how many it missed).
+const LIVE_BUFFER: usize = 256;
 
 /// Where written entries are announced, for live views.
 pub(super) fn live_channel() -> broadcast::Sender<ActivityEntry> {
@@ -248,7 +248,7 @@ impl Store {
     }
 
     /// Entries as they are written, for live views. A receiver that falls more than
-    /// a thousand entries behind is told how many it missed.
+    /// 256 entries behind is told how many it missed.
     pub fn activity_live(&self) -> broadcast::Receiver<ActivityEntry> {
         self.live.subscribe()
     }
