@@ -225,7 +225,7 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
         if r.status == InstanceStatus::Provisioning {
             continue;
         }
-        fleet.place(&r.name, &r.host);
+        fleet.adopt(&r.name, &r.host);
         let live = match fleet.on(&r.host) {
             Err(e) => Err(e.to_string()),
             Ok(host) if host.is_down() => Err(host

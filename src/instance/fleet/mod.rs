@@ -257,6 +257,16 @@ impl Fleet {
             .insert(instance.to_string(), host.to_string());
     }
 
+    /// Records `host` for `instance` unless it already has one (a reader of older records must
+    /// not undo a move made meanwhile).
+    pub fn adopt(&self, instance: &str, host: &str) {
+        self.placement
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(instance.to_string())
+            .or_insert_with(|| host.to_string());
+    }
+
     pub fn forget(&self, instance: &str) {
         self.placement
             .write()
