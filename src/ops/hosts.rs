@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::instances::{invalid, record_json, spec_of, status_of};
 use super::{Access, OpError, OpSpec, Ops, Output, report_progress};
-use crate::instance::{Load, Placement, fleet::show_labels};
+use crate::instance::{Load, Placement, RunState, fleet::show_labels};
 use crate::store::{InstanceRecord, InstanceStatus, NewActivity};
 
 pub const LIST: OpSpec = OpSpec::tool(
@@ -200,23 +200,8 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
     let fleet = ops.fleet();
     let mut down = Vec::new();
     for (host, health) in fleet.probe_all().await {
-        let why = health.error.unwrap_or_else(|| "no answer".into());
-        match host.changed() {
-            Some(false) => ops.store().record(NewActivity {
-                kind: "host.down".into(),
-                actor: "system".into(),
-                summary: format!("Docker host {} does not answer: {why}", host.name()),
-                ..NewActivity::default()
-            }),
-            Some(true) => ops.store().record(NewActivity {
-                kind: "host.up".into(),
-                actor: "system".into(),
-                summary: format!("Docker host {} answers again", host.name()),
-                ..NewActivity::default()
-            }),
-            None => {}
-        }
         if health.reachable != Some(true) {
+            let why = health.error.unwrap_or_else(|| "no answer".into());
             down.push(format!("{}: {why}", host.name()));
         }
     }
@@ -260,6 +245,9 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
             r.last_error = error;
         }
     }
+    // Last, so that a host that came back during this pass (any call can find that out) is
+    // reported in the same pass as its instances.
+    note_host_changes(ops);
     let mut unknown: Vec<String> = managed
         .into_iter()
         .filter(|name| !records.iter().any(|r| &r.name == name))
@@ -271,6 +259,33 @@ pub async fn reconcile(ops: &Ops) -> Result<Reconciled, OpError> {
         unknown,
         unreachable: (!down.is_empty()).then(|| down.join("; ")),
     })
+}
+
+/// `host.down` / `host.up` in the activity feed for hosts whose reachability changed.
+fn note_host_changes(ops: &Ops) {
+    for host in ops.fleet().hosts() {
+        let (kind, summary) = match host.changed() {
+            Some(false) => (
+                "host.down",
+                format!(
+                    "Docker host {} does not answer: {}",
+                    host.name(),
+                    host.health().error.unwrap_or_else(|| "no answer".into())
+                ),
+            ),
+            Some(true) => (
+                "host.up",
+                format!("Docker host {} answers again", host.name()),
+            ),
+            None => continue,
+        };
+        ops.store().record(NewActivity {
+            kind: kind.into(),
+            actor: "system".into(),
+            summary,
+            ..NewActivity::default()
+        });
+    }
 }
 
 pub async fn move_instance(ops: &Ops, args: MoveArgs) -> Result<Output, OpError> {
@@ -298,6 +313,12 @@ pub async fn move_instance(ops: &Ops, args: MoveArgs) -> Result<Output, OpError>
     let source = fleet.on(&record.host)?;
     let dest = fleet.on(target)?;
     let name = record.name.clone();
+    // Whatever the target already holds under this name is not ours to replace or clean up.
+    if dest.run(dest.backend().state(&name)).await? != RunState::Missing {
+        return Err(OpError::Conflict(format!(
+            "host {target} already has a container for {name}; remove it there first"
+        )));
+    }
     let key = format!("move:{name}");
     let was_running = record.status == InstanceStatus::Active;
     report_progress(&key, format!("stopping {name} on {}…", source.name()));
@@ -305,19 +326,28 @@ pub async fn move_instance(ops: &Ops, args: MoveArgs) -> Result<Output, OpError>
     let image = record.image.clone();
     let progress = |line: String| report_progress(&format!("pull:{image}"), line);
     let spec = spec_of(&record);
-    let copied = async {
+    let imported = async {
         dest.run(dest.backend().ensure_image(&record.image, &progress))
             .await?;
         report_progress(&key, format!("copying the workspace to {target}…"));
         let archive = source.run(source.backend().export_workspace(&name)).await?;
+        // Refuses an existing workspace volume, and removes its own on failure.
         dest.run(dest.backend().import_workspace(&spec, archive))
-            .await?;
-        dest.run(dest.backend().create(&spec, None)).await
+            .await
     }
     .await;
-    if let Err(e) = copied {
-        // Nothing changed on the source but a stop; the half-made copy goes.
-        let _ = dest.run(dest.backend().remove(&name, false)).await;
+    let copied = match imported {
+        Ok(()) => dest
+            .run(dest.backend().create(&spec, None))
+            .await
+            .map_err(|e| (e, true)),
+        Err(e) => Err((e, false)),
+    };
+    if let Err((e, made_volume)) = copied {
+        // Nothing changed on the source but a stop; a half-made copy (ours) goes.
+        if made_volume {
+            let _ = dest.run(dest.backend().remove(&name, false)).await;
+        }
         if was_running {
             let _ = source.run(source.backend().start(&name)).await;
         }

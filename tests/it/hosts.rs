@@ -329,6 +329,33 @@ async fn a_stopped_engine_leaves_the_rest_working_and_instances_move_between_eng
         .unwrap_err()
         .to_string();
     assert!(again.contains("already on a"), "{again}");
+
+    // Something of the same name left on the target is neither replaced nor cleaned up.
+    let leftover = format!("operator-{near}");
+    engine
+        .client()
+        .await
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(leftover.clone()),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(crate::support::docker::TEST_IMAGE.into()),
+                cmd: Some(vec!["true".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let refused = fleet
+        .op("instance_move", json!({ "name": near, "host": "b" }))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("already has a container"), "{refused}");
+    assert_eq!(engine.container(&near).await, Some(false));
+    assert_eq!(on_main(&near).await, Some(true));
 }
 
 /// An engine reached over SSH (a private sshd on 127.0.0.1 forwarding to the main engine's
