@@ -35,10 +35,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn host(name: &str, endpoint: &str) -> DockerHostSettings {
-    DockerHostSettings::new(name, endpoint)
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,19 +45,19 @@ fn main() {
         let engine = support::engine::Engine::start(true).await;
         let sshd = support::sshd::Sshd::start().await;
         let tls = engine.tls.as_ref().unwrap();
-        let mut over_tls = host("tls", &tls.address);
+        let mut over_tls = DockerHostSettings::new("tls", &tls.address);
         over_tls.tls_ca = Some(tls.ca.clone());
         over_tls.tls_cert = Some(tls.cert.clone());
         over_tls.tls_key = Some(tls.key.clone());
-        let mut over_ssh = host(
+        let mut over_ssh = DockerHostSettings::new(
             "ssh",
             &format!("ssh://{}@127.0.0.1:{}", support::sshd::Sshd::user(), sshd.port),
         );
         over_ssh.ssh_key = Some(sshd.key.clone());
         over_ssh.ssh_known_hosts = Some(sshd.known_hosts.clone());
         let hosts = vec![
-            host("main", "unix:///var/run/docker.sock"),
-            host("second", &engine.unix_endpoint()),
+            DockerHostSettings::new("main", "unix:///var/run/docker.sock"),
+            DockerHostSettings::new("second", &engine.unix_endpoint()),
             over_tls,
             over_ssh,
         ];

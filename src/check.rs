@@ -179,7 +179,8 @@ async fn check_docker(report: &mut Report, settings: &crate::config::Settings) {
     let held = instances_per_host(&settings.state_dir(), fleet.first_host()).await;
     let several = !docker.hosts.is_empty();
     for (host, health) in fleet.probe_all().await {
-        let (count, memory) = held.get(host.name()).copied().unwrap_or((0, 0));
+        let used = held.get(host.name()).copied().unwrap_or_default();
+        let (count, memory) = (used.instances, used.memory_mb);
         let mut load = format!("{count} instance(s)");
         if let Some(cap) = host.spec.capacity_instances {
             load.push_str(&format!(" of {cap}"));
@@ -211,30 +212,21 @@ async fn check_docker(report: &mut Report, settings: &crate::config::Settings) {
     }
 }
 
-/// Instances and promised memory per host, from the database when it can be read.
+/// What each host holds, from the database when it can be read.
 async fn instances_per_host(
     dir: &Path,
     first_host: &str,
-) -> std::collections::HashMap<String, (u64, u64)> {
-    let mut held = std::collections::HashMap::new();
+) -> std::collections::HashMap<String, crate::instance::Load> {
     if !dir.join("operator.db").is_file() {
-        return held;
+        return Default::default();
     }
     let Ok(store) = Store::open(dir).await else {
-        return held;
+        return Default::default();
     };
-    if let Ok(records) = store.list_instances().await {
-        for r in records {
-            let host = if r.host.is_empty() {
-                first_host.to_string()
-            } else {
-                r.host
-            };
-            let entry = held.entry(host).or_insert((0, 0));
-            entry.0 += 1;
-            entry.1 += u64::try_from(r.memory_mb).unwrap_or(0);
-        }
-    }
+    let held = match store.list_instances().await {
+        Ok(records) => crate::ops::host_loads(&records, None, first_host),
+        Err(_) => Default::default(),
+    };
     store.close().await;
     held
 }

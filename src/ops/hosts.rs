@@ -4,13 +4,14 @@
 //! its workspace to another host.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::instances::{invalid, record_json, spec_of, status_of};
 use super::{Access, OpError, OpSpec, Ops, Output, report_progress};
-use crate::instance::{Load, Placement, RunState, fleet::show_labels};
+use crate::instance::{Host, HostHealth, Load, Placement, RunState, fleet::show_labels};
 use crate::store::{InstanceRecord, InstanceStatus, NewActivity};
 
 pub const LIST: OpSpec = OpSpec::tool(
@@ -46,40 +47,116 @@ pub struct MoveArgs {
     host: String,
 }
 
-/// What each host holds, from the stored instances (leaving `except` out).
-fn loads(records: &[InstanceRecord], except: Option<&str>) -> HashMap<String, Load> {
+/// What each host holds, from the stored instances (leaving `except` out). Instances stored
+/// without a host count for `default_host`.
+pub fn loads(
+    records: &[InstanceRecord],
+    except: Option<&str>,
+    default_host: &str,
+) -> HashMap<String, Load> {
     let mut load: HashMap<String, Load> = HashMap::new();
     for r in records.iter().filter(|r| Some(r.name.as_str()) != except) {
-        let l = load.entry(r.host.clone()).or_default();
+        let host = if r.host.is_empty() {
+            default_host
+        } else {
+            &r.host
+        };
+        let l = load.entry(host.to_string()).or_default();
         l.instances += 1;
         l.memory_mb += u64::try_from(r.memory_mb).unwrap_or(0);
     }
     load
 }
 
-/// Chooses the host for a new instance.
+/// Chooses a host for `name` (a new instance, or one `moving` off its host), promising
+/// `memory_mb`, from what the hosts hold now.
 pub(super) async fn place(
     ops: &Ops,
     name: &str,
     want: &Placement,
     memory_mb: i64,
+    moving: bool,
 ) -> Result<String, OpError> {
     let records = ops.store().list_instances().await?;
     let memory = u64::try_from(memory_mb).unwrap_or(0);
-    ops.fleet()
-        .choose(want, &loads(&records, None), memory)
-        .map_err(|why| OpError::Conflict(format!("instance {name} cannot be placed: {why}")))
+    let fleet = ops.fleet();
+    let load = loads(&records, moving.then_some(name), fleet.first_host());
+    fleet.choose(want, &load, memory).map_err(|why| {
+        let verb = if moving { "moved" } else { "placed" };
+        OpError::Conflict(format!("instance {name} cannot be {verb}: {why}"))
+    })
 }
 
-pub async fn list(ops: &Ops) -> Result<Output, OpError> {
+/// A host as `host_list` and `/status` show it: its last health and what it holds.
+pub(super) struct HostReport {
+    host: Arc<Host>,
+    health: HostHealth,
+    used: Load,
+}
+
+/// Every host, probed, with what it holds.
+pub(super) async fn reports(ops: &Ops) -> Result<Vec<HostReport>, OpError> {
     let records = ops.store().list_instances().await?;
-    let load = loads(&records, None);
-    let mut text = String::new();
-    let mut data = Vec::new();
-    for (host, health) in ops.fleet().probe_all().await {
-        let used = load.get(host.name()).copied().unwrap_or_default();
-        let state = match (health.reachable, &health.version) {
-            (Some(true), Some(version)) => format!("answers, {version}"),
+    let fleet = ops.fleet();
+    let load = loads(&records, None, fleet.first_host());
+    Ok(fleet
+        .probe_all()
+        .await
+        .into_iter()
+        .map(|(host, health)| HostReport {
+            used: load.get(host.name()).copied().unwrap_or_default(),
+            host,
+            health,
+        })
+        .collect())
+}
+
+impl HostReport {
+    fn reachable(&self) -> bool {
+        self.health.reachable == Some(true)
+    }
+
+    /// The facts; `where_` adds the endpoint and labels (owners only: `/status` is for members).
+    pub(super) fn json(&self, where_: bool) -> Value {
+        let spec = &self.host.spec;
+        let mut data = json!({
+            "name": self.host.name(),
+            "reachable": self.reachable(),
+            "version": self.health.version,
+            "error": self.health.error,
+            "instances": self.used.instances,
+            "capacity_instances": spec.capacity_instances,
+            "memory_mb": self.used.memory_mb,
+            "capacity_memory_mb": spec.capacity_memory_mb,
+        });
+        if where_ {
+            data["endpoint"] = json!(spec.endpoint);
+            data["labels"] = json!(spec.labels);
+        }
+        data
+    }
+
+    /// One line for `/status`: up or down, engine, instances against capacity.
+    pub(super) fn status_line(&self) -> String {
+        let state = match (self.reachable(), &self.health.version) {
+            (true, Some(version)) => format!("up, {version}"),
+            _ => format!(
+                "DOWN: {}",
+                self.health.error.as_deref().unwrap_or("no answer")
+            ),
+        };
+        let capacity = match self.host.spec.capacity_instances {
+            Some(cap) => format!("{} of {cap} instances", self.used.instances),
+            None => format!("{} instance(s)", self.used.instances),
+        };
+        format!("docker host {}: {state}; {capacity}", self.host.name())
+    }
+
+    /// One line for `host_list`, with the endpoint, labels, memory and the next try.
+    fn list_line(&self) -> String {
+        let (health, spec, used) = (&self.health, &self.host.spec, &self.used);
+        let state = match (self.reachable(), &health.version) {
+            (true, Some(version)) => format!("answers, {version}"),
             _ => format!(
                 "not answering: {}{}",
                 health.error.as_deref().unwrap_or("no answer"),
@@ -93,79 +170,35 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             Some(cap) => format!("{used} of {cap} {unit}"),
             None => format!("{used} {unit}"),
         };
-        let labels = if host.spec.labels.is_empty() {
+        let labels = if spec.labels.is_empty() {
             String::new()
         } else {
-            format!(" [{}]", show_labels(&host.spec.labels))
+            format!(" [{}]", show_labels(&spec.labels))
         };
-        text.push_str(&format!(
-            "\n• {} ({}){labels}: {state}; {}, {}",
-            host.name(),
-            host.spec.endpoint,
+        format!(
+            "• {} ({}){labels}: {state}; {}, {}",
+            self.host.name(),
+            spec.endpoint,
             capacity(
                 used.instances,
-                host.spec.capacity_instances.map(u64::from),
+                spec.capacity_instances.map(u64::from),
                 "instances"
             ),
-            capacity(used.memory_mb, host.spec.capacity_memory_mb, "MiB"),
-        ));
-        data.push(json!({
-            "name": host.name(),
-            "endpoint": host.spec.endpoint,
-            "labels": host.spec.labels,
-            "reachable": health.reachable == Some(true),
-            "version": health.version,
-            "error": health.error,
-            "instances": used.instances,
-            "memory_mb": used.memory_mb,
-            "capacity_instances": host.spec.capacity_instances,
-            "capacity_memory_mb": host.spec.capacity_memory_mb,
-        }));
+            capacity(used.memory_mb, spec.capacity_memory_mb, "MiB"),
+        )
     }
-    let answering = data
-        .iter()
-        .filter(|h| h["reachable"] == json!(true))
-        .count();
-    let text = format!("{answering} of {} Docker host(s) answer{text}", data.len());
+}
+
+pub async fn list(ops: &Ops) -> Result<Output, OpError> {
+    let reports = reports(ops).await?;
+    let answering = reports.iter().filter(|r| r.reachable()).count();
+    let mut text = format!("{answering} of {} Docker host(s) answer", reports.len());
+    for report in &reports {
+        text.push('\n');
+        text.push_str(&report.list_line());
+    }
+    let data: Vec<Value> = reports.iter().map(|r| r.json(true)).collect();
     Ok(Output::new(text, json!({ "hosts": data })))
-}
-
-/// One line per host for the status report: up or down, engine, instances against capacity.
-pub async fn summary(ops: &Ops) -> Result<Vec<Value>, OpError> {
-    let records = ops.store().list_instances().await?;
-    let load = loads(&records, None);
-    let mut hosts = Vec::new();
-    for (host, health) in ops.fleet().probe_all().await {
-        let used = load.get(host.name()).copied().unwrap_or_default();
-        hosts.push(json!({
-            "name": host.name(),
-            "reachable": health.reachable == Some(true),
-            "version": health.version,
-            "error": health.error,
-            "instances": used.instances,
-            "capacity_instances": host.spec.capacity_instances,
-            "memory_mb": used.memory_mb,
-            "capacity_memory_mb": host.spec.capacity_memory_mb,
-        }));
-    }
-    Ok(hosts)
-}
-
-/// A status line for a host from [`summary`].
-pub fn summary_line(h: &Value) -> String {
-    let state = if h["reachable"] == json!(true) {
-        format!("up, {}", h["version"].as_str().unwrap_or("?"))
-    } else {
-        format!("DOWN: {}", h["error"].as_str().unwrap_or("no answer"))
-    };
-    let capacity = match h["capacity_instances"].as_u64() {
-        Some(cap) => format!("{} of {cap} instances", h["instances"]),
-        None => format!("{} instance(s)", h["instances"]),
-    };
-    format!(
-        "docker host {}: {state}; {capacity}",
-        h["name"].as_str().unwrap_or("?")
-    )
 }
 
 /// The fleet as the database and the engines agree on it.
@@ -301,15 +334,8 @@ pub async fn move_instance(ops: &Ops, args: MoveArgs) -> Result<Output, OpError>
             format!("{} is already on {target}", record.name),
         ));
     }
-    let records = ops.store().list_instances().await?;
-    let memory = u64::try_from(record.memory_mb).unwrap_or(0);
-    fleet
-        .choose(
-            &Placement::Host(target.to_string()),
-            &loads(&records, Some(&record.name)),
-            memory,
-        )
-        .map_err(|why| OpError::Conflict(format!("{} cannot move: {why}", record.name)))?;
+    let want = Placement::Host(target.to_string());
+    place(ops, &record.name, &want, record.memory_mb, true).await?;
     let source = fleet.on(&record.host)?;
     let dest = fleet.on(target)?;
     let name = record.name.clone();

@@ -157,7 +157,7 @@ pub async fn clone(ops: &Ops, args: CloneArgs) -> Result<Output, OpError> {
     };
     // The copy is made on the source's engine, so it must fit there.
     let want = crate::instance::Placement::Host(source.host.clone());
-    super::hosts::place(ops, &copy.name, &want, copy.memory_mb).await?;
+    super::hosts::place(ops, &copy.name, &want, copy.memory_mb, false).await?;
     let record = ops.store().create_instance(&copy).await?;
     let mut out = bring_up(ops, &record, Some(&source.name), "Cloned").await?;
     out.text

@@ -230,9 +230,8 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         (None, Some(labels)) if !labels.is_empty() => Placement::Labels(labels),
         _ => Placement::Anywhere,
     };
-    record.host = super::hosts::place(ops, &record.name, &want, record.memory_mb).await?;
+    record.host = super::hosts::place(ops, &record.name, &want, record.memory_mb, false).await?;
     let record = ops.store().create_instance(&record).await?;
-    ops.fleet().place(&record.name, &record.host);
     bring_up(ops, &record, None, "Created").await
 }
 

@@ -36,7 +36,7 @@ use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
 use tokio::sync::Notify;
 
 pub use bots::BotConnector;
-pub use hosts::Reconciled;
+pub use hosts::{Reconciled, loads as host_loads};
 pub use jobs::JobEvents;
 pub use registry::SPECS;
 

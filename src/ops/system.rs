@@ -106,9 +106,9 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
     for (channel, name, health) in &bots {
         text.push_str(&format!("\nbot @{name} ({channel}): {health}"));
     }
-    let hosts = super::hosts::summary(ops).await?;
+    let hosts = super::hosts::reports(ops).await?;
     for host in &hosts {
-        text.push_str(&format!("\n{}", super::hosts::summary_line(host)));
+        text.push_str(&format!("\n{}", host.status_line()));
     }
     Ok(Output::new(
         text,
@@ -124,7 +124,7 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
                 .iter()
                 .map(|(channel, name, health)| json!({ "channel": channel, "name": name, "health": health }))
                 .collect::<Vec<_>>(),
-            "docker_hosts": hosts,
+            "docker_hosts": hosts.iter().map(|h| h.json(false)).collect::<Vec<_>>(),
         }),
     ))
 }

@@ -162,35 +162,29 @@ impl Router {
         };
         // Secret values are taken here, before anything is stored, queued or shown to a model.
         // The message that carried a value is taken out of the chat where the platform allows.
-        let retract = message.message_id.clone().map(Outbound::Retract);
-        if let Some(("secret", rest)) = split_command(&message.text) {
+        let secret = if let Some(("secret", rest)) = split_command(&message.text) {
             let reply = self.secret_command(&message.chat, &caller, rest).await;
-            let had_value = rest.split_whitespace().nth(1).is_some();
-            let parts = [Some(reply), retract.filter(|_| had_value)];
-            self.inner
-                .hub
-                .answer_all(
-                    &message.chat,
-                    receipt,
-                    parts.into_iter().flatten().collect(),
-                )
-                .await;
-            return;
-        }
-        if split_command(&message.text).is_none()
+            Some((reply, rest.split_whitespace().nth(1).is_some()))
+        } else if split_command(&message.text).is_none()
             && let Some(name) = self.take_pending_secret(&message.chat)
         {
             let reply = self
                 .store_secret(&message.chat, &caller, &name, message.text.trim())
                 .await;
-            let parts = [Some(reply), retract];
+            Some((reply, true))
+        } else {
+            None
+        };
+        if let Some((reply, carried_value)) = secret {
+            let retract = message
+                .message_id
+                .clone()
+                .map(Outbound::Retract)
+                .filter(|_| carried_value);
+            let parts = [Some(reply), retract].into_iter().flatten().collect();
             self.inner
                 .hub
-                .answer_all(
-                    &message.chat,
-                    receipt,
-                    parts.into_iter().flatten().collect(),
-                )
+                .answer_all(&message.chat, receipt, parts)
                 .await;
             return;
         }

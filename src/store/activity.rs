@@ -127,7 +127,10 @@ pub(super) fn spawn_writer(
                 }
             }
             if !batch.is_empty() {
-                match write_batch(&pool, &batch).await {
+                // Entries are built for live views only while one listens; one that starts
+                // listening meanwhile reads them from the database (it flushes first).
+                let announce = live.receiver_count() > 0;
+                match write_batch(&pool, &batch, announce).await {
                     Ok(written) => {
                         for entry in written {
                             // Nobody listening is fine.
@@ -151,10 +154,12 @@ pub(super) fn spawn_writer(
     tx
 }
 
-/// Writes the batch in one transaction; returns the entries as stored (ids, redacted text).
+/// Writes the batch in one transaction; with `announce`, returns the entries as stored (ids,
+/// redacted text) for live views.
 async fn write_batch(
     pool: &SqlitePool,
     batch: &[(NewActivity, Millis)],
+    announce: bool,
 ) -> Result<Vec<ActivityEntry>> {
     // Secret values never reach the feed on disk.
     let redactor = Redactor::global();
@@ -182,6 +187,9 @@ async fn write_batch(
         .bind(&detail)
         .execute(&mut *tx)
         .await?;
+        if !announce {
+            continue;
+        }
         written.push(ActivityEntry {
             id: done.last_insert_rowid(),
             at: *at,

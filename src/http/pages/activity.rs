@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::super::HttpState;
-use super::{esc, page, session_of};
+use super::{encode, esc, page, session_of};
 use crate::domain::{ActorRole, format_millis, now_millis};
 use crate::store::{ActivityEntry, ActivityFilter};
 
@@ -76,7 +76,7 @@ impl ActivityQuery {
             ("instance", &self.instance),
         ] {
             if let Some(v) = given(value) {
-                parts.push(format!("{key}={}", urlencoding(&v)));
+                parts.push(format!("{key}={}", encode(&v)));
             }
         }
         if let Some(m) = self.minutes.filter(|m| *m > 0) {
@@ -84,18 +84,6 @@ impl ActivityQuery {
         }
         parts.join("&")
     }
-}
-
-/// Percent-encodes a query value.
-fn urlencoding(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn entry_json(e: &ActivityEntry) -> serde_json::Value {
@@ -230,46 +218,66 @@ pub(super) async fn stream(
         Some(name) => state.store.instance(name).await.ok().and_then(|r| r.agent),
         None => None,
     };
-    let session = session_of(&headers).unwrap_or_default();
-    let sessions = state.sessions.clone();
-    let last = backlog.last().map(|e| e.id).unwrap_or(after);
-    let start = (live, backlog.into_iter(), last);
-    let events = futures_util::stream::unfold(start, move |(mut live, mut backlog, mut last)| {
-        let filter = filter.clone();
-        let instance_agent = instance_agent.clone();
-        let sessions = sessions.clone();
-        let session = session.clone();
-        async move {
-            loop {
-                if !sessions.valid(&session) {
-                    return None;
-                }
-                if let Some(entry) = backlog.next() {
-                    return Some((Ok(entry_event(&entry)), (live, backlog, last)));
-                }
-                match live.recv().await {
-                    Ok(entry)
-                        if entry.id > last && filter.matches(&entry, instance_agent.as_deref()) =>
-                    {
-                        if !sessions.valid(&session) {
-                            return None;
-                        }
-                        last = entry.id;
-                        return Some((Ok(entry_event(&entry)), (live, backlog, last)));
-                    }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(missed)) => {
-                        let event = Event::default().event("missed").data(missed.to_string());
-                        return Some((Ok::<_, Infallible>(event), (live, backlog, last)));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
+    let follow = Follow {
+        last: backlog.last().map(|e| e.id).unwrap_or(after),
+        backlog: backlog.into_iter(),
+        live,
+        filter,
+        instance_agent,
+        sessions: state.sessions.clone(),
+        session: session_of(&headers).unwrap_or_default(),
+    };
+    let events = futures_util::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next().await?;
+        Some((Ok::<_, Infallible>(event), follow))
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// One reader of the feed: the backlog first, then new entries that pass the filter, while the
+/// session that opened it lasts.
+struct Follow {
+    backlog: std::vec::IntoIter<ActivityEntry>,
+    live: tokio::sync::broadcast::Receiver<ActivityEntry>,
+    /// The newest entry sent.
+    last: i64,
+    filter: ActivityFilter,
+    /// The agent living in the filter's instance.
+    instance_agent: Option<String>,
+    sessions: std::sync::Arc<super::Sessions>,
+    session: String,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if !self.sessions.valid(&self.session) {
+                return None;
+            }
+            if let Some(entry) = self.backlog.next() {
+                return Some(entry_event(&entry));
+            }
+            match self.live.recv().await {
+                Ok(entry)
+                    if entry.id > self.last
+                        && self.filter.matches(&entry, self.instance_agent.as_deref()) =>
+                {
+                    if !self.sessions.valid(&self.session) {
+                        return None;
+                    }
+                    self.last = entry.id;
+                    return Some(entry_event(&entry));
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => {
+                    return Some(Event::default().event("missed").data(missed.to_string()));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 fn entry_event(entry: &ActivityEntry) -> Event {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::super::HttpState;
 use super::actions::{Field, form};
-use super::{esc, owner, page};
+use super::{encode, esc, owner, page};
 
 #[derive(Deserialize)]
 pub(super) struct PathQuery {
@@ -26,17 +26,6 @@ fn link(instance: &str, route: &str, path: &str, text: &str) -> String {
         esc(&encode(path)),
         esc(text)
     )
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn parent(path: &str) -> Option<&str> {

@@ -183,6 +183,18 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Percent-encodes a query value; `/` stays, so paths remain readable in links.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A page in the admin layout: navigation, title, body.
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(

@@ -167,7 +167,11 @@ impl Host {
 
     /// Known to be down right now.
     pub fn is_down(&self) -> bool {
-        self.health().reachable == Some(false)
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reachable
+            == Some(false)
     }
 }
 
