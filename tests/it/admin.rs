@@ -21,6 +21,11 @@ pub(crate) async fn with_session(
         .unwrap()
 }
 
+/// A GET under `/api/` with a bearer token.
+pub(crate) async fn api_get(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    http.get(url).bearer_auth(token).send().await.unwrap()
+}
+
 /// The body of a page fetched with the session cookie.
 pub(crate) async fn page_text(http: &reqwest::Client, url: &str, session: &str) -> String {
     with_session(http, url, session).await.text().await.unwrap()
@@ -156,19 +161,10 @@ async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_i64().unwrap();
     // The key works for the API, is listed without its value, and cannot manage keys.
-    let agents = http
-        .get(served.url("/api/agents"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let agents = api_get(&http, &served.url("/api/agents"), &key).await;
     assert_eq!(agents.status(), StatusCode::OK);
-    let list = http
-        .get(served.url("/api/keys"))
-        .bearer_auth(TOKEN)
-        .send()
+    let list = api_get(&http, &served.url("/api/keys"), TOKEN)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -176,12 +172,7 @@ async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
         list.contains("backup script") && !list.contains(&key),
         "{list}"
     );
-    let by_key = http
-        .get(served.url("/api/keys"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let by_key = api_get(&http, &served.url("/api/keys"), &key).await;
     assert_eq!(by_key.status(), StatusCode::UNAUTHORIZED);
     // Revoked: refused on the next request.
     let revoked = http
@@ -191,12 +182,7 @@ async fn api_keys_are_shown_once_work_and_stop_working_when_revoked() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
-    let after = http
-        .get(served.url("/api/agents"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let after = api_get(&http, &served.url("/api/agents"), &key).await;
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
     // The metrics show the outbox.
     let metrics = http

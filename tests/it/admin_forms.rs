@@ -8,7 +8,7 @@ use operator::domain::ActorRole;
 use operator::store::NewActivity;
 use reqwest::StatusCode;
 
-use crate::admin::{TOKEN, client, login, page_text, with_session};
+use crate::admin::{TOKEN, api_get, client, login, page_text, with_session};
 use crate::support::inproc::{core, serve};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -135,8 +135,8 @@ async fn forms_run_operations_and_manage_api_keys() {
         .unwrap_or_else(|| panic!("no key shown: {created}"))
         .to_string();
     assert!(key.starts_with("opk_"), "{key}");
-    let api = |key: String| http.get(served.url("/api/agents")).bearer_auth(key).send();
-    assert_eq!(api(key.clone()).await.unwrap().status(), StatusCode::OK);
+    let agents = served.url("/api/agents");
+    assert_eq!(api_get(&http, &agents, &key).await.status(), StatusCode::OK);
     let keys = page_text(&http, &served.url("/keys"), &session).await;
     assert!(keys.contains("deploy") && !keys.contains(&key), "{keys}");
     let id = keys
@@ -149,7 +149,10 @@ async fn forms_run_operations_and_manage_api_keys() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
-    assert_eq!(api(key).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api_get(&http, &agents, &key).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     // The feed by role: the owner's changes are there; no agent acted.
     let owner = with_session(

@@ -183,12 +183,8 @@ async fn instances_are_placed_on_two_engines_and_operations_follow_them() {
         page.contains(&format!("<td>{eu}</td><td>active</td><td>a</td>")),
         "{page}"
     );
-    let api: Value = http
-        .get(served.url("/api/hosts"))
-        .bearer_auth(crate::admin::TOKEN)
-        .send()
+    let api: Value = crate::admin::api_get(&http, &served.url("/api/hosts"), crate::admin::TOKEN)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
