@@ -203,21 +203,16 @@ async fn deliveries_wait_out_429_split_long_replies_and_fall_back_to_plain_text(
     stop(daemon).await;
 }
 
-#[tokio::test]
-async fn a_kill_during_500_updates_loses_none_and_repeats_none() {
-    let llm = FakeLlm::start(Vendor::OpenAi).await;
-    llm.echo();
-    let tg = FakeTelegram::start().await;
-    let world = world(
-        &llm,
-        &tg,
-        "dm_policy = \"open\"\nmessages_per_second = 10000.0\nchat_messages_per_second = 10000.0\n",
-    );
-    let chats: Vec<u64> = (0..50).map(|i| 5000 + i).collect();
+/// Anyone may write, and answers are not paced: for the crash tests.
+const OPEN_UNPACED: &str =
+    "dm_policy = \"open\"\nmessages_per_second = 10000.0\nchat_messages_per_second = 10000.0\n";
+
+/// Ten messages to each chat, round by round; returns the answers each chat must get, in order.
+fn flood(tg: &FakeTelegram, chats: &[u64], tag: &str) -> HashMap<u64, Vec<String>> {
     let mut expected: HashMap<u64, Vec<String>> = HashMap::new();
     for round in 0..10 {
-        for chat in &chats {
-            let text = format!("m{chat}-{round}");
+        for chat in chats {
+            let text = format!("{tag}{chat}-{round}");
             tg.direct(*chat, &text);
             expected
                 .entry(*chat)
@@ -225,6 +220,23 @@ async fn a_kill_during_500_updates_loses_none_and_repeats_none() {
                 .push(format!("echo: {text}"));
         }
     }
+    expected
+}
+
+/// Kills the daemon outright (SIGKILL), as a crash would.
+async fn kill(mut daemon: Child) {
+    daemon.start_kill().unwrap();
+    let _ = daemon.wait().await;
+}
+
+#[tokio::test]
+async fn a_kill_during_500_updates_loses_none_and_repeats_none() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let tg = FakeTelegram::start().await;
+    let world = world(&llm, &tg, OPEN_UNPACED);
+    let chats: Vec<u64> = (0..50).map(|i| 5000 + i).collect();
+    let expected = flood(&tg, &chats, "m");
     // Deliveries stop after 150 (unanswered, as if the process died before Telegram read
     // them); then the process is killed outright.
     tg.hold_sends_after(150);
@@ -237,9 +249,7 @@ async fn a_kill_during_500_updates_loses_none_and_repeats_none() {
     assert!(reached, "{}", stop(daemon).await);
     // Let answers that Telegram accepted leave the outbox, then crash.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut daemon = daemon;
-    daemon.start_kill().unwrap();
-    let _ = daemon.wait().await;
+    kill(daemon).await;
     assert!(tg.unconfirmed() > 0 || tg.sent_to(chats[0] as i64).len() < 10);
 
     tg.unhold();
@@ -592,23 +602,9 @@ async fn three_crashes_during_1000_updates_lose_none_and_repeat_none() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
     let tg = FakeTelegram::start().await;
-    let world = world(
-        &llm,
-        &tg,
-        "dm_policy = \"open\"\nmessages_per_second = 10000.0\nchat_messages_per_second = 10000.0\n",
-    );
+    let world = world(&llm, &tg, OPEN_UNPACED);
     let chats: Vec<u64> = (0..100).map(|i| 7000 + i).collect();
-    let mut expected: HashMap<u64, Vec<String>> = HashMap::new();
-    for round in 0..10 {
-        for chat in &chats {
-            let text = format!("c{chat}-{round}");
-            tg.direct(*chat, &text);
-            expected
-                .entry(*chat)
-                .or_default()
-                .push(format!("echo: {text}"));
-        }
-    }
+    let expected = flood(&tg, &chats, "c");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -637,9 +633,7 @@ async fn three_crashes_during_1000_updates_lose_none_and_repeat_none() {
             stop(daemon).await
         );
         tokio::time::sleep(Duration::from_millis(200 + random(300))).await;
-        let mut daemon = daemon;
-        daemon.start_kill().unwrap();
-        let _ = daemon.wait().await;
+        kill(daemon).await;
         answered = tg.accepted_sends();
         tg.unhold();
     }
