@@ -29,20 +29,32 @@ impl Gen {
             .map(|_| alphabet[self.below(alphabet.len())])
             .collect()
     }
+
+    /// Up to `max - 1` words picked from `words`, run together.
+    fn words(&mut self, words: &[&str], max: usize) -> String {
+        (0..self.below(max))
+            .map(|_| words[self.below(words.len())])
+            .collect()
+    }
 }
 
-fn budget() -> Instant {
-    Instant::now() + Duration::from_secs(2)
+/// Runs `case` with its number (from 1) until `max` cases or the time budget (2 s), whichever
+/// comes first; returns how many ran.
+fn for_cases(max: usize, mut case: impl FnMut(usize)) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut cases = 0;
+    while Instant::now() < deadline && cases < max {
+        cases += 1;
+        case(cases);
+    }
+    cases
 }
 
 #[test]
 fn the_splitter_keeps_every_character_and_the_limit() {
     let alphabet: Vec<char> = "ab \n\n`é😀\t-".chars().collect();
     let mut g = Gen(0x1234_5678_9abc_def1);
-    let deadline = budget();
-    let mut cases = 0;
-    while Instant::now() < deadline && cases < 50_000 {
-        cases += 1;
+    let cases = for_cases(50_000, |_| {
         let text = g.text(&alphabet, 300);
         let limit = 1 + g.below(60);
         let parts = split_text(&text, limit);
@@ -55,7 +67,7 @@ fn the_splitter_keeps_every_character_and_the_limit() {
             parts.iter().all(|p| p.chars().count() <= limit),
             "{parts:?} over {limit}"
         );
-    }
+    });
     assert!(cases > 100);
 }
 
@@ -63,10 +75,7 @@ fn the_splitter_keeps_every_character_and_the_limit() {
 fn the_command_parser_never_panics_and_agrees_with_itself() {
     let alphabet: Vec<char> = "/@ aguseinbtp_ \n\té".chars().collect();
     let mut g = Gen(0x0bad_cafe_dead_beef);
-    let deadline = budget();
-    let mut cases = 0;
-    while Instant::now() < deadline && cases < 50_000 {
-        cases += 1;
+    let cases = for_cases(50_000, |_| {
         let text = g.text(&alphabet, 40);
         if let Some((command, rest)) = split_command(&text) {
             assert!(
@@ -83,7 +92,7 @@ fn the_command_parser_never_panics_and_agrees_with_itself() {
             );
             assert!(args.is_object());
         }
-    }
+    });
     assert!(cases > 100);
 }
 
@@ -99,10 +108,8 @@ fn cron_parsing_never_panics_and_next_runs_move_forward() {
         "Nowhere/X",
     ];
     let mut g = Gen(0x5eed_5eed_5eed_5eed);
-    let deadline = budget();
-    let (mut cases, mut valid) = (0, 0);
-    while Instant::now() < deadline && cases < 5_000 {
-        cases += 1;
+    let mut valid = 0;
+    let cases = for_cases(5_000, |_| {
         let fields = 1 + g.below(6);
         let expr: Vec<String> = (0..fields).map(|_| g.text(&alphabet, 4)).collect();
         let expr = expr.join(" ");
@@ -118,7 +125,7 @@ fn cron_parsing_never_panics_and_next_runs_move_forward() {
             );
             assert!(times.first().is_none_or(|t| *t > start), "{expr} in {zone}");
         }
-    }
+    });
     // Known-good expressions are part of every run, so some cases are always valid.
     for expr in ["*/7 * * * *", "0 0 29 2 *", "@weekly", "15 3 * * 1-5"] {
         assert!(Schedule::parse(expr, "Europe/Berlin").is_ok(), "{expr}");
@@ -171,10 +178,7 @@ fn telegram_markup_is_always_valid_and_splits_keep_the_limit() {
     use operator::channel::telegram::{MAX_MESSAGE_UNITS, split_message, to_html};
     let alphabet: Vec<char> = "ab*`[]()<>&\"\n :/httpsé😀".chars().collect();
     let mut g = Gen(0x7e1e_6a11_5eed_0001);
-    let deadline = budget();
-    let mut cases = 0;
-    while Instant::now() < deadline && cases < 50_000 {
-        cases += 1;
+    let cases = for_cases(50_000, |cases| {
         let text = g.text(&alphabet, 200);
         let html = to_html(&text);
         if let Err(why) = telegram_accepts(&html) {
@@ -199,7 +203,7 @@ fn telegram_markup_is_always_valid_and_splits_keep_the_limit() {
             let added: usize = parts.iter().map(|p| plain(p)).sum::<usize>() - plain(&long);
             assert!(added <= parts.len() * 24, "{added} characters added");
         }
-    }
+    });
     assert!(cases > 100);
 }
 
@@ -228,13 +232,8 @@ fn telegram_updates_of_any_shape_never_panic_the_reader() {
         "@",
     ];
     let mut g = Gen(0x5ca1_ab1e_0000_0042);
-    let deadline = budget();
-    let mut cases = 0;
-    while Instant::now() < deadline && cases < 20_000 {
-        cases += 1;
-        let text: String = (0..g.below(6))
-            .map(|_| words[g.below(words.len())])
-            .collect();
+    let cases = for_cases(20_000, |cases| {
+        let text = g.words(&words, 6);
         let private = g.below(2) == 0;
         let chat = if private {
             serde_json::json!({ "id": 7, "type": "private", "first_name": "A" })
@@ -283,7 +282,7 @@ fn telegram_updates_of_any_shape_never_panic_the_reader() {
                 );
             }
         }
-    }
+    });
     assert!(cases > 100);
 }
 
@@ -309,13 +308,8 @@ fn discord_messages_of_any_shape_never_panic_the_reader() {
         "<",
     ];
     let mut g = Gen(0xd15c_0bd0_0000_0042);
-    let deadline = budget();
-    let mut cases = 0;
-    while Instant::now() < deadline && cases < 20_000 {
-        cases += 1;
-        let text: String = (0..g.below(6))
-            .map(|_| words[g.below(words.len())])
-            .collect();
+    let cases = for_cases(20_000, |cases| {
+        let text = g.words(&words, 6);
         let guild = g.below(2) == 0;
         let author = if g.below(8) == 0 { 42 } else { 7 };
         let mut message = serde_json::json!({
@@ -353,6 +347,6 @@ fn discord_messages_of_any_shape_never_panic_the_reader() {
                 );
             }
         }
-    }
+    });
     assert!(cases > 100);
 }
