@@ -16,7 +16,7 @@ use operator::agent::{Limits, Runner};
 use operator::channel::{
     Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound,
 };
-use operator::config::Settings;
+use operator::config::{QueueMode, Settings};
 use operator::domain::ChatRef;
 use operator::instance::{DockerBackend, InstanceDefaults};
 use operator::ops::{Ops, SystemInfo};
@@ -253,7 +253,7 @@ async fn turn_overhead() -> (Duration, Duration) {
     let hub = operator::channel::Hub::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     hub.add(Arc::new(Sink { done: done_tx }));
-    let router = Router::new(store.clone(), ops, runner, hub);
+    let router = Router::new(store.clone(), ops, runner, hub, QueueMode::Steer);
 
     let mut samples = Vec::with_capacity(TURNS);
     for i in 0..TURNS {

@@ -68,8 +68,40 @@ pub struct Settings {
     pub docker: DockerSettings,
     pub admin: AdminSettings,
     pub operator: OperatorSettings,
+    pub approvals: ApprovalSettings,
     pub scheduler: SchedulerSettings,
     pub log: LogSettings,
+}
+
+/// What happens to messages that arrive in a chat while its turn runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMode {
+    /// They join the running turn at its next model call.
+    Steer,
+    /// They wait, and all of them form the next turn together.
+    Collect,
+}
+
+/// How a reply is shown while the model writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Streaming {
+    /// Telegram's `sendMessageDraft` in private chats, else edits.
+    Draft,
+    /// One message edited in place as the text grows.
+    Edit,
+    Off,
+}
+
+/// Operations a model may call only with an owner's yes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    pub require: Vec<String>,
+    /// A call that targets more instances than this needs a yes too.
+    pub max_targets: usize,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +162,7 @@ pub struct TelegramSettings {
     pub webhook_secret: SecretString,
     pub messages_per_second: f64,
     pub chat_messages_per_second: f64,
+    pub streaming: Streaming,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -156,6 +189,7 @@ pub struct DiscordSettings {
     pub allow_channels: Vec<u64>,
     pub messages_per_second: f64,
     pub chat_messages_per_second: f64,
+    pub streaming: Streaming,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +243,7 @@ pub struct AdminSettings {
 pub struct OperatorSettings {
     pub max_steps: u32,
     pub context_tokens: u32,
+    pub queue: QueueMode,
 }
 
 /// What happens to automation runs that fell due while the daemon was down.

@@ -80,7 +80,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Run => {
                 let listen = loaded.settings.admin.listen.clone();
@@ -125,7 +125,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-    })
+    });
+    // Everything that matters has finished and the database is closed; a blocking helper
+    // thread still parked in the pool (a DNS lookup, a file read) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
 
 /// Completes on the first SIGTERM or SIGINT; a second signal exits at once. The handlers are

@@ -17,7 +17,7 @@ use crate::store::Store;
 pub use context::estimate_tokens;
 pub use llm::{LlmError, LlmProvider};
 pub use prompt::OPERATOR_PERSONA;
-pub use turn::{Outcome, Progress, Turn};
+pub use turn::{Outcome, Progress, Steering, Turn};
 
 /// Limits a turn runs within.
 #[derive(Debug, Clone)]

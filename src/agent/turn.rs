@@ -9,7 +9,7 @@ use super::Runner;
 use super::context::{
     compaction_cut, estimate_tokens, message_tokens, to_llm_messages, transcript,
 };
-use super::llm::{ChatRequest, LlmError, LlmMessage, ToolSpec};
+use super::llm::{BoxFuture, ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
 use crate::domain::{Caller, OPERATOR, Role, ToolCall, now_millis};
 use crate::ops::{Invocation, OpSpec, Ops, ProgressSink};
@@ -20,6 +20,16 @@ pub struct Turn {
     pub conversation: Conversation,
     pub caller: Caller,
     pub cancel: CancellationToken,
+    /// Messages that arrive while the turn runs, joined before each later model call.
+    pub steer: Option<Arc<dyn Steering>>,
+}
+
+/// Where a running turn picks up the messages sent in its chat since it started ("no, use
+/// Python"). The router provides it; the turn only asks.
+pub trait Steering: Send + Sync {
+    /// Stores the waiting messages that may join this turn in its conversation and returns how
+    /// many joined; the model sees them in its next request.
+    fn take(&self) -> BoxFuture<'_, usize>;
 }
 
 /// What the chat sees while a turn works.
@@ -106,6 +116,22 @@ impl Runner {
         for step in 0..limits.max_steps {
             if turn.cancel.is_cancelled() {
                 return Outcome::Cancelled;
+            }
+            // Messages sent while the tools ran join now, after the tool results, so the model
+            // sees them in this request (the first request already has what started the turn).
+            if step > 0
+                && let Some(steer) = &turn.steer
+            {
+                let joined = steer.take().await;
+                if joined > 0 {
+                    self.note(
+                        conversation,
+                        &profile.name,
+                        "turn.steered",
+                        format!("{joined} message(s) joined the running turn"),
+                        None,
+                    );
+                }
             }
             progress(Progress::Thinking);
             let request = match self.request(conversation, &mut summary, &profile).await {
@@ -276,7 +302,7 @@ impl Runner {
             .map(|s| ToolSpec {
                 name: s.name.to_string(),
                 description: s.description.to_string(),
-                parameters: (s.schema)(),
+                parameters: s.arguments_schema(),
             })
             .collect();
         Ok(Profile {

@@ -86,7 +86,13 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let hub = Hub::default();
     let http_chat = Arc::new(crate::channel::http_chat::HttpChat::default());
     hub.add(http_chat.clone());
-    let router = Router::new(store.clone(), ops.clone(), runner.clone(), hub.clone());
+    let router = Router::new(
+        store.clone(),
+        ops.clone(),
+        runner.clone(),
+        hub.clone(),
+        settings.operator.queue,
+    );
     ops.set_turn_runner(Arc::new(RouterTurns {
         router: router.clone(),
     }));
@@ -128,15 +134,10 @@ impl RunSink for AutomationSink {
                 "[automation {} — scheduled run {run_id}; report the result in a few lines]\n{}",
                 automation.name, automation.prompt
             );
-            match router
+            router
                 .inject(chat, automation.agent.clone(), caller, text)
                 .await
-            {
-                Some(done) => done
-                    .await
-                    .unwrap_or((false, "the run was dropped before it ended".into())),
-                None => (false, "the chat's queue was full".into()),
-            }
+                .unwrap_or((false, "the run was dropped before it ended".into()))
         })
     }
 }
@@ -156,10 +157,10 @@ impl TurnRunner for RouterTurns {
     ) -> BoxFuture<'static, (bool, String)> {
         let router = self.router.clone();
         Box::pin(async move {
-            match router.inject(chat, agent, caller, text).await {
-                Some(done) => done.await.unwrap_or((false, "the turn was dropped".into())),
-                None => (false, "the chat's queue was full".into()),
-            }
+            router
+                .inject(chat, agent, caller, text)
+                .await
+                .unwrap_or((false, "the turn was dropped".into()))
         })
     }
 
@@ -181,17 +182,13 @@ struct WebhookRunner {
 
 impl WebhookSink for WebhookRunner {
     fn trigger(&self, hook: WebhookRecord, prompt: String) {
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            let chat = hook
-                .chat
-                .clone()
-                .unwrap_or_else(|| ChatRef::new("webhook", &hook.name));
-            let caller = Caller::owner(format!("webhook:{}", hook.name));
-            let _ = router
-                .inject(chat, hook.agent.clone(), caller, prompt)
-                .await;
-        });
+        let chat = hook
+            .chat
+            .clone()
+            .unwrap_or_else(|| ChatRef::new("webhook", &hook.name));
+        let caller = Caller::owner(format!("webhook:{}", hook.name));
+        // The turn is queued; nobody waits for how it ends.
+        drop(self.router.inject(chat, hook.agent.clone(), caller, prompt));
     }
 }
 
@@ -412,7 +409,8 @@ pub async fn run(
 
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let router = core.router.clone();
-    let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    let router_stop = stop.clone();
+    let serving = tokio::spawn(async move { router.serve(inbound_rx, router_stop).await });
     let bots =
         telegram::TelegramBots::start(&settings, &core, &intake, inbound_tx.clone(), &stop).await?;
     let discord = discord::DiscordBots::start(&settings, &core, inbound_tx.clone(), &stop).await?;
@@ -542,9 +540,8 @@ impl JobEvents for ChatJobEvents {
             },
             label: job.caller.clone(),
         };
-        let router = self.router.clone();
-        let agent = job.agent.clone();
-        tokio::spawn(async move { router.inject(chat, agent, caller, report).await });
+        // The turn is queued; nobody waits for how it ends.
+        drop(self.router.inject(chat, job.agent.clone(), caller, report));
     }
 }
 
@@ -574,7 +571,9 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     core.router.report_interrupted(&core.hub.ids()).await;
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     let router = core.router.clone();
-    let serving = tokio::spawn(async move { router.serve(inbound_rx).await });
+    // The console ends the router by dropping its sender, once its input ends.
+    let serving =
+        tokio::spawn(async move { router.serve(inbound_rx, CancellationToken::new()).await });
     let stop = CancellationToken::new();
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));

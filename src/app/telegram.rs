@@ -182,8 +182,8 @@ impl TelegramBots {
         if let Some(e) = already(&self.running.lock().unwrap_or_else(|e| e.into_inner())) {
             return Err(e);
         }
-        // Turns a crash cut short are handled again from their stored updates: close the old
-        // ones quietly before the bot replays them.
+        // Turns a crash cut short resume when the bot hands their stored updates over again;
+        // those no update will restart (the daemon's own work) are closed quietly first.
         self.core
             .router
             .close_interrupted(std::slice::from_ref(&channel))

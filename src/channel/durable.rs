@@ -95,18 +95,21 @@ pub fn rows(
     Ok(rows)
 }
 
-/// Queues rows: with a receipt, settles the answered message in the same transaction.
+/// Queues rows: with receipts, settles the answered messages in the same transaction.
 pub async fn queue(
     store: &Store,
     channel: &str,
     rows: &[NewOutbox],
-    receipt: Option<&Receipt>,
+    receipts: &[Receipt],
     wake: &Notify,
 ) -> Result<(), ChannelError> {
-    let stored = match receipt {
-        Some(receipt) => store.settle_update(channel, receipt.0, rows).await,
-        None if rows.is_empty() => return Ok(()),
-        None => store.queue_outbox(channel, rows).await,
+    let stored = if !receipts.is_empty() {
+        let ids: Vec<i64> = receipts.iter().map(|r| r.0).collect();
+        store.settle_update(channel, &ids, rows).await
+    } else if rows.is_empty() {
+        return Ok(());
+    } else {
+        store.queue_outbox(channel, rows).await
     };
     stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
     wake.notify_one();

@@ -38,7 +38,7 @@ impl Hub {
     /// Delivers one message, split to the channel's length limit. Failures are logged: one
     /// chat's delivery problem never stops the caller.
     pub async fn deliver(&self, chat: &ChatRef, message: Outbound) {
-        self.answer(chat, None, Some(message)).await;
+        self.answer(chat, &[], Some(message)).await;
     }
 
     /// Delivers one message and says whether the channel took it.
@@ -52,25 +52,15 @@ impl Hub {
         Ok(())
     }
 
-    /// Answers an inbound message: delivers `message` (if any) and, when the message came with
-    /// a receipt, marks it answered through its channel.
-    pub async fn answer(
-        &self,
-        chat: &ChatRef,
-        receipt: Option<&Receipt>,
-        message: Option<Outbound>,
-    ) {
-        self.answer_all(chat, receipt, message.into_iter().collect())
+    /// Answers inbound messages: delivers `message` (if any) and, for the messages that came
+    /// with a receipt, marks them answered through their channel.
+    pub async fn answer(&self, chat: &ChatRef, receipts: &[Receipt], message: Option<Outbound>) {
+        self.answer_all(chat, receipts, message.into_iter().collect())
             .await;
     }
 
-    /// Answers an inbound message with several outbound messages, in order.
-    pub async fn answer_all(
-        &self,
-        chat: &ChatRef,
-        receipt: Option<&Receipt>,
-        messages: Vec<Outbound>,
-    ) {
+    /// Answers inbound messages with several outbound messages, in order.
+    pub async fn answer_all(&self, chat: &ChatRef, receipts: &[Receipt], messages: Vec<Outbound>) {
         let Some(channel) = self.get(&chat.channel) else {
             tracing::error!(%chat, "no channel {} to deliver to", chat.channel);
             return;
@@ -79,9 +69,9 @@ impl Hub {
             .into_iter()
             .flat_map(|m| prepared(channel.as_ref(), m))
             .collect();
-        let result = match receipt {
-            Some(receipt) => channel.answer(chat, receipt, parts).await,
-            None => {
+        let result = match receipts {
+            [_, ..] => channel.answer(chat, receipts, parts).await,
+            [] => {
                 let mut result = Ok(());
                 for part in parts {
                     if let Err(e) = channel.send(chat, part).await {

@@ -157,15 +157,16 @@ pub trait Channel: Send + Sync {
         message: Outbound,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
     fn health(&self) -> Health;
-    /// Answers a stored inbound message: queues `parts` (possibly none) and marks the message
-    /// answered, atomically where the channel is durable. By default, just sends the parts.
+    /// Answers stored inbound messages (one reply may cover several): queues `parts` (possibly
+    /// none) and marks the messages answered, atomically where the channel is durable. By
+    /// default, just sends the parts.
     fn answer<'a>(
         &'a self,
         chat: &'a ChatRef,
-        receipt: &'a Receipt,
+        receipts: &'a [Receipt],
         parts: Vec<Outbound>,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        let _ = receipt;
+        let _ = receipts;
         Box::pin(async move {
             for part in parts {
                 self.send(chat, part).await?;

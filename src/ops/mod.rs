@@ -65,6 +65,58 @@ pub struct OpSpec {
 }
 
 impl OpSpec {
+    /// The JSON schema of the arguments as every face shows it: the operation's own schema,
+    /// saying that no other field is accepted, which is exactly what [`Ops::invoke`] checks.
+    pub fn arguments_schema(&self) -> Value {
+        let mut schema = (self.schema)();
+        if let Some(map) = schema.as_object_mut() {
+            map.entry("additionalProperties")
+                .or_insert(Value::Bool(false));
+        }
+        schema
+    }
+
+    /// Refuses arguments with a field the schema does not name, saying which field and which
+    /// ones are accepted, so a model can correct its call.
+    fn check_fields(&self, args: &Value) -> Result<(), OpError> {
+        let Some(given) = args.as_object() else {
+            return Ok(());
+        };
+        let schema = (self.schema)();
+        let accepted: Vec<&str> = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let unknown: Vec<&str> = given
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !accepted.contains(k))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let fields = if unknown.len() == 1 {
+            "field"
+        } else {
+            "fields"
+        };
+        let unknown = unknown
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let takes = if accepted.is_empty() {
+            "it takes no arguments".to_string()
+        } else {
+            format!("it takes only: {}", accepted.join(", "))
+        };
+        Err(OpError::InvalidArgs {
+            op: self.name,
+            message: format!("unknown {fields} {unknown}; {takes}"),
+        })
+    }
+
     /// An operation without a chat-command form (a tool for the model, and an HTTP route).
     pub const fn tool(
         name: &'static str,
@@ -432,6 +484,7 @@ impl Ops {
         let result = match Self::spec(name) {
             None => Err(OpError::Unknown(name.to_string())),
             Some(spec) if !allowed(spec, inv) => Err(OpError::Forbidden { op: spec.name }),
+            Some(spec) if let Err(e) = spec.check_fields(&args) => Err(e),
             Some(spec) => match inv.progress.clone() {
                 Some(sink) => {
                     PROGRESS

@@ -14,8 +14,10 @@ impl Router {
     }
 
     /// Closes turns a stopped process left unfinished on channels that replay their stored
-    /// messages: the conversation records the interruption, and the chat hears nothing, since
-    /// the message is handled again.
+    /// messages, where the message will not come again (the daemon's own work): the
+    /// conversation records the interruption, and the chat hears nothing. A turn started by a
+    /// stored platform message is left as it is: the message is handed over again and the turn
+    /// resumes from its stored history, without the person's words being stored twice.
     pub async fn close_interrupted(&self, channels: &[String]) {
         self.end_interrupted(channels, false).await;
     }
@@ -29,6 +31,9 @@ impl Router {
             }
         };
         for turn in open {
+            if !tell && turn.replayed {
+                continue;
+            }
             let note = "[this turn was interrupted: operator stopped before it finished]";
             let _ = self
                 .inner

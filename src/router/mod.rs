@@ -18,8 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::{Outcome, Progress, Runner, Turn};
+use crate::agent::llm::BoxFuture;
+use crate::agent::{Outcome, Progress, Runner, Steering, Turn};
 use crate::channel::{Hub, Inbound, Outbound, Receipt};
+use crate::config::QueueMode;
 use crate::domain::{ActorRole, Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
 use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
@@ -27,37 +29,20 @@ use crate::store::{NewActivity, NewMessage, Store};
 mod access;
 mod admission;
 mod interrupted;
+mod queue;
 mod secret_input;
 mod uploads;
 
 pub use access::{AccessRules, Decision, PAIRING_TTL_MS, platform_of};
+use queue::{Job, Queues};
 
-/// Messages one chat may have waiting before new ones are turned away.
-const QUEUE_DEPTH: usize = 16;
 /// How long `/secret NAME` waits for the value as the next message.
 const SECRET_PROMPT_TTL: Duration = Duration::from_secs(300);
 /// Commands answered at once, ahead of the chat's queue.
 const IMMEDIATE: [&str; 4] = ["stop", "status", "help", "start"];
 
-struct Job {
-    message: Inbound,
-    caller: Caller,
-    /// Set for messages the daemon itself sends to an agent (a background job's result).
-    agent: Option<String>,
-    /// Told how the turn ended (automations record it in their history).
-    done: Option<oneshot::Sender<TurnResult>>,
-}
-
 /// How a turn ended, for whoever started it: success and a one-line summary.
 pub type TurnResult = (bool, String);
-
-type RunningSlot = Arc<Mutex<Option<CancellationToken>>>;
-
-struct Worker {
-    tx: mpsc::Sender<Job>,
-    /// The running turn's token, so `/stop` can cancel it.
-    running: RunningSlot,
-}
 
 #[derive(Clone)]
 pub struct Router {
@@ -69,7 +54,8 @@ struct Inner {
     ops: Ops,
     runner: Runner,
     hub: Hub,
-    workers: Mutex<HashMap<ChatRef, Worker>>,
+    queue_mode: QueueMode,
+    queues: Queues,
     /// Chats whose next message is the value of this secret (`/secret NAME` without a value).
     pending_secrets: Mutex<HashMap<ChatRef, (String, Instant)>>,
     /// Access rules by platform; a platform without rules admits nobody.
@@ -78,14 +64,15 @@ struct Inner {
 }
 
 impl Router {
-    pub fn new(store: Store, ops: Ops, runner: Runner, hub: Hub) -> Self {
+    pub fn new(store: Store, ops: Ops, runner: Runner, hub: Hub, queue_mode: QueueMode) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 ops,
                 runner,
                 hub,
-                workers: Mutex::new(HashMap::new()),
+                queue_mode,
+                queues: Queues::default(),
                 pending_secrets: Mutex::new(HashMap::new()),
                 access: RwLock::new(HashMap::new()),
                 tasks: TaskTracker::new(),
@@ -99,50 +86,52 @@ impl Router {
         access.insert(platform.to_string(), rules);
     }
 
-    /// Handles inbound messages until the sender side closes, then lets queued work finish.
-    pub async fn serve(&self, mut inbound: mpsc::Receiver<Inbound>) {
-        while let Some(message) = inbound.recv().await {
-            self.handle(message).await;
+    /// Handles inbound messages until the sender side closes or `stop` fires, then lets queued
+    /// work finish. Stopping does not wait for every sender to go away: bots connected at
+    /// runtime keep one, and an idle daemon must stop at once. Whatever a durable channel had
+    /// handed over but the router had not yet taken is still stored and is handled after the
+    /// restart.
+    pub async fn serve(&self, mut inbound: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                message = inbound.recv() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break,
+                },
+                () = stop.cancelled() => break,
+            }
         }
         self.drain().await;
     }
 
     /// Waits until every queued message has been handled and answered.
     pub async fn drain(&self) {
-        self.workers().clear();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
 
     /// Cancels every running turn (used when a shutdown deadline passes).
     pub fn cancel_all(&self) {
-        for worker in self.workers().values() {
-            cancel(&worker.running);
-        }
+        self.inner.queues.cancel_all();
     }
 
     /// Messages waiting or running, over all chats.
     pub fn queue_depth(&self) -> usize {
-        self.workers()
-            .values()
-            .map(|w| w.tx.max_capacity() - w.tx.capacity())
-            .sum()
-    }
-
-    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<ChatRef, Worker>> {
-        self.inner.workers.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.queues.depth()
     }
 
     /// Handles one inbound message: admits it, answers an immediate command, or queues it in
     /// its chat. Failures are reported to the chat and logged; they never stop the router.
+    /// Nothing is ever turned away for being one too many: the chat's queue has no limit.
     pub async fn handle(&self, mut message: Inbound) {
         let receipt = message.receipt.take();
-        let receipt = receipt.as_ref();
+        let receipts = receipt.as_slice();
         let caller = match self.admit(&message).await {
             Decision::Admit(caller) => caller,
             Decision::Pair => {
                 let reply = self.pairing_reply(&message).await;
-                self.answer(&message.chat, receipt, Some(reply)).await;
+                self.answer(&message.chat, receipts, Some(reply)).await;
                 return;
             }
             Decision::Ignore(why) => {
@@ -156,7 +145,7 @@ impl Router {
                     ),
                     ..NewActivity::default()
                 });
-                self.answer(&message.chat, receipt, None).await;
+                self.answer(&message.chat, receipts, None).await;
                 return;
             }
         };
@@ -184,7 +173,7 @@ impl Router {
             let parts = [Some(reply), retract].into_iter().flatten().collect();
             self.inner
                 .hub
-                .answer_all(&message.chat, receipt, parts)
+                .answer_all(&message.chat, receipts, parts)
                 .await;
             return;
         }
@@ -192,110 +181,52 @@ impl Router {
             && IMMEDIATE.contains(&command)
         {
             let reply = self.command(&message.chat, &caller, command, rest).await;
-            self.answer(&message.chat, receipt, reply).await;
+            self.answer(&message.chat, receipts, reply).await;
             return;
         }
-        let chat = message.chat.clone();
-        let is_turn = split_command(&message.text).is_none();
-        message.receipt = receipt.cloned();
-        let job = Job {
+        message.receipt = receipt;
+        self.enqueue(Job {
             message,
             caller,
             agent: None,
             done: None,
-        };
-        if let Err(receipt) = self.enqueue(job) {
-            let reason = format!(
-                "I'm busy with {QUEUE_DEPTH} waiting messages here; send this again in a moment."
-            );
-            let reply = if is_turn {
-                Outbound::Failed(reason)
-            } else {
-                Outbound::Notice(reason)
-            };
-            self.answer(&chat, receipt.as_ref(), Some(reply)).await;
-        }
+        });
     }
 
-    /// Delivers an answer to a message and settles its receipt.
-    async fn answer(&self, chat: &ChatRef, receipt: Option<&Receipt>, reply: Option<Outbound>) {
-        self.inner.hub.answer(chat, receipt, reply).await;
+    /// Delivers an answer to messages and settles their receipts.
+    async fn answer(&self, chat: &ChatRef, receipts: &[Receipt], reply: Option<Outbound>) {
+        self.inner.hub.answer(chat, receipts, reply).await;
     }
 
     /// Puts the job in its chat's queue, starting the chat's worker when needed.
-    /// Fails (returning the message's receipt) when the chat's queue is full.
-    fn enqueue(&self, job: Job) -> Result<(), Option<Receipt>> {
-        let refused = |e: mpsc::error::TrySendError<Job>| match e {
-            mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
-                job.message.receipt
-            }
-        };
-        let mut workers = self.workers();
-        if let Some(worker) = workers.get(&job.message.chat) {
-            return worker.tx.try_send(job).map_err(refused);
-        }
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let running: RunningSlot = Arc::new(Mutex::new(None));
+    fn enqueue(&self, job: Job) {
         let chat = job.message.chat.clone();
-        tx.try_send(job).map_err(refused)?;
-        workers.insert(
-            chat.clone(),
-            Worker {
-                tx,
-                running: running.clone(),
-            },
-        );
-        let router = self.clone();
-        self.inner
-            .tasks
-            .spawn(async move { router.work(chat, rx, running).await });
-        Ok(())
+        if self.inner.queues.push(job) {
+            let router = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { router.work(chat).await });
+        }
     }
 
-    /// A chat's worker: handles its messages one at a time, in order.
-    async fn work(self, chat: ChatRef, mut rx: mpsc::Receiver<Job>, running: RunningSlot) {
-        loop {
-            let job = match rx.try_recv() {
-                Ok(job) => job,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    // Nothing waits: leave, so an idle chat costs nothing. Messages are queued
-                    // under the same lock, so none can slip in between the look and the exit.
-                    let mut workers = self.workers();
-                    match rx.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => {
-                            if workers
-                                .get(&chat)
-                                .is_some_and(|w| Arc::ptr_eq(&w.running, &running))
-                            {
-                                workers.remove(&chat);
-                            }
-                            return;
-                        }
-                    }
-                }
-            };
-            let mut job = job;
+    /// A chat's worker: handles its messages in order, a command or a turn at a time. A turn
+    /// may answer several messages: in `collect` mode every waiting message that may join it
+    /// starts it together; in `steer` mode later ones join at its next model call.
+    async fn work(self, chat: ChatRef) {
+        let queues = &self.inner.queues;
+        while let Some(mut job) = queues.next(&chat) {
             let receipt = job.message.receipt.take();
             if let Some((command, rest)) = split_command(&job.message.text) {
                 let reply = self.command(&chat, &job.caller, command, rest).await;
-                self.answer(&chat, receipt.as_ref(), reply).await;
+                self.answer(&chat, receipt.as_slice(), reply).await;
                 continue;
             }
+            job.message.receipt = receipt;
             let token = CancellationToken::new();
-            *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+            queues.set_running(&chat, Some(token.clone()));
             let done = job.done.take();
-            let outcome = self.turn(job, token, receipt.clone()).await;
-            *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            let result = match outcome {
-                Ok(result) => result,
-                Err(reason) => {
-                    let reply = Outbound::Failed(reason.clone());
-                    self.answer(&chat, receipt.as_ref(), Some(reply)).await;
-                    (false, reason)
-                }
-            };
+            let result = self.turn(job, token).await;
+            queues.set_running(&chat, None);
             if let Some(done) = done {
                 let _ = done.send(result);
             }
@@ -343,7 +274,7 @@ impl Router {
                 Err(e) => Outbound::Notice(format!("Could not start a fresh conversation: {e}")),
             }),
             "stop" => {
-                let running = self.workers().get(chat).is_some_and(|w| cancel(&w.running));
+                let running = self.inner.queues.cancel(chat);
                 (!running).then(|| Outbound::Notice("Nothing is running.".into()))
             }
             _ => match Ops::parse_command(&format!("/{command} {rest}")) {
@@ -364,54 +295,140 @@ impl Router {
         }
     }
 
-    /// Picks the agent, stores the message, and runs the turn. An error is for the user.
-    async fn turn(
+    /// Runs one turn in its chat: picks the agent, stores the messages it answers, runs it,
+    /// and answers every one of them with its single ending.
+    async fn turn(&self, first: Job, cancel: CancellationToken) -> TurnResult {
+        let chat = first.message.chat.clone();
+        let receipts = Receipts::default();
+        match self.start_turn(first, cancel, &receipts).await {
+            Ok(Started::Run(turn)) => self.run_turn(turn, receipts).await,
+            Ok(Started::Answered(text)) => {
+                // Handled again after a crash that came after the answer was stored: the stored
+                // answer goes out, and the model is not asked twice.
+                let summary = summary_line(&text);
+                self.answer(&chat, &receipts.all(), Some(Outbound::Reply(text)))
+                    .await;
+                (true, summary)
+            }
+            Err(reason) => {
+                let reply = Outbound::Failed(reason.clone());
+                self.answer(&chat, &receipts.all(), Some(reply)).await;
+                (false, reason)
+            }
+        }
+    }
+
+    /// Picks the agent and stores the turn's first message (in `collect` mode with every
+    /// waiting message that may join it). An error is for the user.
+    async fn start_turn(
         &self,
-        job: Job,
+        mut first: Job,
         cancel: CancellationToken,
-        receipt: Option<Receipt>,
-    ) -> Result<TurnResult, String> {
-        let store = &self.inner.store;
-        let mut job = job;
-        let attachments = std::mem::take(&mut job.message.attachments);
-        let message = &job.message;
-        let (agent, mut text) = match (&job.agent, split_mention(&message.text)) {
-            (Some(agent), _) => (agent.clone(), message.text.clone()),
-            (None, mention) => self.pick_agent(message, mention).await?,
+        receipts: &Receipts,
+    ) -> Result<Started, String> {
+        receipts.push(first.message.receipt.take());
+        let key = first.join_key();
+        let (agent, text) = match (&first.agent, split_mention(&first.message.text)) {
+            (Some(agent), _) => (agent.clone(), first.message.text.clone()),
+            (None, mention) => self.pick_agent(&first.message, mention).await?,
         };
+        first.message.text = text;
+        let conversation = self
+            .inner
+            .store
+            .open_conversation(&first.message.chat, &agent)
+            .await
+            .map_err(|e| format!("could not open the conversation: {e}"))?;
+        let caller = first.caller.clone();
+        let mut fresh = self.join(&conversation, &agent, first, receipts).await?;
+        let chat = conversation.chat.clone();
+        let mut steer = None;
+        if let Some(key) = key {
+            match self.inner.queue_mode {
+                QueueMode::Collect => {
+                    for job in self.inner.queues.take_joining(&chat, &key, &agent) {
+                        fresh |= self.join(&conversation, &agent, job, receipts).await?;
+                    }
+                }
+                QueueMode::Steer => {
+                    steer = Some(Arc::new(ChatSteering {
+                        router: self.clone(),
+                        conversation: conversation.clone(),
+                        agent: agent.clone(),
+                        key,
+                        receipts: receipts.clone(),
+                    }) as Arc<dyn Steering>);
+                }
+            }
+        }
+        if !fresh && let Some(last) = receipts.all().last() {
+            let stored = self
+                .inner
+                .store
+                .answer_after_receipt(conversation.id, last.0)
+                .await
+                .map_err(|e| format!("could not read the conversation: {e}"))?;
+            if let Some(text) = stored {
+                return Ok(Started::Answered(text));
+            }
+        }
+        Ok(Started::Run(Turn {
+            conversation,
+            caller,
+            cancel,
+            steer,
+        }))
+    }
+
+    /// Adds one message to a turn: hands its files to the agent's instance, stores it in the
+    /// conversation (once: a message handled again after a crash is already there), and keeps
+    /// its receipt for the turn's answer. Returns whether it was stored now.
+    async fn join(
+        &self,
+        conversation: &crate::store::Conversation,
+        agent: &str,
+        job: Job,
+        receipts: &Receipts,
+    ) -> Result<bool, String> {
+        let mut message = job.message;
+        let receipt = message.receipt.take();
+        let receipt_id = receipt.as_ref().map(|r| r.0);
+        receipts.push(receipt);
+        let mut text = match split_mention(&message.text) {
+            Some((name, rest)) if name == agent => rest.to_string(),
+            _ => message.text.clone(),
+        };
+        let attachments = std::mem::take(&mut message.attachments);
         if !attachments.is_empty() {
             let notes = self
-                .take_uploads(&message.chat, &job.caller, &agent, attachments)
+                .take_uploads(&message.chat, &job.caller, agent, attachments)
                 .await;
             text = [text.trim().to_string(), notes.join("\n")]
                 .join("\n")
                 .trim()
                 .to_string();
         }
-        let conversation = store
-            .open_conversation(&message.chat, &agent)
-            .await
-            .map_err(|e| format!("could not open the conversation: {e}"))?;
-        store
-            .append_message(conversation.id, Role::User, &NewMessage::text(text.clone()))
+        let fresh = self
+            .inner
+            .store
+            .append_user_message(conversation.id, &text, receipt_id)
             .await
             .map_err(|e| format!("could not store the message: {e}"))?;
-        self.record(NewActivity {
-            kind: "message.in".into(),
-            actor: job.caller.label.clone(),
-            role: Some(job.caller.role()),
-            agent: Some(agent.clone()),
-            instance: None,
-            conversation_id: Some(conversation.id),
-            summary: text.chars().take(160).collect(),
-            detail: Some(json!({ "chat": message.chat.to_string(), "from": message.sender_name })),
-        });
-        let turn = Turn {
-            conversation,
-            caller: job.caller,
-            cancel,
-        };
-        Ok(self.run_turn(turn, receipt).await)
+        if fresh {
+            self.record(NewActivity {
+                kind: "message.in".into(),
+                actor: job.caller.label.clone(),
+                role: Some(job.caller.role()),
+                agent: Some(agent.to_string()),
+                instance: None,
+                conversation_id: Some(conversation.id),
+                summary: text.chars().take(160).collect(),
+                detail: Some(
+                    json!({ "chat": message.chat.to_string(), "from": message.sender_name }),
+                ),
+            });
+        }
+        Ok(fresh)
     }
 
     /// The agent a message is for: a leading `@mention` of a known agent, else the chat's binding,
@@ -432,33 +449,24 @@ impl Router {
     }
 
     /// Queues a message from the daemon itself to `agent` in `chat`, as a turn like any other
-    /// (used to hand a background job's result back to the agent that started it).
-    /// Returns a receiver told how the turn ended, or `None` when the chat's queue is full.
-    pub async fn inject(
+    /// (used to hand a background job's result back to the agent that started it). Returns a
+    /// receiver told how the turn ended.
+    pub fn inject(
         &self,
         chat: ChatRef,
         agent: String,
         caller: Caller,
         text: String,
-    ) -> Option<oneshot::Receiver<TurnResult>> {
-        let message = Inbound::direct(chat.clone(), "system", caller.label.clone(), text);
+    ) -> oneshot::Receiver<TurnResult> {
+        let message = Inbound::direct(chat, "system", caller.label.clone(), text);
         let (done, result) = oneshot::channel();
-        let job = Job {
+        self.enqueue(Job {
             message,
             caller,
             agent: Some(agent),
             done: Some(done),
-        };
-        if self.enqueue(job).is_err() {
-            let reason =
-                "work from the daemon could not be queued: this chat's queue is full".to_string();
-            self.inner
-                .hub
-                .deliver(&chat, Outbound::Notice(reason))
-                .await;
-            return None;
-        }
-        Some(result)
+        });
+        result
     }
 
     /// The hub the router delivers through.
@@ -477,20 +485,17 @@ impl Router {
         Ok(agent.unwrap_or_else(|| OPERATOR.to_string()))
     }
 
-    async fn run_turn(&self, turn: Turn, receipt: Option<Receipt>) -> TurnResult {
+    async fn run_turn(&self, turn: Turn, receipts: Receipts) -> TurnResult {
         let chat = turn.conversation.chat.clone();
         let hub = self.inner.hub.clone();
         // Progress goes through its own ordered queue so it never overtakes the reply.
         // The final message carries the receipt of the message it answers.
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Outbound, Option<Receipt>)>();
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Outbound, Vec<Receipt>)>();
         let delivery = {
             let chat = chat.clone();
             tokio::spawn(async move {
-                while let Some((message, receipt)) = out_rx.recv().await {
-                    match receipt {
-                        Some(receipt) => hub.answer(&chat, Some(&receipt), Some(message)).await,
-                        None => hub.deliver(&chat, message).await,
-                    }
+                while let Some((message, receipts)) = out_rx.recv().await {
+                    hub.answer(&chat, &receipts, Some(message)).await;
                 }
             })
         };
@@ -501,7 +506,7 @@ impl Router {
                 Progress::Tool(name) => Outbound::Progress(format!("running {name}…")),
                 Progress::Status { key, text } => Outbound::Status { key, text },
             };
-            let _ = progress_tx.send((message, None));
+            let _ = progress_tx.send((message, Vec::new()));
         };
         let conversation_id = turn.conversation.id;
         let agent = turn.conversation.agent.clone();
@@ -525,15 +530,7 @@ impl Router {
             tracing::error!("cannot record how a turn ended: {e}");
         }
         let result = match &outcome {
-            Outcome::Reply(text) => (
-                true,
-                text.lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-            ),
+            Outcome::Reply(text) => (true, summary_line(text)),
             Outcome::Failed(reason) => (false, reason.clone()),
             Outcome::Cancelled => (false, "cancelled".to_string()),
         };
@@ -566,7 +563,8 @@ impl Router {
                 Outbound::Cancelled
             }
         };
-        let _ = out_tx.send((message, receipt));
+        // Every message the turn took in (steered ones too) is settled by this one ending.
+        let _ = out_tx.send((message, receipts.all()));
         drop(out_tx);
         drop(progress);
         let _ = delivery.await;
@@ -578,13 +576,73 @@ impl Router {
     }
 }
 
-/// Cancels the running turn in the slot; returns whether one was running.
-fn cancel(slot: &RunningSlot) -> bool {
-    match slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(token) => {
-            token.cancel();
-            true
+/// The first line of a reply, for whoever waits on the turn (an automation's history).
+fn summary_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// What starting a turn came to.
+enum Started {
+    Run(Turn),
+    /// Every message was already answered before a crash; this is the stored answer.
+    Answered(String),
+}
+
+/// The receipts of the messages one turn answers, shared with its steering.
+#[derive(Clone, Default)]
+struct Receipts(Arc<Mutex<Vec<Receipt>>>);
+
+impl Receipts {
+    fn push(&self, receipt: Option<Receipt>) {
+        if let Some(receipt) = receipt {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(receipt);
         }
-        None => false,
+    }
+
+    fn all(&self) -> Vec<Receipt> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A running turn's way to the messages sent in its chat meanwhile (`steer` mode).
+struct ChatSteering {
+    router: Router,
+    conversation: crate::store::Conversation,
+    agent: String,
+    key: queue::JoinKey,
+    receipts: Receipts,
+}
+
+impl Steering for ChatSteering {
+    fn take(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async move {
+            let chat = &self.conversation.chat;
+            let jobs = self
+                .router
+                .inner
+                .queues
+                .take_joining(chat, &self.key, &self.agent);
+            let mut joined = 0;
+            for job in jobs {
+                match self
+                    .router
+                    .join(&self.conversation, &self.agent, job, &self.receipts)
+                    .await
+                {
+                    Ok(_) => joined += 1,
+                    // Its receipt is already with the turn, whose ending answers it.
+                    Err(e) => tracing::error!(%chat, "a message could not join the turn: {e}"),
+                }
+            }
+            joined
+        })
     }
 }

@@ -187,23 +187,25 @@ impl Store {
             .collect()
     }
 
-    /// Marks an update answered and queues its answer, in one transaction: after a crash the
+    /// Marks updates answered and queues their answer, in one transaction: after a crash the
     /// update is either still new (and is handled again) or answered, never both.
     pub async fn settle_update(
         &self,
         channel: &str,
-        update_id: i64,
+        update_ids: &[i64],
         answer: &[NewOutbox],
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE inbound_updates SET state = 'done', payload = '' \
-             WHERE channel = $1 AND update_id = $2",
-        )
-        .bind(channel)
-        .bind(update_id)
-        .execute(&mut *tx)
-        .await?;
+        for update_id in update_ids {
+            sqlx::query(
+                "UPDATE inbound_updates SET state = 'done', payload = '' \
+                 WHERE channel = $1 AND update_id = $2",
+            )
+            .bind(channel)
+            .bind(update_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_outbox(&mut tx, channel, answer).await?;
         tx.commit().await?;
         Ok(())

@@ -243,6 +243,48 @@ impl Store {
         message_from_row(&row)
     }
 
+    /// Stores what a person said, once: a message that carries the platform's receipt and is
+    /// already in this conversation (handled again after a crash) is not stored again.
+    /// Returns whether it was stored now.
+    pub async fn append_user_message(
+        &self,
+        conversation_id: i64,
+        content: &str,
+        receipt: Option<i64>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO messages (conversation_id, role, content, receipt, created_at) \
+             VALUES ($1, 'user', $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(conversation_id)
+        .bind(redact(content))
+        .bind(receipt)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The final answer stored after the user message with this receipt, if the turn it
+    /// started got that far (a crash between storing the answer and settling the receipt).
+    pub async fn answer_after_receipt(
+        &self,
+        conversation_id: i64,
+        receipt: i64,
+    ) -> Result<Option<String>> {
+        let answer = sqlx::query_scalar(
+            "SELECT content FROM messages WHERE conversation_id = $1 AND role = 'assistant' \
+             AND tool_calls IS NULL AND id > \
+             (SELECT id FROM messages WHERE conversation_id = $1 AND receipt = $2) \
+             AND id = (SELECT MAX(id) FROM messages WHERE conversation_id = $1)",
+        )
+        .bind(conversation_id)
+        .bind(receipt)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(answer)
+    }
+
     /// Messages after `after_id`, oldest first.
     pub async fn messages_after(
         &self,

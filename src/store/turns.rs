@@ -15,6 +15,9 @@ pub struct Unanswered {
     pub chat: ChatRef,
     /// The last message from the person (or the daemon) that started the turn.
     pub request: String,
+    /// Whether that message came with a platform receipt: its channel hands it over again,
+    /// and the turn resumes where it stopped.
+    pub replayed: bool,
 }
 
 impl Store {
@@ -23,7 +26,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT c.id, c.agent, c.channel, c.chat_id, c.thread_id, \
              (SELECT content FROM messages WHERE conversation_id = c.id AND role = 'user' ORDER BY id DESC LIMIT 1) \
-             AS request \
+             AS request, \
+             (SELECT receipt IS NOT NULL FROM messages WHERE conversation_id = c.id AND role = 'user' ORDER BY id DESC LIMIT 1) \
+             AS replayed \
              FROM conversations c JOIN messages m \
              ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
              WHERE c.closed_at IS NULL AND (m.role <> 'assistant' OR m.tool_calls IS NOT NULL) \
@@ -48,6 +53,7 @@ impl Store {
                 request: row
                     .try_get::<Option<String>, _>("request")?
                     .unwrap_or_default(),
+                replayed: row.try_get::<Option<bool>, _>("replayed")?.unwrap_or(false),
             });
         }
         Ok(out)

@@ -261,7 +261,7 @@ async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
 
 /// Marks a stored event answered with nothing to say (not for the bot, or unreadable).
 async fn settle_ignored(bot: &DiscordBot, id: i64) {
-    if let Err(e) = bot.store.settle_update(&bot.id, id, &[]).await {
+    if let Err(e) = bot.store.settle_update(&bot.id, &[id], &[]).await {
         tracing::error!(bot = %bot.id, "cannot settle event {id}: {e}");
     }
 }
@@ -285,7 +285,7 @@ async fn dispatch_command(bot: &DiscordBot, inbound: &InboundTx, command: &Comma
                 "I could not read /{}.",
                 command.data.name
             ));
-            if let Err(e) = bot.queue(&chat, vec![reply], Some(&Receipt(id))).await {
+            if let Err(e) = bot.queue(&chat, vec![reply], &[Receipt(id)]).await {
                 tracing::error!(bot = %bot.id, "cannot answer interaction {id}: {e}");
             }
         }

@@ -149,18 +149,33 @@ impl DiscordBot {
         &self,
         chat: &ChatRef,
         parts: Vec<Outbound>,
-        receipt: Option<&Receipt>,
+        receipts: &[Receipt],
     ) -> Result<(), ChannelError> {
         let ends = durable::ends_wait(&parts);
         let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
-        // The answer to a slash command edits its deferred response, then follows up.
-        let interaction = receipt.and_then(|r| {
-            self.interactions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&r.0)
-        });
-        if let Some((app, token)) = interaction {
+        // The answer to a slash command edits its deferred response, then follows up. When one
+        // answer covers several slash commands, the first carries it and the others say so.
+        let mut interactions: Vec<(u64, String)> = {
+            let mut waiting = self.interactions.lock().unwrap_or_else(|e| e.into_inner());
+            receipts
+                .iter()
+                .filter_map(|r| waiting.remove(&r.0))
+                .collect()
+        };
+        let others = interactions.split_off(interactions.len().min(1));
+        for (app, token) in others {
+            rows.push(NewOutbox {
+                chat_id: chat.chat_id.clone(),
+                thread_id: chat.thread_id.clone(),
+                kind: "interaction",
+                text: serde_json::json!({
+                    "app": app, "token": token, "first": true,
+                    "content": "Answered together with the other messages here."
+                })
+                .to_string(),
+            });
+        }
+        if let Some((app, token)) = interactions.pop() {
             let mut first = true;
             for row in rows.iter_mut().filter(|r| r.kind == "text") {
                 row.kind = "interaction";
@@ -183,8 +198,9 @@ impl DiscordBot {
                 });
             }
         }
-        let queued = durable::queue(&self.store, &self.id, &rows, receipt, &self.wake_outbox).await;
-        if ends || receipt.is_some() {
+        let queued =
+            durable::queue(&self.store, &self.id, &rows, receipts, &self.wake_outbox).await;
+        if ends || !receipts.is_empty() {
             self.typing.stop(chat);
         }
         queued
@@ -278,17 +294,17 @@ impl Channel for DiscordBot {
                 self.start_typing(chat);
                 return Ok(());
             }
-            self.queue(chat, vec![message], None).await
+            self.queue(chat, vec![message], &[]).await
         })
     }
 
     fn answer<'a>(
         &'a self,
         chat: &'a ChatRef,
-        receipt: &'a Receipt,
+        receipts: &'a [Receipt],
         parts: Vec<Outbound>,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move { self.queue(chat, parts, Some(receipt)).await })
+        Box::pin(async move { self.queue(chat, parts, receipts).await })
     }
 
     fn health(&self) -> Health {

@@ -208,7 +208,7 @@ async fn dispatch(bot: &TelegramBot, inbound: &InboundTx, update: &Update) {
 }
 
 async fn settle_ignored(bot: &TelegramBot, update_id: i64) {
-    if let Err(e) = bot.store.settle_update(&bot.id, update_id, &[]).await {
+    if let Err(e) = bot.store.settle_update(&bot.id, &[update_id], &[]).await {
         tracing::error!(bot = %bot.id, "cannot settle update {update_id}: {e}");
     }
 }

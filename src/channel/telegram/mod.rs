@@ -261,12 +261,13 @@ impl TelegramBot {
         &self,
         chat: &ChatRef,
         parts: Vec<Outbound>,
-        receipt: Option<&Receipt>,
+        receipts: &[Receipt],
     ) -> Result<(), ChannelError> {
         let ends = durable::ends_wait(&parts);
         let rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
-        let queued = durable::queue(&self.store, &self.id, &rows, receipt, &self.wake_outbox).await;
-        if ends || receipt.is_some() {
+        let queued =
+            durable::queue(&self.store, &self.id, &rows, receipts, &self.wake_outbox).await;
+        if ends || !receipts.is_empty() {
             self.typing.stop(chat);
         }
         queued
@@ -351,17 +352,17 @@ impl Channel for TelegramBot {
                 self.start_typing(chat);
                 return Ok(());
             }
-            self.queue(chat, vec![message], None).await
+            self.queue(chat, vec![message], &[]).await
         })
     }
 
     fn answer<'a>(
         &'a self,
         chat: &'a ChatRef,
-        receipt: &'a Receipt,
+        receipts: &'a [Receipt],
         parts: Vec<Outbound>,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move { self.queue(chat, parts, Some(receipt)).await })
+        Box::pin(async move { self.queue(chat, parts, receipts).await })
     }
 
     fn health(&self) -> Health {

@@ -52,7 +52,7 @@ pub(super) async fn run(
             &back,
         );
     };
-    let args = match form_args(&(spec.schema)(), fields) {
+    let args = match form_args(&spec.arguments_schema(), fields) {
         Ok(args) => args,
         Err(message) => return result_page(StatusCode::BAD_REQUEST, "Failed", &message, &back),
     };

@@ -1,0 +1,28 @@
+-- The platform message a user message came from (a Telegram update id, a Discord message or
+-- interaction id), so a message handled again after a crash is never stored twice in its
+-- conversation. NULL for messages without a durable receipt (console, HTTP, the daemon's own).
+ALTER TABLE messages ADD COLUMN receipt INTEGER;
+CREATE UNIQUE INDEX messages_by_receipt ON messages (conversation_id, receipt)
+    WHERE receipt IS NOT NULL;
+
+-- Approvals: a model's call of an operation that needs an owner's yes waits here until an
+-- owner decides, the request times out, or a restart finds it (then it is expired and the chat
+-- told). `state`: pending | approved | denied | expired. `decided_by` names the owner.
+CREATE TABLE approvals (
+    id           INTEGER PRIMARY KEY,
+    code         TEXT NOT NULL UNIQUE,
+    op           TEXT NOT NULL,
+    args         TEXT NOT NULL,
+    summary      TEXT NOT NULL,
+    channel      TEXT NOT NULL DEFAULT '',
+    chat_id      TEXT NOT NULL DEFAULT '',
+    thread_id    TEXT NOT NULL DEFAULT '',
+    requested_by TEXT NOT NULL,
+    agent        TEXT,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    decided_by   TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    decided_at   INTEGER
+);
+CREATE INDEX approvals_pending ON approvals (state, expires_at);
