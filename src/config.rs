@@ -390,6 +390,15 @@ impl Settings {
         if self.operator.context_tokens < 1000 {
             return invalid("operator.context_tokens", "must be at least 1000");
         }
+        if self.discord.streaming == Streaming::Draft {
+            return invalid(
+                "discord.streaming",
+                "\"draft\" is Telegram's; Discord takes \"edit\" or \"off\"",
+            );
+        }
+        if self.approvals.timeout_secs == 0 {
+            return invalid("approvals.timeout_secs", "must be at least 1");
+        }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("admin.listen", "must be an address such as 127.0.0.1:8080");
         }

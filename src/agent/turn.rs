@@ -42,6 +42,8 @@ pub enum Progress {
     /// A long step inside a tool (an image pull): a status line, keyed so it can be updated
     /// in place.
     Status { key: String, text: String },
+    /// The model's answer so far, while it writes it.
+    Text(String),
 }
 
 /// How a turn ended.
@@ -139,8 +141,9 @@ impl Runner {
                 Err(e) => return Outcome::Failed(e),
             };
             let asked = std::time::Instant::now();
+            let on_text = |text: &str| progress(Progress::Text(text.to_string()));
             let response = tokio::select! {
-                r = llm.complete(&request) => r,
+                r = llm.stream(&request, &on_text) => r,
                 () = turn.cancel.cancelled() => return Outcome::Cancelled,
             };
             crate::agent::llm::latency::LATENCY.observe(asked.elapsed());

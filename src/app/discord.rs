@@ -64,6 +64,7 @@ impl DiscordBots {
             files_dir: settings.state_dir().join("files").join("discord"),
             key: core.ops.master_key_arc(),
             guild_ids: d.guild_ids.clone(),
+            streaming: d.streaming,
         };
         let bots = Arc::new(Self {
             core: core.clone(),

@@ -111,6 +111,7 @@ impl TelegramBots {
             intake: Some(intake.clone()),
             files_dir: settings.state_dir().join("files").join("telegram"),
             key: core.ops.master_key_arc(),
+            streaming: t.streaming,
         };
         let bots = Arc::new(Self {
             core: core.clone(),

@@ -6,14 +6,16 @@
 //! `/stop`) instead of ending the process; Ctrl-C with nothing running, or end of input, quits.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::{Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound};
+use tokio::sync::Notify;
+
+use super::{Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound, Receipt};
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 
@@ -21,10 +23,19 @@ pub const CHANNEL_ID: &str = "console";
 
 pub struct Console {
     interactive: bool,
-    /// Turns sent and not yet ended, so Ctrl-C knows whether to cancel or quit.
+    /// Lines sent and not yet answered, so Ctrl-C knows whether to cancel or quit. Each line
+    /// carries a receipt and the router answers every receipt once, however many lines one
+    /// turn answers.
     pending: AtomicUsize,
+    /// Told when a line is answered.
+    answered: Notify,
+    /// The next line's receipt: microseconds since the epoch at start, then counting, so no
+    /// two lines of any session share one (a conversation stores each receipt once).
+    next_receipt: AtomicI64,
     /// What the spinner shows; `None` hides it.
     spinner: Mutex<Option<String>>,
+    /// The growing reply printed so far on the current line (empty: none).
+    streamed: Mutex<String>,
 }
 
 impl Console {
@@ -32,8 +43,39 @@ impl Console {
         Self {
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
             pending: AtomicUsize::new(0),
+            answered: Notify::new(),
+            next_receipt: AtomicI64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_micros() as i64),
+            ),
             spinner: Mutex::new(None),
+            streamed: Mutex::new(String::new()),
         }
+    }
+
+    /// Prints what `text` adds to the reply printed so far; a text that does not continue it
+    /// (the model's next step) starts a new line. `done` ends the line.
+    fn stream(&self, text: &str, done: bool) -> std::io::Result<()> {
+        let mut streamed = self.streamed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stdout = std::io::stdout().lock();
+        match text.strip_prefix(streamed.as_str()) {
+            Some(rest) => write!(stdout, "{rest}")?,
+            None => {
+                if !streamed.is_empty() {
+                    writeln!(stdout)?;
+                }
+                write!(stdout, "{text}")?;
+            }
+        }
+        if done {
+            writeln!(stdout)?;
+            streamed.clear();
+        } else {
+            streamed.clear();
+            streamed.push_str(text);
+        }
+        stdout.flush()
     }
 
     /// The one chat the console has.
@@ -76,7 +118,21 @@ impl Console {
 
     fn inbound(&self, text: String) -> Inbound {
         let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-        Inbound::direct(Self::chat(), "local", user, text)
+        let mut message = Inbound::direct(Self::chat(), "local", user, text);
+        message.receipt = Some(Receipt(self.next_receipt.fetch_add(1, Ordering::SeqCst)));
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        message
+    }
+
+    /// Waits until every line sent so far is answered.
+    async fn settled(&self) {
+        loop {
+            let answered = self.answered.notified();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            answered.await;
+        }
     }
 
     async fn read_loop(
@@ -89,7 +145,6 @@ impl Console {
         // handled is kept rather than lost between loop iterations.
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut awaiting_value = false;
         if self.interactive {
             eprintln!(
                 "Operator {} — type /help for commands, Ctrl-D to quit.",
@@ -135,16 +190,20 @@ impl Console {
             if matches!(text.as_str(), "/quit" | "/exit") {
                 break;
             }
-            // A line after `/secret NAME` is the secret's value, answered by a notice, not a
-            // turn; every other plain line starts a turn.
-            let is_value = std::mem::take(&mut awaiting_value);
-            if text.starts_with('/') {
-                awaiting_value =
-                    crate::domain::split_command(&text).is_some_and(|(command, rest)| {
-                        command == "secret" && rest.split_whitespace().count() == 1
-                    });
-            } else if !is_value {
-                self.pending.fetch_add(1, Ordering::SeqCst);
+            // Piped input is a script: one line, one answer, in order (only `/stop` and the
+            // other immediate commands go at once). On a terminal a line typed while a turn
+            // runs goes at once, and may steer that turn.
+            if !self.interactive && !crate::domain::is_immediate(&text) {
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return Ok(()),
+                        _ = interrupt.recv() => {
+                            let _ = inbound.send(self.inbound("/stop".into())).await;
+                        }
+                        () = self.settled() => break,
+                    }
+                }
             }
             if inbound.send(self.inbound(text)).await.is_err() {
                 break;
@@ -191,11 +250,6 @@ impl Channel for Console {
         message: Outbound,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
-            if message.ends_turn() {
-                let _ = self
-                    .pending
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            }
             let line = match message {
                 Outbound::Typing => {
                     self.set_spinner(Some("thinking…".into()));
@@ -205,7 +259,26 @@ impl Channel for Console {
                     self.set_spinner(Some(step));
                     return Ok(());
                 }
-                Outbound::Reply(text) | Outbound::Notice(text) => text,
+                Outbound::Partial(text) => {
+                    self.set_spinner(None);
+                    return self
+                        .stream(&text, false)
+                        .map_err(|e| ChannelError::Send(e.to_string()));
+                }
+                Outbound::Reply(text) => {
+                    // The reply finishes the line its text was streamed on.
+                    self.set_spinner(None);
+                    self.stream(&text, true)
+                        .map_err(|e| ChannelError::Send(e.to_string()))?;
+                    if self.interactive {
+                        println!();
+                    }
+                    if self.pending.load(Ordering::SeqCst) == 0 {
+                        self.prompt();
+                    }
+                    return Ok(());
+                }
+                Outbound::Notice(text) => text,
                 Outbound::Status { text, .. } => format!("… {text}"),
                 Outbound::Failed(text) => format!("error: {text}"),
                 Outbound::Cancelled => "(stopped)".to_string(),
@@ -226,7 +299,14 @@ impl Channel for Console {
                 }
             };
             self.set_spinner(None);
+            // A reply streamed and then cut short (a failure) keeps its line.
+            let cut_short =
+                !std::mem::take(&mut *self.streamed.lock().unwrap_or_else(|e| e.into_inner()))
+                    .is_empty();
             let mut stdout = std::io::stdout().lock();
+            if cut_short {
+                writeln!(stdout).map_err(|e| ChannelError::Send(e.to_string()))?;
+            }
             writeln!(stdout, "{line}").map_err(|e| ChannelError::Send(e.to_string()))?;
             if self.interactive {
                 writeln!(stdout).map_err(|e| ChannelError::Send(e.to_string()))?;
@@ -239,6 +319,34 @@ impl Channel for Console {
                 self.prompt();
             }
             Ok(())
+        })
+    }
+
+    fn answer<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        receipts: &'a [Receipt],
+        parts: Vec<Outbound>,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let mut result = Ok(());
+            for part in parts {
+                if let Err(e) = self.send(chat, part).await {
+                    result = Err(e);
+                }
+            }
+            let n = receipts.len();
+            let left = self
+                .pending
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    Some(p.saturating_sub(n))
+                })
+                .map_or(0, |before| before.saturating_sub(n));
+            self.answered.notify_waiters();
+            if left == 0 {
+                self.prompt();
+            }
+            result
         })
     }
 

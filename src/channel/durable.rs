@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::live::Shown;
 use super::{Attachment, ChannelError, Outbound, Receipt};
 use crate::domain::ChatRef;
 use crate::domain::{MAX_FILE_BYTES, safe_name};
@@ -65,7 +66,8 @@ pub fn rows(
     let mut rows = Vec::new();
     for part in parts {
         let (kind, text) = match part {
-            Outbound::Typing => continue,
+            // A growing reply is shown by the channel itself, never queued.
+            Outbound::Typing | Outbound::Partial(_) => continue,
             Outbound::Retract(id) => {
                 rows.push(row("delete", id));
                 continue;
@@ -95,22 +97,22 @@ pub fn rows(
     Ok(rows)
 }
 
-/// Queues rows: with receipts, settles the answered messages in the same transaction.
+/// Queues rows: with receipts, settles the answered messages in the same transaction, and
+/// with `live`, forgets that chat's growing reply (which the rows replace or delete).
 pub async fn queue(
     store: &Store,
     channel: &str,
     rows: &[NewOutbox],
     receipts: &[Receipt],
+    live: Option<&ChatRef>,
     wake: &Notify,
 ) -> Result<(), ChannelError> {
-    let stored = if !receipts.is_empty() {
-        let ids: Vec<i64> = receipts.iter().map(|r| r.0).collect();
-        store.settle_update(channel, &ids, rows).await
-    } else if rows.is_empty() {
+    if receipts.is_empty() && rows.is_empty() {
         return Ok(());
-    } else {
-        store.queue_outbox(channel, rows).await
-    };
+    }
+    let ids: Vec<i64> = receipts.iter().map(|r| r.0).collect();
+    let live = live.map(|c| (c.chat_id.as_str(), c.thread_id.as_str()));
+    let stored = store.settle(channel, &ids, rows, live).await;
     stored.map_err(|e| ChannelError::Send(format!("cannot queue the message: {e}")))?;
     wake.notify_one();
     Ok(())
@@ -160,6 +162,37 @@ pub async fn fetch_files<F, Fut>(
             }
         }
     }
+}
+
+/// The ending of a turn whose reply was shown while it was written: with a message in place,
+/// the first reply row becomes a `replace` of it (the message becomes the answer), or, when the
+/// turn ended without a reply row (failed, cancelled), the message is deleted first. A draft
+/// needs nothing. Returns whether a message was in place.
+pub fn replace_live(
+    rows: &mut Vec<NewOutbox>,
+    chat: &ChatRef,
+    shown: Option<Shown>,
+    reply: &str,
+) -> bool {
+    let Some(Shown::Message(id)) = shown else {
+        return false;
+    };
+    match rows.iter_mut().find(|r| r.kind == reply) {
+        Some(row) => {
+            row.kind = "replace";
+            row.text = serde_json::json!({ "message": id, "text": row.text }).to_string();
+        }
+        None => rows.insert(
+            0,
+            NewOutbox {
+                chat_id: chat.chat_id.clone(),
+                thread_id: chat.thread_id.clone(),
+                kind: "delete",
+                text: id,
+            },
+        ),
+    }
+    true
 }
 
 /// Whether these parts end what the chat was waiting for (typing stops).

@@ -116,6 +116,7 @@ fn redacted(message: Outbound) -> Outbound {
         Outbound::Failed(t) => Outbound::Failed(clean(t)),
         Outbound::Notice(t) => Outbound::Notice(clean(t)),
         Outbound::Progress(t) => Outbound::Progress(clean(t)),
+        Outbound::Partial(t) => Outbound::Partial(clean(t)),
         Outbound::Status { key, text } => Outbound::Status {
             key,
             text: clean(text),

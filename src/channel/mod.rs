@@ -10,6 +10,7 @@ pub mod discord;
 pub mod durable;
 pub mod http_chat;
 mod hub;
+pub mod live;
 pub mod outbox;
 pub mod telegram;
 
@@ -106,6 +107,9 @@ pub enum Outbound {
     /// A status line for long work, identified by `key`: channels that can edit keep one
     /// message per key and edit it in place; others show each new text.
     Status { key: String, text: String },
+    /// The reply so far while the model writes it (each one replaces the last). The final
+    /// `Reply` follows; channels that cannot show a growing text ignore these.
+    Partial(String),
 }
 
 impl Outbound {

@@ -30,6 +30,14 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
     },
 ];
 
+/// Commands answered at once, ahead of the chat's queue (a running turn does not hold them up).
+pub const IMMEDIATE_COMMANDS: [&str; 4] = ["stop", "status", "help", "start"];
+
+/// Whether a message is a command answered at once, ahead of the chat's queue.
+pub fn is_immediate(text: &str) -> bool {
+    split_command(text).is_some_and(|(command, _)| IMMEDIATE_COMMANDS.contains(&command))
+}
+
 /// Splits `/cmd@botname rest` into `cmd` and `rest`; `None` when the text is not a command.
 pub fn split_command(text: &str) -> Option<(&str, &str)> {
     let text = text.trim_start().strip_prefix('/')?;

@@ -33,7 +33,7 @@ impl Role {
 
 /// A tool call requested by the model. `arguments` is the raw JSON text the model produced,
 /// kept as is so a malformed call can be answered with an error instead of being lost.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,

@@ -8,7 +8,9 @@ mod message;
 mod name;
 
 pub use chat::{ActorRole, Caller, CallerKind, ChatRef};
-pub use commands::{SESSION_COMMANDS, SessionCommand, split_command};
+pub use commands::{
+    IMMEDIATE_COMMANDS, SESSION_COMMANDS, SessionCommand, is_immediate, split_command,
+};
 pub use files::{MAX_FILE_BYTES, safe_name};
 pub use message::{Role, StoredMessage, ToolCall};
 pub use name::{AgentName, NameError, OPERATOR, split_mention};

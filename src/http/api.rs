@@ -184,8 +184,9 @@ async fn revoke_key(State(state): State<HttpState>, Path(id): Path<i64>) -> Resp
     }
 }
 
-/// Runs the turn and streams what happens as server-sent events: `typing`, `progress`, then
-/// `reply` (or `error`, `cancelled`), and a last `done` with the conversation id.
+/// Runs the turn and streams what happens as server-sent events: `typing`, `progress`, `delta`
+/// (the reply's text so far, while the model writes it), then `reply` (or `error`,
+/// `cancelled`), and a last `done` with the conversation id.
 fn stream_turn(
     state: &HttpState,
     runner: std::sync::Arc<dyn crate::ops::TurnRunner>,
@@ -213,6 +214,10 @@ fn stream_turn(
                     ("progress", text)
                 }
                 Some(Outbound::Notice(text)) => ("notice", text),
+                Some(Outbound::Partial(text)) => (
+                    "delta",
+                    json!({ "conversation": id, "text": text }).to_string(),
+                ),
                 Some(Outbound::Reply(text)) => (
                     "reply",
                     json!({ "conversation": id, "ok": true, "reply": text }).to_string(),

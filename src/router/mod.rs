@@ -22,7 +22,9 @@ use crate::agent::llm::BoxFuture;
 use crate::agent::{Outcome, Progress, Runner, Steering, Turn};
 use crate::channel::{Hub, Inbound, Outbound, Receipt};
 use crate::config::QueueMode;
-use crate::domain::{ActorRole, Caller, ChatRef, OPERATOR, Role, SESSION_COMMANDS, split_mention};
+use crate::domain::{
+    ActorRole, Caller, ChatRef, IMMEDIATE_COMMANDS, OPERATOR, Role, SESSION_COMMANDS, split_mention,
+};
 use crate::ops::{Invocation, Ops, ProgressSink, split_command};
 use crate::store::{NewActivity, NewMessage, Store};
 
@@ -38,8 +40,6 @@ use queue::{Job, Queues};
 
 /// How long `/secret NAME` waits for the value as the next message.
 const SECRET_PROMPT_TTL: Duration = Duration::from_secs(300);
-/// Commands answered at once, ahead of the chat's queue.
-const IMMEDIATE: [&str; 4] = ["stop", "status", "help", "start"];
 
 /// How a turn ended, for whoever started it: success and a one-line summary.
 pub type TurnResult = (bool, String);
@@ -178,7 +178,7 @@ impl Router {
             return;
         }
         if let Some((command, rest)) = split_command(&message.text)
-            && IMMEDIATE.contains(&command)
+            && IMMEDIATE_COMMANDS.contains(&command)
         {
             let reply = self.command(&message.chat, &caller, command, rest).await;
             self.answer(&message.chat, receipts, reply).await;
@@ -326,7 +326,6 @@ impl Router {
         cancel: CancellationToken,
         receipts: &Receipts,
     ) -> Result<Started, String> {
-        receipts.push(first.message.receipt.take());
         let key = first.join_key();
         let (agent, text) = match (&first.agent, split_mention(&first.message.text)) {
             (Some(agent), _) => (agent.clone(), first.message.text.clone()),
@@ -494,8 +493,24 @@ impl Router {
         let delivery = {
             let chat = chat.clone();
             tokio::spawn(async move {
-                while let Some((message, receipts)) = out_rx.recv().await {
+                let mut next = out_rx.recv().await;
+                while let Some((mut message, receipts)) = next.take() {
+                    // A growing reply that was overtaken by a newer text is not worth showing:
+                    // while the channel was busy, only the latest text of a run counts.
+                    while matches!(message, Outbound::Partial(_)) {
+                        match out_rx.try_recv() {
+                            Ok((newer @ Outbound::Partial(_), _)) => message = newer,
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     hub.answer(&chat, &receipts, Some(message)).await;
+                    if next.is_none() {
+                        next = out_rx.recv().await;
+                    }
                 }
             })
         };
@@ -505,6 +520,7 @@ impl Router {
                 Progress::Thinking => Outbound::Typing,
                 Progress::Tool(name) => Outbound::Progress(format!("running {name}…")),
                 Progress::Status { key, text } => Outbound::Status { key, text },
+                Progress::Text(text) => Outbound::Partial(text),
             };
             let _ = progress_tx.send((message, Vec::new()));
         };

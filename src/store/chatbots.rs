@@ -195,7 +195,30 @@ impl Store {
         update_ids: &[i64],
         answer: &[NewOutbox],
     ) -> Result<()> {
+        self.settle(channel, update_ids, answer, None).await
+    }
+
+    /// Queues an answer, marks the updates it answers (if any) answered, and forgets the chat's
+    /// growing reply (`live`: chat id and thread), all in one transaction: the answer that
+    /// replaces a partial message and the record of that message never both survive a crash.
+    pub async fn settle(
+        &self,
+        channel: &str,
+        update_ids: &[i64],
+        answer: &[NewOutbox],
+        live: Option<(&str, &str)>,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
+        if let Some((chat_id, thread_id)) = live {
+            sqlx::query(
+                "DELETE FROM live_replies WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
+            )
+            .bind(channel)
+            .bind(chat_id)
+            .bind(thread_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         for update_id in update_ids {
             sqlx::query(
                 "UPDATE inbound_updates SET state = 'done', payload = '' \
@@ -209,6 +232,56 @@ impl Store {
         insert_outbox(&mut tx, channel, answer).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a message created to show a reply while it is written.
+    pub async fn remember_live_reply(
+        &self,
+        channel: &str,
+        chat_id: &str,
+        thread_id: &str,
+        message_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO live_replies (channel, chat_id, thread_id, message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(channel)
+        .bind(chat_id)
+        .bind(thread_id)
+        .bind(message_id)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes back the partial messages a stopped process left: each becomes a deletion in the
+    /// outbox, in the same transaction that forgets it. Returns how many there were.
+    pub async fn retract_live_replies(&self, channel: &str) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT chat_id, thread_id, message_id FROM live_replies WHERE channel = $1",
+        )
+        .bind(channel)
+        .fetch_all(&mut *tx)
+        .await?;
+        let deletions: Vec<NewOutbox> = rows
+            .into_iter()
+            .map(|(chat_id, thread_id, message_id)| NewOutbox {
+                chat_id,
+                thread_id,
+                kind: "delete",
+                text: message_id,
+            })
+            .collect();
+        insert_outbox(&mut tx, channel, &deletions).await?;
+        sqlx::query("DELETE FROM live_replies WHERE channel = $1")
+            .bind(channel)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deletions.len())
     }
 
     /// Queues messages for delivery.

@@ -151,6 +151,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "docker hosts",
         include_str!("../../migrations/0011_docker_hosts.sql"),
     ),
+    (
+        12,
+        "live conversations",
+        include_str!("../../migrations/0012_live_conversations.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -272,6 +272,10 @@ async fn api_chat_streams_its_events_and_continues_by_id() {
     let progress = body.find("event: progress").expect(&body);
     let reply = body.find("event: reply").expect(&body);
     assert!(typing < progress && progress < reply, "{body}");
+    // The reply's text streams as `delta` events before the reply itself.
+    let delta = body.find("event: delta").expect(&body);
+    assert!(progress < delta && delta < reply, "{body}");
+    assert!(body.contains(r#""text":"No agents"#), "{body}");
     assert!(body.contains("running agent_list"), "{body}");
     assert!(
         body.contains(r#""conversation":"ops-1""#) && body.contains("No agents yet."),

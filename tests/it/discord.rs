@@ -23,7 +23,8 @@ fn start(world: &World) -> Child {
 fn world(llm: &FakeLlm, discord: &FakeDiscord, extra: &str) -> World {
     World::new(
         Some(llm),
-        &discord.config(&format!("owners = [{OWNER}]\n{extra}")),
+        // Replies arrive whole here; tests/it/live.rs shows them growing.
+        &discord.config(&format!("owners = [{OWNER}]\nstreaming = \"off\"\n{extra}")),
     )
 }
 

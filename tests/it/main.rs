@@ -17,6 +17,7 @@ mod hosts;
 mod instance_chat;
 mod instances;
 mod jobs;
+mod live;
 mod secrets;
 mod skills;
 mod telegram;

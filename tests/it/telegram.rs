@@ -21,7 +21,8 @@ fn start(world: &World, env: &[(&str, String)]) -> Child {
 fn world(llm: &FakeLlm, telegram: &FakeTelegram, extra: &str) -> World {
     World::new(
         Some(llm),
-        &telegram.config(&format!("owners = [{OWNER}]\n{extra}")),
+        // Replies arrive whole here; tests/it/live.rs shows them growing.
+        &telegram.config(&format!("owners = [{OWNER}]\nstreaming = \"off\"\n{extra}")),
     )
 }
 

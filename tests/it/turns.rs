@@ -1,7 +1,7 @@
 //! The turn loop's edges: malformed tool calls, the step limit, and compaction of long
 //! histories.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{FakeLlm, Vendor, World};
 
@@ -118,4 +118,36 @@ async fn long_histories_are_compacted_into_a_summary() {
         "old turns are replaced by the summary"
     );
     assert!(text.contains("short question"));
+}
+
+/// A tool call with one field too many (models add them) is refused with the field named and
+/// the accepted ones listed, and the corrected call goes through; every schema says so.
+#[tokio::test]
+async fn an_extra_field_is_named_and_the_corrected_call_is_stored() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let skill_md = "---\nname: greet\ndescription: Greets people.\n---\nSay hello.\n";
+    let extra = json!({ "name": "greet", "skill_md": skill_md, "description": "Greets." });
+    let fixed = json!({ "name": "greet", "skill_md": skill_md });
+    llm.reply_tool_calls(&[("a", "skill_write", &extra.to_string())]);
+    llm.reply_tool_calls(&[("b", "skill_write", &fixed.to_string())]);
+    llm.reply_text("Stored the skill.");
+    let world = World::new(Some(&llm), "");
+    let out = world.chat(&["write a greeting skill"]).await;
+    assert!(out.stdout.contains("Stored the skill."), "{out:?}");
+
+    let requests = llm.completions();
+    for tool in requests[0].body["tools"].as_array().unwrap() {
+        let schema = &tool["function"]["parameters"];
+        assert_eq!(schema["additionalProperties"], false, "{tool}");
+    }
+    let first = tool_results(&requests[1].body);
+    assert!(
+        first[0].contains("unknown field `description`")
+            && first[0].contains("it takes only: ")
+            && first[0].contains("skill_md"),
+        "{}",
+        first[0]
+    );
+    let second = tool_results(&requests[2].body);
+    assert!(second[1].contains("\"ok\":true"), "{}", second[1]);
 }

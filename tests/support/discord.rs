@@ -42,6 +42,8 @@ struct Shared {
     drops: u64,
     /// Messages posted to channels.
     posts: usize,
+    /// What each channel shows: (channel, message id, content), edits applied, deleted gone.
+    shown: Vec<(String, u64, String)>,
 }
 
 pub struct FakeDiscord {
@@ -259,11 +261,27 @@ impl FakeDiscord {
             .collect()
     }
 
-    /// Texts posted to `channel`.
+    /// Texts of the bot's messages `channel` shows, in order: edits applied, deleted ones
+    /// gone (what the person sees).
     pub fn texts(&self, channel: u64) -> Vec<String> {
-        self.posted(channel)
+        let channel = channel.to_string();
+        self.shared
+            .lock()
+            .unwrap()
+            .shown
             .iter()
-            .map(|b| b["content"].as_str().unwrap_or_default().to_string())
+            .filter(|(c, _, _)| *c == channel)
+            .map(|(_, _, text)| text.clone())
+            .collect()
+    }
+
+    /// Edits of messages in `channel` (bodies), in order.
+    pub fn edits(&self, channel: u64) -> Vec<Value> {
+        let prefix = format!("/api/v10/channels/{channel}/messages/");
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.path.starts_with(&prefix))
+            .map(|c| c.body)
             .collect()
     }
 
@@ -432,15 +450,31 @@ async fn api(
             s.next_id += 1;
             let id = s.next_id;
             let content = body["content"].as_str().unwrap_or_default();
+            s.shown.push((channel.to_string(), id, content.to_string()));
             axum::Json(message_json(id, channel, content)).into_response()
         }
         ("PATCH", ["channels", channel, "messages", id]) => {
             let content = body["content"].as_str().unwrap_or_default();
             let id = id.parse().unwrap_or(1);
+            match s
+                .shown
+                .iter_mut()
+                .find(|(c, m, _)| c == channel && *m == id)
+            {
+                Some(shown) => shown.2 = content.to_string(),
+                None => {
+                    let error = json!({ "message": "Unknown Message", "code": 10008 });
+                    return (StatusCode::NOT_FOUND, axum::Json(error)).into_response();
+                }
+            }
             axum::Json(message_json(id, channel, content)).into_response()
         }
-        ("DELETE", ["channels", _, "messages", _])
-        | ("POST", ["channels", _, "typing"])
+        ("DELETE", ["channels", channel, "messages", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            s.shown.retain(|(c, m, _)| !(c == channel && *m == id));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", ["channels", _, "typing"])
         | ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
         ("PUT", ["applications", _, "commands"])
         | ("PUT", ["applications", _, "guilds", _, "commands"]) => {

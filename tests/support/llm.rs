@@ -35,8 +35,13 @@ struct Shared {
     /// Standing replies: a request whose body contains the text gets the reply, script untouched.
     rules: Vec<(String, Value)>,
     requests: Vec<Recorded>,
-    /// When the script is empty, answer "echo: <the last user message>" (OpenAI format).
-    echo: bool,
+    /// A streamed reply sends its pieces this far apart.
+    stream_pace: Duration,
+    /// The next streamed reply breaks off half-way (and is answered whole when asked again).
+    break_next_stream: bool,
+    /// When the script is empty, answer "echo: " and the user messages since the model last
+    /// spoke, joined with " + " (OpenAI format), after this delay.
+    echo: Option<Duration>,
 }
 
 pub struct FakeLlm {
@@ -125,8 +130,13 @@ impl FakeLlm {
     /// From now on, a request the script does not cover is answered with "echo: " and the
     /// last user message (OpenAI format).
     pub fn echo(&self) {
+        self.echo_after(Duration::ZERO);
+    }
+
+    /// Like [`FakeLlm::echo`], each answer after `delay` (a slow model).
+    pub fn echo_after(&self, delay: Duration) {
         assert_eq!(self.vendor, Vendor::OpenAi, "echo speaks the OpenAI format");
-        self.shared.lock().unwrap().echo = true;
+        self.shared.lock().unwrap().echo = Some(delay);
     }
 
     /// Answers every request whose body contains `needle` with `text`, outside the script.
@@ -158,6 +168,11 @@ impl FakeLlm {
 
     /// Scripts a reply that calls tools; each call is (id, name, raw JSON arguments).
     pub fn reply_tool_calls(&self, calls: &[(&str, &str, &str)]) {
+        self.reply_tool_calls_after(calls, Duration::ZERO);
+    }
+
+    /// Like [`FakeLlm::reply_tool_calls`], answered only after `delay`.
+    pub fn reply_tool_calls_after(&self, calls: &[(&str, &str, &str)], delay: Duration) {
         let body = match self.vendor {
             Vendor::OpenAi => json!({
                 "id": "chatcmpl-2", "object": "chat.completion", "model": "fake",
@@ -179,7 +194,11 @@ impl FakeLlm {
                 "usage": { "input_tokens": 10, "output_tokens": 5 }
             }),
         };
-        self.push(200, vec![], body);
+        self.shared
+            .lock()
+            .unwrap()
+            .script
+            .push_back((StatusCode::OK, vec![], body, delay));
     }
 
     /// Scripts an error status with the vendor's error body.
@@ -202,6 +221,16 @@ impl FakeLlm {
             }
         };
         self.push(status, headers, body);
+    }
+
+    /// Streamed replies come in pieces `pace` apart (a slow model writing).
+    pub fn stream_slowly(&self, pace: Duration) {
+        self.shared.lock().unwrap().stream_pace = pace;
+    }
+
+    /// The next streamed reply breaks off half-way, as a dropped connection would.
+    pub fn break_next_stream(&self) {
+        self.shared.lock().unwrap().break_next_stream = true;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -227,11 +256,186 @@ async fn complete(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let streamed = serde_json::from_str::<Value>(&body)
+        .is_ok_and(|b| b.get("stream") == Some(&Value::Bool(true)));
+    let anthropic = uri.path() == "/v1/messages";
     let (response, delay) = respond(&shared, uri, headers, body);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    response
+    if !streamed || !response.status().is_success() {
+        return response;
+    }
+    // A streamed request gets the same reply as server-sent events, in the vendor's format.
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let reply: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let mut events = if anthropic {
+        anthropic_events(&reply)
+    } else {
+        openai_events(&reply)
+    };
+    let (pace, broken) = {
+        let mut s = shared.lock().unwrap();
+        let broken = std::mem::take(&mut s.break_next_stream);
+        if broken {
+            // Asked again, the same reply comes whole.
+            s.script
+                .push_front((StatusCode::OK, vec![], reply.clone(), Duration::ZERO));
+        }
+        (s.stream_pace, broken)
+    };
+    if broken {
+        events.truncate(events.len() / 2);
+    }
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), true),
+        move |(mut events, first)| async move {
+            let event = events.next()?;
+            if !first && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(event)),
+                (events, false),
+            ))
+        },
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .expect("stream response")
+}
+
+/// A text cut into pieces of a few words, as a model streams it.
+fn pieces(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for word in text.split_inclusive(' ') {
+        current.push_str(word);
+        if current.len() >= 6 {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A chat completion as `chat.completion.chunk` events, with the usage chunk and `[DONE]`.
+fn openai_events(reply: &Value) -> Vec<String> {
+    let message = &reply["choices"][0]["message"];
+    let chunk = |delta: Value, finish: Value| {
+        let body = json!({
+            "id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "fake",
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+        });
+        format!("data: {body}\n\n")
+    };
+    let mut events = vec![chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    )];
+    for piece in pieces(message["content"].as_str().unwrap_or_default()) {
+        events.push(chunk(json!({ "content": piece }), Value::Null));
+    }
+    for (i, call) in message["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        events.push(chunk(
+            json!({ "tool_calls": [{ "index": i, "id": call["id"], "type": "function",
+                "function": { "name": call["function"]["name"], "arguments": "" } }] }),
+            Value::Null,
+        ));
+        let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
+        let half = arguments
+            .char_indices()
+            .nth(arguments.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        for part in [&arguments[..half], &arguments[half..]] {
+            events.push(chunk(
+                json!({ "tool_calls": [{ "index": i, "function": { "arguments": part } }] }),
+                Value::Null,
+            ));
+        }
+    }
+    events.push(chunk(
+        json!({}),
+        reply["choices"][0]["finish_reason"].clone(),
+    ));
+    let usage = json!({ "id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "fake",
+                        "choices": [], "usage": reply["usage"] });
+    events.push(format!("data: {usage}\n\n"));
+    events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
+/// A Messages reply as its stream of named events.
+fn anthropic_events(reply: &Value) -> Vec<String> {
+    let event = |name: &str, body: Value| format!("event: {name}\ndata: {body}\n\n");
+    let mut start = reply.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    let mut events = vec![event(
+        "message_start",
+        json!({ "type": "message_start", "message": start }),
+    )];
+    for (i, block) in reply["content"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if block["type"] == "tool_use" {
+            events.push(event(
+                "content_block_start",
+                json!({ "type": "content_block_start",
+                "index": i, "content_block": { "type": "tool_use", "id": block["id"],
+                "name": block["name"], "input": {} } }),
+            ));
+            let input = block["input"].to_string();
+            let half = input.len() / 2;
+            for part in [&input[..half], &input[half..]] {
+                events.push(event(
+                    "content_block_delta",
+                    json!({ "type": "content_block_delta",
+                    "index": i, "delta": { "type": "input_json_delta", "partial_json": part } }),
+                ));
+            }
+        } else {
+            events.push(event(
+                "content_block_start",
+                json!({ "type": "content_block_start",
+                "index": i, "content_block": { "type": "text", "text": "" } }),
+            ));
+            for piece in pieces(block["text"].as_str().unwrap_or_default()) {
+                events.push(event(
+                    "content_block_delta",
+                    json!({ "type": "content_block_delta",
+                    "index": i, "delta": { "type": "text_delta", "text": piece } }),
+                ));
+            }
+        }
+        events.push(event(
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": i }),
+        ));
+    }
+    events.push(event(
+        "message_delta",
+        json!({ "type": "message_delta",
+        "delta": { "stop_reason": reply["stop_reason"] },
+        "usage": { "output_tokens": reply["usage"]["output_tokens"] } }),
+    ));
+    events.push(event("message_stop", json!({ "type": "message_stop" })));
+    events
 }
 
 /// Records the request and picks its response (a standing rule first, then the script).
@@ -265,25 +469,34 @@ fn respond(
             }
             (response, delay)
         }
-        None if shared.echo => {
+        None if shared.echo.is_some() => {
             let last = shared
                 .requests
                 .last()
                 .map(|r| r.body.clone())
                 .unwrap_or_default();
-            let said = last["messages"]
-                .as_array()
-                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                .and_then(|m| m["content"].as_str())
-                .unwrap_or_default()
-                .to_string();
+            let messages = last["messages"].as_array().cloned().unwrap_or_default();
+            // Since the model last answered (a tool call is not an answer).
+            let since = messages
+                .iter()
+                .rposition(|m| m["role"] == "assistant" && m.get("tool_calls").is_none())
+                .map_or(0, |i| i + 1);
+            let said = messages[since..]
+                .iter()
+                .filter(|m| m["role"] == "user")
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join(" + ");
             let body = json!({
                 "id": "chatcmpl-echo", "object": "chat.completion", "model": "fake",
                 "choices": [{ "index": 0, "finish_reason": "stop",
                               "message": { "role": "assistant", "content": format!("echo: {said}") } }],
                 "usage": { "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 }
             });
-            (axum::Json(body).into_response(), Duration::ZERO)
+            (
+                axum::Json(body).into_response(),
+                shared.echo.unwrap_or_default(),
+            )
         }
         None => {
             let body = json!({ "error": { "message": "the fake has no scripted reply left" } });

@@ -43,6 +43,11 @@ struct Shared {
     sends: usize,
     /// Files the bot may download, by file id: (path, bytes).
     files: HashMap<String, (String, Vec<u8>)>,
+    /// What each chat shows: (chat, message id, text) of the bot's messages, edits applied,
+    /// deleted ones gone.
+    shown: Vec<(i64, i64, String)>,
+    /// `sendMessageDraft` answers 404, as a Bot API server from before drafts.
+    no_drafts: bool,
 }
 
 pub struct FakeTelegram {
@@ -192,14 +197,22 @@ impl FakeTelegram {
             .collect()
     }
 
-    /// Texts of the messages accepted for `chat`, in order.
+    /// Texts of the bot's messages that `chat` shows, in order: edits applied, deleted ones
+    /// gone (what the person sees).
     pub fn sent_to(&self, chat: i64) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c.method == "sendMessage" && !c.refused)
-            .filter(|c| c.body["chat_id"].as_i64() == Some(chat))
-            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        self.shared
+            .lock()
+            .unwrap()
+            .shown
+            .iter()
+            .filter(|(c, _, _)| *c == chat)
+            .map(|(_, _, text)| text.clone())
             .collect()
+    }
+
+    /// `sendMessageDraft` answers 404 from now on (a Bot API server that predates drafts).
+    pub fn refuse_drafts(&self) {
+        self.shared.lock().unwrap().no_drafts = true;
     }
 
     /// Waits until `check` holds over the calls, or the timeout passes; returns whether it held.
@@ -407,6 +420,7 @@ async fn api(
             "getMe",
             "getUpdates",
             "sendMessage",
+            "sendMessageDraft",
             "sendDocument",
             "sendPhoto",
             "editMessageText",
@@ -473,14 +487,49 @@ async fn api(
                 let mut s = shared.lock().unwrap();
                 s.sends += 1;
                 s.next_message_id += 1;
-                s.next_message_id - 1
+                let id = s.next_message_id - 1;
+                if method == "sendMessage" {
+                    let chat = body["chat_id"].as_i64().unwrap_or(0);
+                    s.shown.push((chat, id, text.clone()));
+                }
+                id
             };
             sent.notify_waiters();
             ok(sent_message(message_id, &body))
         }
         "editMessageText" => {
             let message_id = body["message_id"].as_i64().unwrap_or(0);
+            let chat = body["chat_id"].as_i64().unwrap_or(0);
+            let text = body["text"].as_str().unwrap_or_default().to_string();
+            let mut s = shared.lock().unwrap();
+            match s
+                .shown
+                .iter_mut()
+                .find(|(c, id, _)| *c == chat && *id == message_id)
+            {
+                Some(shown) => shown.2 = text,
+                None => return error(400, "Bad Request: message to edit not found"),
+            }
             ok(sent_message(message_id, &body))
+        }
+        "sendMessageDraft" => {
+            if shared.lock().unwrap().no_drafts {
+                return error(404, "Not Found: method not found");
+            }
+            if body["draft_id"].as_i64().unwrap_or(0) == 0 {
+                return error(400, "Bad Request: draft_id must be non-zero");
+            }
+            ok(json!(true))
+        }
+        "deleteMessage" => {
+            let message_id = body["message_id"].as_i64().unwrap_or(0);
+            let chat = body["chat_id"].as_i64().unwrap_or(0);
+            shared
+                .lock()
+                .unwrap()
+                .shown
+                .retain(|(c, id, _)| !(*c == chat && *id == message_id));
+            ok(json!(true))
         }
         "getFile" => {
             let id = body["file_id"].as_str().unwrap_or_default();
@@ -493,9 +542,7 @@ async fn api(
                 None => error(400, "Bad Request: invalid file_id"),
             }
         }
-        "sendChatAction" | "setMyCommands" | "setWebhook" | "deleteWebhook" | "deleteMessage" => {
-            ok(json!(true))
-        }
+        "sendChatAction" | "setMyCommands" | "setWebhook" | "deleteWebhook" => ok(json!(true)),
         "getMyCommands" => ok(json!([])),
         other => error(404, &format!("Not Found: method {other}")),
     }

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::http::Client;
-use super::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmMessage, LlmProvider};
+use super::http::{Client, EventReader};
+use super::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmMessage, LlmProvider, OnText};
 use crate::domain::ToolCall;
 
 const API_VERSION: &str = "2023-06-01";
@@ -48,6 +48,27 @@ impl LlmProvider for Anthropic {
                 .send_json(|http| self.post(http, &url, &body))
                 .await?;
             parse_response(&reply)
+        })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_text: OnText<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(async move {
+            let mut body = request_body(request);
+            body["stream"] = json!(true);
+            let url = format!("{}/v1/messages", self.base_url);
+            let mut reader = StreamReader {
+                on_text,
+                response: ChatResponse::default(),
+                blocks: Vec::new(),
+            };
+            self.client
+                .send_events(|http| self.post(http, &url, &body), &mut reader)
+                .await?;
+            Ok(reader.finish())
         })
     }
 
@@ -128,6 +149,117 @@ fn request_body(request: &ChatRequest) -> Value {
             .collect();
     }
     body
+}
+
+/// One content block of a streamed message as it is assembled.
+enum Block {
+    Text,
+    Tool {
+        id: String,
+        name: String,
+        json: String,
+    },
+}
+
+/// Assembles a streamed message from its events: `message_start` (input usage),
+/// `content_block_start` / `_delta` (text and tool input JSON in pieces), `message_delta`
+/// (output usage), `message_stop`. An `error` event breaks the stream off.
+struct StreamReader<'a> {
+    on_text: OnText<'a>,
+    response: ChatResponse,
+    blocks: Vec<Block>,
+}
+
+impl StreamReader<'_> {
+    fn finish(mut self) -> ChatResponse {
+        for block in self.blocks {
+            if let Block::Tool { id, name, json } = block {
+                let arguments = if json.trim().is_empty() {
+                    "{}".to_string()
+                } else {
+                    json
+                };
+                self.response.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                });
+            }
+        }
+        self.response
+    }
+}
+
+impl EventReader for StreamReader<'_> {
+    fn event(&mut self, event: Option<&str>, data: &str) -> Result<bool, String> {
+        let value: Value =
+            serde_json::from_str(data).map_err(|e| format!("an unreadable event: {e}"))?;
+        let kind = event
+            .map(str::to_string)
+            .or_else(|| {
+                value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let count = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
+        match kind.as_str() {
+            "message_start" => {
+                let usage = &value["message"]["usage"];
+                self.response.input_tokens = count(usage, "input_tokens");
+            }
+            "content_block_start" => {
+                let block = &value["content_block"];
+                self.blocks.push(match block["type"].as_str() {
+                    Some("tool_use") => Block::Tool {
+                        id: block["id"].as_str().unwrap_or_default().to_string(),
+                        name: block["name"].as_str().unwrap_or_default().to_string(),
+                        json: String::new(),
+                    },
+                    _ => {
+                        if !self.response.text.is_empty() {
+                            self.response.text.push('\n');
+                        }
+                        Block::Text
+                    }
+                });
+            }
+            "content_block_delta" => {
+                let delta = &value["delta"];
+                match (delta["type"].as_str(), self.blocks.last_mut()) {
+                    (Some("text_delta"), _) => {
+                        self.response
+                            .text
+                            .push_str(delta["text"].as_str().unwrap_or_default());
+                        (self.on_text)(&self.response.text);
+                    }
+                    (Some("input_json_delta"), Some(Block::Tool { json, .. })) => {
+                        json.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                self.response.output_tokens = count(&value["usage"], "output_tokens");
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let message = value
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the provider reported an error");
+                return Err(message.to_string());
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn reset(&mut self) {
+        self.response = ChatResponse::default();
+        self.blocks.clear();
+    }
 }
 
 fn parse_response(reply: &Value) -> Result<ChatResponse, LlmError> {

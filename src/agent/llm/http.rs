@@ -107,6 +107,128 @@ impl Client {
     }
 }
 
+/// A streamed reply's reader: gets each server-sent event, says when the reply is complete.
+pub trait EventReader {
+    /// One event (`event:` name, if any, and its `data:`). `Ok(true)`: the reply is complete.
+    /// An error the provider sent inside the stream is `Err`, and the request is tried again.
+    fn event(&mut self, event: Option<&str>, data: &str) -> Result<bool, String>;
+    /// Forgets a reply that broke off, before it is asked for again.
+    fn reset(&mut self);
+    /// Whether a stream that ends here (without its end marker) still holds a whole reply.
+    fn whole_at_end(&self) -> bool {
+        false
+    }
+}
+
+impl Client {
+    /// Sends a streaming request and hands its server-sent events to `reader` as they come.
+    /// Failed statuses are retried as in [`Client::send_json`]; so is a stream that breaks off
+    /// (or carries an error event) before the reply is complete, from the start.
+    pub async fn send_events(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        reader: &mut (dyn EventReader + Send),
+    ) -> Result<(), LlmError> {
+        let mut last = String::new();
+        for attempt in 0..self.policy.attempts {
+            let mut delay = self.policy.backoff(attempt);
+            match build(&self.inner).send().await {
+                Ok(response) if response.status().is_success() => {
+                    match read_events(response, reader).await {
+                        Ok(()) => return Ok(()),
+                        Err(why) => {
+                            tracing::warn!(attempt, "LLM stream broke off, retrying: {why}");
+                            reader.reset();
+                            last = format!("the reply broke off: {why}");
+                        }
+                    }
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    if let Some(after) = retry_after(&response) {
+                        delay = after.min(self.policy.max_delay);
+                    }
+                    let message = error_message(response).await;
+                    if !retryable(status) {
+                        return Err(classify(status, message));
+                    }
+                    tracing::warn!(%status, attempt, "LLM request failed, retrying: {message}");
+                    last = format!("HTTP {}: {message}", status.as_u16());
+                }
+                Err(e) => {
+                    let e = e.without_url();
+                    tracing::warn!(attempt, "LLM request failed, retrying: {e}");
+                    last = if e.is_timeout() {
+                        "the request timed out".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                }
+            }
+            if attempt + 1 < self.policy.attempts {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Err(LlmError::Unavailable {
+            attempts: self.policy.attempts,
+            message: last,
+        })
+    }
+}
+
+/// Reads server-sent events until the reader says the reply is complete. An error is why the
+/// stream ended early.
+async fn read_events(
+    mut response: reqwest::Response,
+    reader: &mut (dyn EventReader + Send),
+) -> Result<(), String> {
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) if reader.whole_at_end() => return Ok(()),
+            Ok(None) => return Err("the stream ended before the reply was complete".into()),
+            Err(e) if e.is_timeout() => return Err("the request timed out".into()),
+            Err(e) => return Err(e.without_url().to_string()),
+        };
+        buffer.extend_from_slice(&chunk);
+        while let Some((end, skip)) = event_end(&buffer) {
+            let block = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + skip);
+            let (mut event, mut data) = (None, String::new());
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = Some(name.trim().to_string());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if data.is_empty() && event.is_none() {
+                continue;
+            }
+            if reader.event(event.as_deref(), &data)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where the first event in `buffer` ends (a blank line), and how long the separator is.
+fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
@@ -171,6 +293,13 @@ mod tests {
         assert!(p.backoff(0) >= Duration::from_millis(400));
         assert!(p.backoff(1) >= Duration::from_millis(800));
         assert!(p.backoff(20) <= p.max_delay);
+    }
+
+    #[test]
+    fn events_end_at_blank_lines_of_either_kind() {
+        assert_eq!(event_end(b"data: x\n\ndata: y"), Some((7, 2)));
+        assert_eq!(event_end(b"data: x\r\n\r\n"), Some((7, 4)));
+        assert_eq!(event_end(b"data: x\n"), None);
     }
 
     #[test]

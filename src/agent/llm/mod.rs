@@ -80,6 +80,9 @@ pub enum LlmError {
     Protocol(String),
 }
 
+/// Told the reply's text so far, each time it grows while the model writes it.
+pub type OnText<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 /// A chat model.
 pub trait LlmProvider: Send + Sync {
     /// A short label for status output, such as `openai gpt-4o-mini`.
@@ -88,6 +91,17 @@ pub trait LlmProvider: Send + Sync {
         &'a self,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
+    /// Like [`LlmProvider::complete`], streamed: `on_text` sees the text as it grows. The
+    /// response is the same as `complete` would give. A stream that breaks off is asked for
+    /// again (`on_text` then starts over). Providers without streaming just complete.
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_text: OnText<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        let _ = on_text;
+        self.complete(request)
+    }
     /// A cheap request that proves the endpoint and key work (used by `operator check`).
     fn probe(&self) -> BoxFuture<'_, Result<String, LlmError>>;
 }

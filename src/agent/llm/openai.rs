@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::http::Client;
-use super::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmMessage, LlmProvider};
+use super::http::{Client, EventReader};
+use super::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmMessage, LlmProvider, OnText};
 use crate::domain::ToolCall;
 
 pub struct OpenAi {
@@ -43,6 +43,38 @@ impl LlmProvider for OpenAi {
                 })
                 .await?;
             parse_response(&reply)
+        })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        on_text: OnText<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(async move {
+            let mut body = request_body(request);
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({ "include_usage": true });
+            let url = format!("{}/chat/completions", self.base_url);
+            let mut reader = StreamReader {
+                on_text,
+                response: ChatResponse::default(),
+                calls: Vec::new(),
+                finished: false,
+            };
+            self.client
+                .send_events(
+                    |http| {
+                        http.post(&url)
+                            .bearer_auth(self.client.key.expose())
+                            .json(&body)
+                    },
+                    &mut reader,
+                )
+                .await?;
+            let mut response = reader.response;
+            response.tool_calls = reader.calls;
+            Ok(response)
         })
     }
 
@@ -113,6 +145,80 @@ fn request_body(request: &ChatRequest) -> Value {
             .collect();
     }
     body
+}
+
+/// Assembles a streamed chat completion: text deltas, tool calls by index (their arguments
+/// arrive in pieces), and the usage chunk that `include_usage` adds at the end.
+struct StreamReader<'a> {
+    on_text: OnText<'a>,
+    response: ChatResponse,
+    calls: Vec<ToolCall>,
+    /// A choice said why it finished; some compatible servers end there without `[DONE]`.
+    finished: bool,
+}
+
+impl EventReader for StreamReader<'_> {
+    fn event(&mut self, _event: Option<&str>, data: &str) -> Result<bool, String> {
+        if data.trim() == "[DONE]" {
+            return Ok(true);
+        }
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| format!("an unreadable chunk: {e}"))?;
+        if let Some(message) = chunk.pointer("/error/message").and_then(Value::as_str) {
+            return Err(message.to_string());
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+            self.response.input_tokens = count("prompt_tokens");
+            self.response.output_tokens = count("completion_tokens");
+        }
+        let Some(choice) = chunk.pointer("/choices/0") else {
+            return Ok(false);
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta.get("content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            self.response.text.push_str(text);
+            (self.on_text)(&self.response.text);
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            while self.calls.len() <= index {
+                self.calls.push(ToolCall::default());
+            }
+            let slot = &mut self.calls[index];
+            let piece = |pointer: &str| call.pointer(pointer).and_then(Value::as_str);
+            if let Some(id) = piece("/id") {
+                slot.id = id.to_string();
+            }
+            if let Some(name) = piece("/function/name") {
+                slot.name.push_str(name);
+            }
+            if let Some(arguments) = piece("/function/arguments") {
+                slot.arguments.push_str(arguments);
+            }
+        }
+        if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
+            self.finished = true;
+        }
+        Ok(false)
+    }
+
+    fn reset(&mut self) {
+        self.response = ChatResponse::default();
+        self.calls.clear();
+        self.finished = false;
+    }
+
+    fn whole_at_end(&self) -> bool {
+        self.finished
+    }
 }
 
 fn parse_response(reply: &Value) -> Result<ChatResponse, LlmError> {

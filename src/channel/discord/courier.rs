@@ -83,6 +83,37 @@ async fn deliver(
             };
             sent.map(|m| Some(m.id.get().to_string())).map_err(classify)
         }
+        "replace" => {
+            // The reply shown while it was written becomes the answer; a message that cannot
+            // be edited any more gets the answer as a new one.
+            let spec: serde_json::Value = serde_json::from_str(&row.text).unwrap_or_default();
+            let content = spec["text"].as_str().unwrap_or_default();
+            if let Ok(id) = message_id(spec["message"].as_str().unwrap_or_default()) {
+                let change = EditMessage::new()
+                    .content(content)
+                    .allowed_mentions(CreateAllowedMentions::new());
+                match channel
+                    .edit_message(http, id, change)
+                    .await
+                    .map_err(classify)
+                {
+                    Ok(_) => return Ok(Some(id.get().to_string())),
+                    Err(retry @ (Failure::RetryAfter(_) | Failure::Transient(_))) => {
+                        return Err(retry);
+                    }
+                    Err(_) => {}
+                }
+            }
+            let message = CreateMessage::new()
+                .content(content)
+                .allowed_mentions(CreateAllowedMentions::new())
+                .flags(MessageFlags::SUPPRESS_EMBEDS);
+            let sent = channel
+                .send_message(http, message)
+                .await
+                .map_err(classify)?;
+            Ok(Some(sent.id.get().to_string()))
+        }
         "delete" => {
             let id = message_id(&row.text)?;
             channel.delete_message(http, id).await.map_err(classify)?;

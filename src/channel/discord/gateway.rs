@@ -38,6 +38,12 @@ pub async fn run(
     inbound: InboundTx,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Partial replies a stopped process left in channels are taken back before anything else.
+    match bot.store.retract_live_replies(&bot.id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(bot = %bot.id, "taking back {n} unfinished partial replies"),
+        Err(e) => tracing::error!(bot = %bot.id, "cannot look for unfinished partial replies: {e}"),
+    }
     let sender = courier::start(bot.clone());
     replay(&bot, &inbound).await;
     let intents = GatewayIntents::GUILD_MESSAGES

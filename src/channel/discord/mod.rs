@@ -10,6 +10,7 @@
 mod commands;
 mod courier;
 mod gateway;
+mod live;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ pub struct BotConfig {
     pub key: Arc<MasterKey>,
     /// Guilds to register slash commands in (instant); empty: globally.
     pub guild_ids: Vec<u64>,
+    /// How a reply shows while the model writes it.
+    pub streaming: crate::config::Streaming,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,8 @@ pub struct DiscordBot {
     health: Mutex<Health>,
     /// Interactions waiting for their answer: receipt -> (application id, token).
     interactions: Mutex<HashMap<i64, (u64, String)>>,
+    /// Replies shown while they are written.
+    live: crate::channel::live::Live<live::DiscordSurface>,
 }
 
 impl DiscordBot {
@@ -104,7 +109,13 @@ impl DiscordBot {
             )
             .await
             .map_err(|e| DiscordError::Other(e.to_string()))?;
+        let surface = Arc::new(live::DiscordSurface {
+            channel: id.clone(),
+            http: http.clone(),
+            store: store.clone(),
+        });
         Ok(Arc::new(Self {
+            live: crate::channel::live::Live::new(surface),
             id,
             user_id: me.id.get(),
             username: me.name.clone(),
@@ -152,6 +163,7 @@ impl DiscordBot {
         receipts: &[Receipt],
     ) -> Result<(), ChannelError> {
         let ends = durable::ends_wait(&parts);
+        let ends_turn = parts.iter().any(Outbound::ends_turn);
         let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
         // The answer to a slash command edits its deferred response, then follows up. When one
         // answer covers several slash commands, the first carries it and the others say so.
@@ -198,8 +210,23 @@ impl DiscordBot {
                 });
             }
         }
-        let queued =
-            durable::queue(&self.store, &self.id, &rows, receipts, &self.wake_outbox).await;
+        // The reply shown while it was written becomes the answer (or goes, if none came, or
+        // if the answer edits a slash command's deferred response instead).
+        let live = if ends_turn {
+            let shown = self.live.finish(chat).await;
+            durable::replace_live(&mut rows, chat, shown, ROWS.reply)
+        } else {
+            false
+        };
+        let queued = durable::queue(
+            &self.store,
+            &self.id,
+            &rows,
+            receipts,
+            live.then_some(chat),
+            &self.wake_outbox,
+        )
+        .await;
         if ends || !receipts.is_empty() {
             self.typing.stop(chat);
         }
@@ -246,6 +273,7 @@ pub async fn probe(token: &str, api_url: &str) -> Result<String, DiscordError> {
         files_dir: PathBuf::new(),
         key: Arc::new(MasterKey::generate()),
         guild_ids: Vec::new(),
+        streaming: crate::config::Streaming::Off,
     };
     let me = current_user(&http_for(&config), &config).await?;
     Ok(format!("{} (bot {})", me.name, me.id.get()))
@@ -290,11 +318,16 @@ impl Channel for DiscordBot {
         message: Outbound,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
-            if message == Outbound::Typing {
-                self.start_typing(chat);
-                return Ok(());
+            match message {
+                Outbound::Typing => self.start_typing(chat),
+                Outbound::Partial(text) => {
+                    if self.config.streaming != crate::config::Streaming::Off {
+                        self.live.update(chat, text);
+                    }
+                }
+                message => return self.queue(chat, vec![message], &[]).await,
             }
-            self.queue(chat, vec![message], &[]).await
+            Ok(())
         })
     }
 

@@ -10,6 +10,7 @@
 
 mod format;
 mod inbound;
+mod live;
 mod outbox;
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct BotConfig {
     pub files_dir: PathBuf,
     /// Seals stored updates: they may carry secret values (`/secret NAME VALUE`).
     pub key: Arc<MasterKey>,
+    /// How a reply shows while the model writes it.
+    pub streaming: crate::config::Streaming,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,8 @@ pub struct TelegramBot {
     /// Stops the outbox sender. Separate from the channel's shutdown, so answers of turns
     /// that finish while the daemon drains still go out.
     outbox_stop: CancellationToken,
+    /// Replies shown while they are written.
+    live: crate::channel::live::Live<live::TelegramSurface>,
 }
 
 impl TelegramBot {
@@ -132,8 +137,18 @@ impl TelegramBot {
             .build()
             .map_err(|e| TelegramError::Other(format!("HTTP client: {e}")))?;
         let api = Bot::with_client(config.token.clone(), client).set_api_url(url);
+        let id = format!("telegram:{user_id}");
+        let surface = live::surface(
+            &id,
+            api.clone(),
+            &config.api_url,
+            &config.token,
+            store.clone(),
+            config.streaming,
+        );
         Ok(Self {
-            id: format!("telegram:{user_id}"),
+            live: crate::channel::live::Live::new(surface),
+            id,
             user_id,
             username: Mutex::new(String::new()),
             api,
@@ -264,9 +279,24 @@ impl TelegramBot {
         receipts: &[Receipt],
     ) -> Result<(), ChannelError> {
         let ends = durable::ends_wait(&parts);
-        let rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
-        let queued =
-            durable::queue(&self.store, &self.id, &rows, receipts, &self.wake_outbox).await;
+        let ends_turn = parts.iter().any(Outbound::ends_turn);
+        let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
+        // The reply shown while it was written becomes the answer (or goes, if none came).
+        let live = if ends_turn {
+            let shown = self.live.finish(chat).await;
+            durable::replace_live(&mut rows, chat, shown, ROWS.reply)
+        } else {
+            false
+        };
+        let queued = durable::queue(
+            &self.store,
+            &self.id,
+            &rows,
+            receipts,
+            live.then_some(chat),
+            &self.wake_outbox,
+        )
+        .await;
         if ends || !receipts.is_empty() {
             self.typing.stop(chat);
         }
@@ -348,11 +378,16 @@ impl Channel for TelegramBot {
         message: Outbound,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
-            if message == Outbound::Typing {
-                self.start_typing(chat);
-                return Ok(());
+            match message {
+                Outbound::Typing => self.start_typing(chat),
+                Outbound::Partial(text) => {
+                    if self.config.streaming != crate::config::Streaming::Off {
+                        self.live.update(chat, text);
+                    }
+                }
+                message => return self.queue(chat, vec![message], &[]).await,
             }
-            self.queue(chat, vec![message], &[]).await
+            Ok(())
         })
     }
 

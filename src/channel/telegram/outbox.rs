@@ -91,6 +91,46 @@ async fn deliver(
     if row.kind == "file" {
         return send_file(bot, row, chat_id, thread).await;
     }
+    // The reply shown while it was written becomes the answer; if that message cannot be
+    // edited any more, the answer is sent as a new one.
+    let (kind, body) = if row.kind == "replace" {
+        let spec: serde_json::Value = serde_json::from_str(&row.text).unwrap_or_default();
+        let text = spec["text"].as_str().unwrap_or_default().to_string();
+        let id = MessageId(
+            spec["message"]
+                .as_str()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_default(),
+        );
+        let edit = |text: String, html: bool| {
+            let mut request = bot
+                .api
+                .edit_message_text(chat_id, id, text)
+                .link_preview_options(no_preview.clone());
+            if html {
+                request.parse_mode = Some(ParseMode::Html);
+            }
+            request
+        };
+        let edited = match edit(format::to_html(&text), true).await {
+            Err(RequestError::Api(ApiError::CantParseEntities(_))) => {
+                edit(text.clone(), false).await
+            }
+            other => other,
+        };
+        match edited {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(Some(id)),
+            Err(e @ (RequestError::RetryAfter(_) | RequestError::Network(_))) => {
+                return Err(classify(bot, e));
+            }
+            Err(e) => {
+                tracing::info!(bot = %bot.id, "the partial reply cannot be edited ({}); sending the answer anew", bot.describe(&e));
+            }
+        }
+        ("text", text)
+    } else {
+        (row.kind.as_str(), row.text.clone())
+    };
     let send = |text: String, html: bool| {
         let mut request = bot
             .api
@@ -102,16 +142,16 @@ async fn deliver(
         }
         request
     };
-    let result = if row.kind == "text" {
-        match send(format::to_html(&row.text), true).await {
+    let result = if kind == "text" {
+        match send(format::to_html(&body), true).await {
             Err(RequestError::Api(ApiError::CantParseEntities(why))) => {
                 tracing::info!(bot = %bot.id, "markup rejected ({why}); sending as plain text");
-                send(row.text.clone(), false).await
+                send(body.clone(), false).await
             }
             other => other,
         }
     } else {
-        send(row.text.clone(), false).await
+        send(body, false).await
     };
     match result {
         Ok(message) => Ok(Some(message.id)),

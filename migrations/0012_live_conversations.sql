@@ -26,3 +26,15 @@ CREATE TABLE approvals (
     decided_at   INTEGER
 );
 CREATE INDEX approvals_pending ON approvals (state, expires_at);
+
+-- Messages created to show a reply while the model writes it (edited in place, then turned
+-- into the final answer in the same transaction that removes the row here). Rows left by a
+-- crash name partial messages that the next start takes back.
+CREATE TABLE live_replies (
+    channel    TEXT NOT NULL,
+    chat_id    TEXT NOT NULL,
+    thread_id  TEXT NOT NULL DEFAULT '',
+    message_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (channel, chat_id, thread_id, message_id)
+);
