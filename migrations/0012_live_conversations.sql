@@ -23,7 +23,9 @@ CREATE TABLE approvals (
     decided_by   TEXT,
     created_at   INTEGER NOT NULL,
     expires_at   INTEGER NOT NULL,
-    decided_at   INTEGER
+    decided_at   INTEGER,
+    -- The platform message that shows the request with its buttons, to edit once decided.
+    message_id   TEXT
 );
 CREATE INDEX approvals_pending ON approvals (state, expires_at);
 

@@ -20,7 +20,7 @@ use crate::domain::{Caller, CallerKind, ChatRef};
 use crate::http::{self, HttpState, WebhookSink};
 use crate::instance::InstanceDefaults;
 use crate::notify;
-use crate::ops::{JobEvents, Ops, SystemInfo, TurnRunner};
+use crate::ops::{ApprovalPolicy, JobEvents, Ops, SystemInfo, TurnRunner};
 use crate::router::Router;
 use crate::scheduler::{MissedPolicy, RunSink, Scheduler};
 use crate::secrets::{KeySource, MasterKey, Redactor};
@@ -67,13 +67,19 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let defaults = InstanceDefaults::from_settings(&settings.docker);
     let master_key = Arc::new(load_master_key(&settings.state_dir(), &store).await?);
     let scheduler_wake = Arc::new(Notify::new());
-    let ops = Ops::new(
+    let approvals = ApprovalPolicy {
+        require: settings.approvals.require.clone(),
+        max_targets: settings.approvals.max_targets,
+        timeout: Duration::from_secs(settings.approvals.timeout_secs),
+    };
+    let ops = Ops::with_approvals(
         store.clone(),
         info,
         Arc::new(fleet),
         defaults,
         master_key,
         scheduler_wake.clone(),
+        approvals,
     );
     let limits = Limits {
         default_model: settings.llm.model.clone(),
@@ -172,6 +178,21 @@ impl TurnRunner for RouterTurns {
     ) -> BoxFuture<'static, Result<(), String>> {
         let hub = self.router.hub().clone();
         Box::pin(async move { hub.try_deliver(&chat, Outbound::File { name, bytes }).await })
+    }
+
+    fn ask_approval(&self, chat: ChatRef, code: String, text: String) -> BoxFuture<'static, ()> {
+        let hub = self.router.hub().clone();
+        Box::pin(async move { hub.deliver(&chat, Outbound::Approval { code, text }).await })
+    }
+
+    fn approval_decided(
+        &self,
+        chat: ChatRef,
+        code: String,
+        text: String,
+    ) -> BoxFuture<'static, ()> {
+        let hub = self.router.hub().clone();
+        Box::pin(async move { hub.deliver(&chat, Outbound::Decided { code, text }).await })
     }
 }
 
@@ -419,6 +440,8 @@ pub async fn run(
         discord: discord.clone(),
     }));
     channels_started.store(true, std::sync::atomic::Ordering::Release);
+    // Requests for a yes that a stopped process left waiting will never run: say so.
+    core.ops.expire_interrupted_approvals(&core.hub.ids()).await;
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
@@ -569,6 +592,9 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let core = build(&settings, vec![console.id().to_string()]).await?;
     core.hub.add(console.clone());
     core.router.report_interrupted(&core.hub.ids()).await;
+    core.ops
+        .expire_interrupted_approvals(&[console.id().to_string()])
+        .await;
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     let router = core.router.clone();
     // The console ends the router by dropping its sender, once its input ends.

@@ -36,6 +36,10 @@ pub struct Console {
     spinner: Mutex<Option<String>>,
     /// The growing reply printed so far on the current line (empty: none).
     streamed: Mutex<String>,
+    /// The request for an owner's yes that `y` or `n` answers now.
+    asking: Mutex<Option<String>>,
+    /// Told when a request is shown, so a script's next line (its answer) is read.
+    asked: Notify,
 }
 
 impl Console {
@@ -51,7 +55,24 @@ impl Console {
             ),
             spinner: Mutex::new(None),
             streamed: Mutex::new(String::new()),
+            asking: Mutex::new(None),
+            asked: Notify::new(),
         }
+    }
+
+    /// `y` / `n` (or yes / no) while a request waits: the command that decides it.
+    fn decision(&self, line: &str) -> Option<String> {
+        let verb = match line.to_ascii_lowercase().as_str() {
+            "y" | "yes" => "approve",
+            "n" | "no" => "deny",
+            _ => return None,
+        };
+        let code = self
+            .asking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(format!("/{verb} {code}"))
     }
 
     /// Prints what `text` adds to the reply printed so far; a text that does not continue it
@@ -183,6 +204,7 @@ impl Console {
                 break;
             };
             let text = line.trim().to_string();
+            let mut text = self.decision(&text).unwrap_or(text);
             if text.is_empty() {
                 self.prompt();
                 continue;
@@ -195,12 +217,28 @@ impl Console {
             // runs goes at once, and may steer that turn.
             if !self.interactive && !crate::domain::is_immediate(&text) {
                 loop {
+                    let asked = self.asked.notified();
+                    // A request for a yes is answered by the script's next line: `y` or `n`
+                    // decides it, anything else goes to the waiting turn at once.
+                    if let Some(command) = self.decision(&text) {
+                        text = command;
+                        break;
+                    }
+                    if self
+                        .asking
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_some()
+                    {
+                        break;
+                    }
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => return Ok(()),
                         _ = interrupt.recv() => {
                             let _ = inbound.send(self.inbound("/stop".into())).await;
                         }
+                        () = asked => {}
                         () = self.settled() => break,
                     }
                 }
@@ -279,6 +317,18 @@ impl Channel for Console {
                     return Ok(());
                 }
                 Outbound::Notice(text) => text,
+                Outbound::Approval { code, text } => {
+                    *self.asking.lock().unwrap_or_else(|e| e.into_inner()) = Some(code.clone());
+                    self.asked.notify_waiters();
+                    format!("⚠️ {text}\nApprove? y/n (or /approve {code}, /deny {code})")
+                }
+                Outbound::Decided { code, text } => {
+                    let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
+                    if asking.as_deref() == Some(code.as_str()) {
+                        *asking = None;
+                    }
+                    text
+                }
                 Outbound::Status { text, .. } => format!("… {text}"),
                 Outbound::Failed(text) => format!("error: {text}"),
                 Outbound::Cancelled => "(stopped)".to_string(),

@@ -84,6 +84,16 @@ pub fn rows(
                 rows.push(row("file", spec.to_string()));
                 continue;
             }
+            Outbound::Approval { code, text } => {
+                let spec = serde_json::json!({ "code": code, "text": text });
+                rows.push(row("approval", spec.to_string()));
+                continue;
+            }
+            Outbound::Decided { code, text } => {
+                let spec = serde_json::json!({ "code": code, "text": text });
+                rows.push(row("decided", spec.to_string()));
+                continue;
+            }
             Outbound::Reply(text) => (style.reply, text),
             Outbound::Failed(reason) => (style.notice, format!("⚠️ {reason}")),
             Outbound::Cancelled => (style.notice, "Stopped.".to_string()),

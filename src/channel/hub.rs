@@ -117,6 +117,14 @@ fn redacted(message: Outbound) -> Outbound {
         Outbound::Notice(t) => Outbound::Notice(clean(t)),
         Outbound::Progress(t) => Outbound::Progress(clean(t)),
         Outbound::Partial(t) => Outbound::Partial(clean(t)),
+        Outbound::Approval { code, text } => Outbound::Approval {
+            code,
+            text: clean(text),
+        },
+        Outbound::Decided { code, text } => Outbound::Decided {
+            code,
+            text: clean(text),
+        },
         Outbound::Status { key, text } => Outbound::Status {
             key,
             text: clean(text),

@@ -110,6 +110,11 @@ pub enum Outbound {
     /// The reply so far while the model writes it (each one replaces the last). The final
     /// `Reply` follows; channels that cannot show a growing text ignore these.
     Partial(String),
+    /// A request for an owner's yes, with Approve / Deny buttons where the platform has them
+    /// (a press, `/approve <code>` or `/deny <code>` decides).
+    Approval { code: String, text: String },
+    /// How a request was decided: the request's message is edited to say so where possible.
+    Decided { code: String, text: String },
 }
 
 impl Outbound {

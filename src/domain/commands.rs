@@ -30,8 +30,9 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
     },
 ];
 
-/// Commands answered at once, ahead of the chat's queue (a running turn does not hold them up).
-pub const IMMEDIATE_COMMANDS: [&str; 4] = ["stop", "status", "help", "start"];
+/// Commands answered at once, ahead of the chat's queue (a running turn does not hold them up;
+/// a turn waiting for an approval is waiting for exactly these).
+pub const IMMEDIATE_COMMANDS: [&str; 6] = ["stop", "status", "help", "start", "approve", "deny"];
 
 /// Whether a message is a command answered at once, ahead of the chat's queue.
 pub fn is_immediate(text: &str) -> bool {

@@ -37,6 +37,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/webhooks", get(list("webhook_list")))
         .route("/api/activity", get(activity))
         .route("/api/chat", post(chat))
+        .route("/api/approvals/{id}", post(decide))
         .route("/api/keys", get(list_keys).post(create_key))
         .route("/api/keys/{id}", axum::routing::delete(revoke_key))
         .route_layer(middleware::from_fn_with_state(state, authenticate))
@@ -218,6 +219,15 @@ fn stream_turn(
                     "delta",
                     json!({ "conversation": id, "text": text }).to_string(),
                 ),
+                // Decided with `POST /api/approvals/<id>` and `{"approve": true|false}`.
+                Some(Outbound::Approval { code, text }) => (
+                    "approval",
+                    json!({ "conversation": id, "id": code, "text": text }).to_string(),
+                ),
+                Some(Outbound::Decided { code, text }) => (
+                    "decided",
+                    json!({ "conversation": id, "id": code, "text": text }).to_string(),
+                ),
                 Some(Outbound::Reply(text)) => (
                     "reply",
                     json!({ "conversation": id, "ok": true, "reply": text }).to_string(),
@@ -257,6 +267,7 @@ pub(super) fn status_of(e: &OpError) -> (StatusCode, &'static str) {
     match e {
         OpError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_operation"),
         OpError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        OpError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
         OpError::InvalidArgs { .. } => (StatusCode::BAD_REQUEST, "invalid_arguments"),
         OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         OpError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -278,6 +289,30 @@ async fn op(
 ) -> Response {
     let args = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
     run_op(&state, &name, args).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    approve: bool,
+}
+
+/// `POST /api/approvals/<id>` with `{"approve": true|false}`: decides a waiting request as the
+/// owner holding the admin token (or an API key).
+async fn decide(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    body: Option<Json<DecideBody>>,
+) -> Response {
+    let Some(Json(DecideBody { approve })) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            r#"send {"approve": true} or {"approve": false}"#,
+        );
+    };
+    let op = if approve { "approve" } else { "deny" };
+    run_op(&state, op, json!({ "id": id })).await
 }
 
 fn list(

@@ -6,6 +6,7 @@
 //! of them: no channel, no HTTP, no agent loop.
 
 mod agents;
+mod approvals;
 mod automations;
 mod bots;
 mod chat_files;
@@ -33,6 +34,7 @@ use crate::domain::{ActorRole, Caller, CallerKind, ChatRef, OPERATOR};
 use crate::instance::{Fleet, InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
+pub use approvals::ApprovalPolicy;
 use tokio::sync::Notify;
 
 pub use bots::BotConnector;
@@ -224,6 +226,9 @@ pub enum OpError {
     Conflict(String),
     #[error("{0}")]
     Failed(String),
+    /// Not run, and why (an owner's decision, a timeout, a caller who may not decide).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl OpError {
@@ -238,6 +243,7 @@ impl OpError {
             OpError::NotFound(m) => OpError::NotFound(clean(m)),
             OpError::Conflict(m) => OpError::Conflict(clean(m)),
             OpError::Failed(m) => OpError::Failed(clean(m)),
+            OpError::Refused(m) => OpError::Refused(clean(m)),
             other => other,
         }
     }
@@ -283,6 +289,10 @@ struct Inner {
     turns: std::sync::OnceLock<Arc<dyn TurnRunner>>,
     /// Starts and stops chat bots; set by the daemon.
     bots: std::sync::OnceLock<Arc<dyn BotConnector>>,
+    /// What a model's call needs an owner's yes for.
+    approval_policy: ApprovalPolicy,
+    /// Turns waiting for an owner's decision.
+    waiting: approvals::Waiting,
 }
 
 /// Runs one turn of `agent` in `chat` and reports how it ended. The app implements it with the
@@ -302,10 +312,31 @@ pub trait TurnRunner: Send + Sync {
         name: String,
         bytes: Vec<u8>,
     ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
+    /// Shows a request for an owner's yes in a chat, with buttons where the chat has them.
+    fn ask_approval(
+        &self,
+        chat: ChatRef,
+        code: String,
+        text: String,
+    ) -> crate::agent::llm::BoxFuture<'static, ()>;
+    /// Says in the chat how a request was decided (editing the request where possible).
+    fn approval_decided(
+        &self,
+        chat: ChatRef,
+        code: String,
+        text: String,
+    ) -> crate::agent::llm::BoxFuture<'static, ()>;
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.
-const NOT_FOR_MODELS: [&str; 3] = ["secret_create", "secret_rotate", "file_upload"];
+/// Nor are decisions on approvals: those are a person's.
+const NOT_FOR_MODELS: [&str; 5] = [
+    "secret_create",
+    "secret_rotate",
+    "file_upload",
+    "approve",
+    "deny",
+];
 /// Arguments never written to the activity feed.
 const SENSITIVE_ARGS: [&str; 2] = ["value", "content_base64"];
 
@@ -318,6 +349,27 @@ impl Ops {
         master_key: Arc<MasterKey>,
         scheduler_wake: Arc<Notify>,
     ) -> Self {
+        Self::with_approvals(
+            store,
+            info,
+            fleet,
+            instance_defaults,
+            master_key,
+            scheduler_wake,
+            ApprovalPolicy::default(),
+        )
+    }
+
+    /// [`Ops::new`] with an approval policy other than the documented default.
+    pub fn with_approvals(
+        store: Store,
+        info: SystemInfo,
+        fleet: Arc<Fleet>,
+        instance_defaults: InstanceDefaults,
+        master_key: Arc<MasterKey>,
+        scheduler_wake: Arc<Notify>,
+        approval_policy: ApprovalPolicy,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -329,6 +381,8 @@ impl Ops {
                 scheduler_wake,
                 turns: std::sync::OnceLock::new(),
                 bots: std::sync::OnceLock::new(),
+                approval_policy,
+                waiting: approvals::Waiting::default(),
             }),
         }
     }
@@ -485,14 +539,7 @@ impl Ops {
             None => Err(OpError::Unknown(name.to_string())),
             Some(spec) if !allowed(spec, inv) => Err(OpError::Forbidden { op: spec.name }),
             Some(spec) if let Err(e) = spec.check_fields(&args) => Err(e),
-            Some(spec) => match inv.progress.clone() {
-                Some(sink) => {
-                    PROGRESS
-                        .scope(sink, self.dispatch(spec, inv, args.clone()))
-                        .await
-                }
-                None => self.dispatch(spec, inv, args.clone()).await,
-            },
+            Some(spec) => self.approved_dispatch(spec, inv, &args).await,
         };
         // Nothing an operation returns carries a secret value out, whoever called it.
         let redactor = Redactor::global();
@@ -532,6 +579,37 @@ impl Ops {
         };
         self.inner.store.record(entry);
         result
+    }
+}
+
+impl Ops {
+    /// Runs the operation, after an owner's yes where a model's call needs one; the result
+    /// then says who approved it.
+    async fn approved_dispatch(
+        &self,
+        spec: &'static OpSpec,
+        inv: &Invocation,
+        args: &Value,
+    ) -> Result<Output, OpError> {
+        let approved_by = match self.approval_needed(spec, inv, args).await {
+            Some(summary) => Some(self.wait_for_approval(spec, inv, args, summary).await?),
+            None => None,
+        };
+        let result = match inv.progress.clone() {
+            Some(sink) => {
+                PROGRESS
+                    .scope(sink, self.dispatch(spec, inv, args.clone()))
+                    .await
+            }
+            None => self.dispatch(spec, inv, args.clone()).await,
+        };
+        match (approved_by, result) {
+            (Some(by), Ok(mut out)) => {
+                out.text = format!("(approved by {by}) {}", out.text);
+                Ok(out)
+            }
+            (_, result) => result,
+        }
     }
 }
 

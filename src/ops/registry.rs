@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::{
-    Invocation, OpError, OpSpec, Ops, Output, agents, automations, bots, chat_files, hosts,
-    instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system, webhooks,
-    workspace,
+    Invocation, OpError, OpSpec, Ops, Output, agents, approvals, automations, bots, chat_files,
+    hosts, instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system,
+    webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -35,6 +35,8 @@ pub static SPECS: &[OpSpec] = &[
     hosts::MOVE,
     system::ACTIVITY,
     pairing::PAIR,
+    approvals::APPROVE,
+    approvals::DENY,
     bots::CONNECT,
     bots::LIST,
     bots::DISCONNECT,
@@ -87,6 +89,8 @@ impl Ops {
             "bot_list" => bots::list(self).await,
             "bot_disconnect" => bots::disconnect(self, parse(spec, args)?).await,
             "pair" => pairing::pair(self, inv, parse(spec, args)?).await,
+            "approve" => self.decide(spec, inv, args, true).await,
+            "deny" => self.decide(spec, inv, args, false).await,
             "activity_read" => system::activity(self, parse(spec, args)?).await,
             "agent_list" => agents::list(self).await,
             "agent_create" => agents::create(self, parse(spec, args)?).await,

@@ -5,6 +5,7 @@
 
 mod activity;
 mod agents;
+mod approvals;
 mod automations;
 mod chatbots;
 mod conversations;
@@ -93,6 +94,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use activity::{ActivityEntry, ActivityFilter, NewActivity};
 pub use agents::{Agent, AgentPatch};
+pub use approvals::{ApprovalRecord, NewApproval};
 pub use automations::{AutomationRecord, AutomationSpec, RunRecord, WebhookRecord};
 pub use chatbots::{BotRecord, NewOutbox, OutboxRow, PairingRecord, PendingUpdate};
 pub use conversations::{Conversation, NewMessage};

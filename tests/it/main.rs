@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod admin_browser;
 mod admin_forms;
+mod approvals;
 mod automations;
 mod chat;
 mod cli;

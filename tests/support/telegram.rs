@@ -150,6 +150,57 @@ impl FakeTelegram {
         update_id
     }
 
+    /// A press of an inline button by `user` on the bot's message `message_id` in `chat`;
+    /// returns the update id.
+    pub fn press(&self, chat: i64, user: u64, message_id: i64, data: &str) -> i64 {
+        let mut shared = self.shared.lock().unwrap();
+        let update_id = shared.next_update_id;
+        shared.next_update_id += 1;
+        let chat = if chat < 0 {
+            json!({ "id": chat, "type": "supergroup", "title": "Test group" })
+        } else {
+            json!({ "id": chat, "type": "private", "first_name": format!("User{chat}") })
+        };
+        let query = json!({
+            "id": format!("cb-{update_id}"),
+            "from": { "id": user, "is_bot": false, "first_name": format!("User{user}") },
+            "message": {
+                "message_id": message_id, "date": 1_780_000_000, "chat": chat,
+                "from": { "id": BOT_ID, "is_bot": true, "first_name": "Operator Test", "username": USERNAME },
+                "text": "approval"
+            },
+            "chat_instance": "ci-1",
+            "data": data,
+        });
+        shared
+            .updates
+            .push_back(json!({ "update_id": update_id, "callback_query": query }));
+        drop(shared);
+        self.arrived.notify_waiters();
+        update_id
+    }
+
+    /// The bot's messages that carry inline buttons: (chat, message id, body), in order.
+    pub fn with_buttons(&self) -> Vec<(i64, i64, Value)> {
+        let s = self.shared.lock().unwrap();
+        s.calls
+            .iter()
+            .filter(|c| {
+                c.method == "sendMessage" && !c.refused && !c.body["reply_markup"].is_null()
+            })
+            .filter_map(|c| {
+                let chat = c.body["chat_id"].as_i64()?;
+                let text = c.body["text"].as_str()?;
+                let id = s
+                    .shown
+                    .iter()
+                    .find(|(sc, _, t)| *sc == chat && t == text)
+                    .map(|(_, id, _)| *id)?;
+                Some((chat, id, c.body.clone()))
+            })
+            .collect()
+    }
+
     /// A file the bot can fetch with getFile and download.
     pub fn add_file(&self, file_id: &str, path: &str, bytes: &[u8]) {
         self.shared
@@ -431,6 +482,7 @@ async fn api(
             "deleteWebhook",
             "getMyCommands",
             "deleteMessage",
+            "answerCallbackQuery",
         ]
         .into_iter()
         .find(|m| m.to_ascii_lowercase() == lower)
@@ -542,7 +594,11 @@ async fn api(
                 None => error(400, "Bad Request: invalid file_id"),
             }
         }
-        "sendChatAction" | "setMyCommands" | "setWebhook" | "deleteWebhook" => ok(json!(true)),
+        "sendChatAction"
+        | "setMyCommands"
+        | "setWebhook"
+        | "deleteWebhook"
+        | "answerCallbackQuery" => ok(json!(true)),
         "getMyCommands" => ok(json!([])),
         other => error(404, &format!("Not Found: method {other}")),
     }

@@ -111,7 +111,7 @@ async fn poll(bot: Arc<TelegramBot>, inbound: InboundTx, shutdown: CancellationT
             .get_updates()
             .offset(offset as i32)
             .timeout(POLL_SECS)
-            .allowed_updates([AllowedUpdate::Message]);
+            .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
         let result = tokio::select! {
             r = request.send() => r,
             _ = shutdown.cancelled() => return,
@@ -202,6 +202,13 @@ async fn dispatch(bot: &TelegramBot, inbound: &InboundTx, update: &Update) {
         user_id: bot.user_id,
         username: bot.username(),
     };
+    // A button press waits for its answer (answerCallbackQuery) with the message's receipt.
+    if let UpdateKind::CallbackQuery(query) = &update.kind {
+        bot.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(update.id.0 as i64, query.id.0.clone());
+    }
     match normalize(&me, update) {
         Some(mut message) => {
             fetch(bot, update.id.0 as i64, &mut message.attachments).await;
@@ -214,6 +221,18 @@ async fn dispatch(bot: &TelegramBot, inbound: &InboundTx, update: &Update) {
 }
 
 async fn settle_ignored(bot: &TelegramBot, update_id: i64) {
+    // A press of a button that means nothing here still gets its spinner stopped.
+    let callback = bot
+        .callbacks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&update_id);
+    if let Some(id) = callback {
+        let answer = bot
+            .api
+            .answer_callback_query(teloxide_core::types::CallbackQueryId(id));
+        let _ = answer.await;
+    }
     if let Err(e) = bot.store.settle_update(&bot.id, &[update_id], &[]).await {
         tracing::error!(bot = %bot.id, "cannot settle update {update_id}: {e}");
     }
@@ -223,6 +242,9 @@ async fn settle_ignored(bot: &TelegramBot, update_id: i64) {
 /// topic, and whether it was addressed to this bot (direct message, @mention, reply to the bot,
 /// or a command not meant for another bot). The mention itself is taken out of the text.
 pub fn normalize(bot: &Identity, update: &Update) -> Option<Inbound> {
+    if let UpdateKind::CallbackQuery(query) = &update.kind {
+        return button_press(bot, update, query);
+    }
     let UpdateKind::Message(msg) = &update.kind else {
         return None;
     };
@@ -290,6 +312,38 @@ pub fn normalize(bot: &Identity, update: &Update) -> Option<Inbound> {
                 problem: Some(format!("telegram-file:{id}")),
             })
             .collect(),
+    })
+}
+
+/// A press of an Approve / Deny button (callback data `approve:<id>` / `deny:<id>`) as the
+/// command it stands for, from the person who pressed it.
+fn button_press(
+    bot: &Identity,
+    update: &Update,
+    query: &teloxide_core::types::CallbackQuery,
+) -> Option<Inbound> {
+    let data = query.data.as_deref().unwrap_or_default();
+    let (verb, code) = data.split_once(':')?;
+    if !matches!(verb, "approve" | "deny") || query.from.is_bot {
+        return None;
+    }
+    let message = query.message.as_ref()?;
+    let chat = message.chat();
+    Some(Inbound {
+        chat: ChatRef {
+            channel: bot.channel.clone(),
+            chat_id: chat.id.0.to_string(),
+            thread_id: String::new(),
+        },
+        sender_id: query.from.id.0.to_string(),
+        sender_name: query.from.full_name(),
+        text: format!("/{verb} {code}"),
+        group: !chat.is_private(),
+        addressed: true,
+        receipt: Some(Receipt(update.id.0 as i64)),
+        message_id: None,
+        space: String::new(),
+        attachments: Vec::new(),
     })
 }
 
@@ -486,7 +540,7 @@ async fn serve_webhook(
             .api
             .set_webhook(parsed)
             .secret_token(hook.secret.clone())
-            .allowed_updates([AllowedUpdate::Message]);
+            .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
         match request.send().await {
             Ok(_) => {
                 bot.set_health(Health::Up);

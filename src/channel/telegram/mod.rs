@@ -28,7 +28,7 @@ use super::{Capabilities, Channel, ChannelError, Health, InboundTx, Outbound, Re
 use crate::agent::llm::BoxFuture;
 use crate::domain::ChatRef;
 use crate::secrets::{MasterKey, Redactor};
-use crate::store::Store;
+use crate::store::{NewOutbox, Store};
 
 pub use format::{MAX_MESSAGE_UNITS, escape, split as split_message, to_html};
 pub use inbound::{Identity, Intake, Webhook, WebhookIntake, read_update};
@@ -98,6 +98,8 @@ pub struct TelegramBot {
     outbox_stop: CancellationToken,
     /// Replies shown while they are written.
     live: crate::channel::live::Live<live::TelegramSurface>,
+    /// Button presses waiting for their answer: receipt (update id) -> callback query id.
+    callbacks: Mutex<std::collections::HashMap<i64, String>>,
 }
 
 impl TelegramBot {
@@ -148,6 +150,7 @@ impl TelegramBot {
         );
         Ok(Self {
             live: crate::channel::live::Live::new(surface),
+            callbacks: Mutex::new(std::collections::HashMap::new()),
             id,
             user_id,
             username: Mutex::new(String::new()),
@@ -281,6 +284,7 @@ impl TelegramBot {
         let ends = durable::ends_wait(&parts);
         let ends_turn = parts.iter().any(Outbound::ends_turn);
         let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
+        self.answer_presses(chat, receipts, &mut rows);
         // The reply shown while it was written becomes the answer (or goes, if none came).
         let live = if ends_turn {
             let shown = self.live.finish(chat).await;
@@ -301,6 +305,44 @@ impl TelegramBot {
             self.typing.stop(chat);
         }
         queued
+    }
+}
+
+impl TelegramBot {
+    /// The answer to a button press is a short notice on the button (answerCallbackQuery),
+    /// not a message in the chat; a press nobody answered (a stranger's) is told no.
+    fn answer_presses(&self, chat: &ChatRef, receipts: &[Receipt], rows: &mut Vec<NewOutbox>) {
+        let presses: Vec<String> = {
+            let mut callbacks = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
+            receipts
+                .iter()
+                .filter_map(|r| callbacks.remove(&r.0))
+                .collect()
+        };
+        if presses.is_empty() {
+            return;
+        }
+        let mut said = Vec::new();
+        rows.retain(|row| {
+            let notice = matches!(row.kind, "plain" | "text");
+            if notice {
+                said.push(row.text.clone());
+            }
+            !notice
+        });
+        let text = if said.is_empty() {
+            "Only an owner can decide this.".to_string()
+        } else {
+            said.join("\n")
+        };
+        for id in presses {
+            rows.push(NewOutbox {
+                chat_id: chat.chat_id.clone(),
+                thread_id: chat.thread_id.clone(),
+                kind: "callback",
+                text: serde_json::json!({ "id": id, "text": text }).to_string(),
+            });
+        }
     }
 }
 

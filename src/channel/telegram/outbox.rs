@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use teloxide_core::prelude::*;
-use teloxide_core::types::{InputFile, LinkPreviewOptions, MessageId, ParseMode};
+use teloxide_core::types::{
+    CallbackQueryId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions,
+    MessageId, ParseMode, ReplyMarkup,
+};
 use teloxide_core::{ApiError, RequestError};
 
 use super::{TelegramBot, format, target};
@@ -91,6 +94,9 @@ async fn deliver(
     if row.kind == "file" {
         return send_file(bot, row, chat_id, thread).await;
     }
+    if matches!(row.kind.as_str(), "callback" | "approval" | "decided") {
+        return approvals(bot, row, chat_id, thread).await;
+    }
     // The reply shown while it was written becomes the answer; if that message cannot be
     // edited any more, the answer is sent as a new one.
     let (kind, body) = if row.kind == "replace" {
@@ -156,6 +162,78 @@ async fn deliver(
     match result {
         Ok(message) => Ok(Some(message.id)),
         Err(e) => Err(classify(bot, e)),
+    }
+}
+
+/// The rows of approvals: a request with Approve / Deny buttons (its message id kept with the
+/// request), the request's message edited to say how it was decided, and the answer to a press.
+async fn approvals(
+    bot: &TelegramBot,
+    row: &OutboxRow,
+    chat_id: teloxide_core::types::ChatId,
+    thread: Option<teloxide_core::types::ThreadId>,
+) -> Result<Option<MessageId>, Failure> {
+    let spec: serde_json::Value = serde_json::from_str(&row.text).unwrap_or_default();
+    let field = |key: &str| spec[key].as_str().unwrap_or_default().to_string();
+    let (code, text) = (field("code"), field("text"));
+    match row.kind.as_str() {
+        "callback" => {
+            // Telegram shows at most 200 characters on the button's notice.
+            let text: String = text.chars().take(200).collect();
+            let answer = bot
+                .api
+                .answer_callback_query(CallbackQueryId(field("id")))
+                .text(text);
+            match answer.await {
+                Ok(_) => Ok(None),
+                Err(e @ (RequestError::RetryAfter(_) | RequestError::Network(_))) => {
+                    Err(classify(bot, e))
+                }
+                // Too old to answer: the press is long over.
+                Err(_) => Ok(None),
+            }
+        }
+        "approval" => {
+            let buttons = InlineKeyboardMarkup::new([[
+                InlineKeyboardButton::callback("Approve", format!("approve:{code}")),
+                InlineKeyboardButton::callback("Deny", format!("deny:{code}")),
+            ]]);
+            let mut request = bot.api.send_message(chat_id, text);
+            request.message_thread_id = thread;
+            request.reply_markup = Some(ReplyMarkup::InlineKeyboard(buttons));
+            let sent = request.await.map_err(|e| classify(bot, e))?;
+            if let Err(e) = bot
+                .store
+                .set_approval_message(&code, &sent.id.0.to_string())
+                .await
+            {
+                tracing::warn!(bot = %bot.id, "cannot keep the message of approval {code}: {e}");
+            }
+            Ok(Some(sent.id))
+        }
+        _ => {
+            // The request's message now says how it was decided, without its buttons.
+            let shown = bot.store.approval(&code).await.ok().flatten();
+            if let Some(id) = shown
+                .and_then(|a| a.message_id)
+                .and_then(|id| id.parse().ok())
+                .map(MessageId)
+            {
+                match bot.api.edit_message_text(chat_id, id, text.clone()).await {
+                    Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
+                        return Ok(Some(id));
+                    }
+                    Err(e @ (RequestError::RetryAfter(_) | RequestError::Network(_))) => {
+                        return Err(classify(bot, e));
+                    }
+                    Err(_) => {}
+                }
+            }
+            let mut request = bot.api.send_message(chat_id, text);
+            request.message_thread_id = thread;
+            let sent = request.await.map_err(|e| classify(bot, e))?;
+            Ok(Some(sent.id))
+        }
     }
 }
 
