@@ -313,3 +313,224 @@ async fn the_console_asks_and_y_approves() {
     assert!(out.stdout.contains("✅ Approved by"), "{}", out.stdout);
     assert!(out.stdout.contains("Deleted temp."), "{}", out.stdout);
 }
+
+/// Discord: the request carries Approve / Deny buttons; a member's press is answered only to
+/// them and decides nothing; the owner's press runs the operation once and the request's
+/// message says so, without its buttons.
+#[tokio::test]
+async fn discord_buttons_decide_and_members_are_told_no() {
+    use crate::support::discord::FakeDiscord;
+    const ROOM: u64 = 6002;
+    const GUILD: u64 = 6001;
+    const DISCORD_OWNER: u64 = 4242;
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let discord = FakeDiscord::start().await;
+    let world = World::new(
+        Some(&llm),
+        &discord.config(&format!(
+            "owners = [{DISCORD_OWNER}]\nstreaming = \"off\"\ngroup_policy = \"open\"\nrequire_mention = false\n"
+        )),
+    );
+    with_agent(&llm, &world, "courier").await;
+    llm.reply_tool_calls(&[("c1", "agent_delete", r#"{"name":"courier"}"#)]);
+    llm.reply_text("Courier deleted.");
+    let daemon = world.daemon(&[]);
+    assert!(
+        discord.wait_until(WAIT, || discord.identifies() >= 1).await,
+        "{}",
+        stop(daemon).await
+    );
+    discord.message(ROOM, Some(GUILD), DISCORD_OWNER, "delete courier");
+    let asked = discord
+        .wait_until(WAIT, || !discord.with_buttons(ROOM).is_empty())
+        .await;
+    assert!(asked, "{:?}\n{}", discord.texts(ROOM), stop(daemon).await);
+    let (message, body) = discord.with_buttons(ROOM)[0].clone();
+    let buttons = &body["components"][0]["components"];
+    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    assert!(approve.starts_with("approve:"), "{body}");
+    assert!(
+        buttons[1]["custom_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("deny:")
+    );
+    assert!(
+        body["content"]
+            .as_str()
+            .unwrap()
+            .contains("delete agent courier")
+    );
+
+    let member_press = discord.press(ROOM, Some(GUILD), 77, message, &approve);
+    let told = discord
+        .wait_until(WAIT, || {
+            discord
+                .interaction_calls(member_press)
+                .iter()
+                .any(|(method, kind, _)| method == "POST" && kind == "followup")
+        })
+        .await;
+    assert!(told, "{}", stop(daemon).await);
+    let calls = discord.interaction_calls(member_press);
+    let (_, _, follow) = calls.iter().find(|(_, k, _)| k == "followup").unwrap();
+    assert!(
+        follow["content"]
+            .as_str()
+            .unwrap()
+            .contains("only an owner"),
+        "{follow}"
+    );
+    assert_eq!(
+        follow["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral: {follow}"
+    );
+    assert!(
+        calls.iter().any(|(_, k, _)| k == "callback"),
+        "acknowledged: {calls:?}"
+    );
+
+    discord.press(ROOM, Some(GUILD), DISCORD_OWNER, message, &approve);
+    let done = discord
+        .wait_until(WAIT, || {
+            discord.texts(ROOM).iter().any(|t| t == "Courier deleted.")
+        })
+        .await;
+    let log = stop(daemon).await;
+    assert!(done, "{:?}\n{log}", discord.texts(ROOM));
+    assert!(
+        discord
+            .texts(ROOM)
+            .iter()
+            .any(|t| t.starts_with("✅ Approved by") && t.contains("courier")),
+        "{:?}",
+        discord.texts(ROOM)
+    );
+    let edits = discord.edits(ROOM);
+    assert!(
+        edits
+            .iter()
+            .any(|e| e["components"] == serde_json::json!([])),
+        "buttons removed: {edits:?}"
+    );
+}
+
+/// `/api/chat` streams the request as an `approval` event; `POST /api/approvals/<id>` decides
+/// it (once: a second decision is told it is over); a malformed decision is refused.
+#[tokio::test]
+async fn the_api_streams_a_request_and_decides_it() {
+    use crate::support::inproc::{core, serve};
+    use operator::domain::Caller;
+    use operator::ops::Invocation;
+
+    const TOKEN: &str = "approvals-api-token";
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_tool_calls(&[("c1", "secret_delete", r#"{"name":"OLD_KEY"}"#)]);
+    llm.reply_text("OLD_KEY is deleted.");
+    let world = core(Some(&llm), |_| {}).await;
+    world
+        .core
+        .ops
+        .invoke(
+            &Invocation::new(Caller::owner("test")),
+            "secret_create",
+            json!({ "name": "OLD_KEY", "value": "old-value-1234" }),
+        )
+        .await
+        .unwrap();
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .post(served.url("/api/chat"))
+        .bearer_auth(TOKEN)
+        .header("Accept", "text/event-stream")
+        .json(&json!({ "message": "delete OLD_KEY", "conversation": "ops-2" }))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    let read = tokio::time::timeout(WAIT, async {
+        while !body.contains("event: approval") || !body.contains("\n\n") {
+            let Some(chunk) = stream.chunk().await.unwrap() else {
+                break;
+            };
+            body.push_str(&String::from_utf8_lossy(&chunk));
+            if body.contains("event: approval") && body.ends_with("\n\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{body}");
+    let data = body
+        .split("event: approval\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap();
+    let event: Value = serde_json::from_str(data).unwrap();
+    let id = event["id"].as_str().unwrap().to_string();
+    assert!(
+        event["text"]
+            .as_str()
+            .unwrap()
+            .contains("delete secret OLD_KEY"),
+        "{event}"
+    );
+
+    let bad = http
+        .post(served.url(&format!("/api/approvals/{id}")))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "yes": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "{:?}", bad.text().await);
+    let decided = http
+        .post(served.url(&format!("/api/approvals/{id}")))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "approve": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decided.status(), 200);
+    let text: Value = decided.json().await.unwrap();
+    assert!(
+        text["text"].as_str().unwrap().starts_with("✅ Approved"),
+        "{text}"
+    );
+    let rest = tokio::time::timeout(WAIT, async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "{body}");
+    assert!(body.contains("OLD_KEY is deleted."), "{body}");
+    assert!(body.contains("event: decided"), "{body}");
+    let again: Value = http
+        .post(served.url(&format!("/api/approvals/{id}")))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "approve": false }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        again["text"].as_str().unwrap().contains("already approved"),
+        "{again}"
+    );
+    let secrets = world
+        .core
+        .ops
+        .invoke(
+            &Invocation::new(Caller::owner("test")),
+            "secret_list",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(!secrets.text.contains("OLD_KEY"), "{}", secrets.text);
+}

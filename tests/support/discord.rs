@@ -168,6 +168,53 @@ impl FakeDiscord {
         id
     }
 
+    /// Sends an `INTERACTION_CREATE` for a press of the button `custom_id` on the bot's message
+    /// `message` in `channel` (of `guild`, if any) by `user_id`. Returns the interaction id.
+    pub fn press(
+        &self,
+        channel: u64,
+        guild: Option<u64>,
+        user_id: u64,
+        message: u64,
+        custom_id: &str,
+    ) -> u64 {
+        let id = self.id();
+        let mut interaction = json!({
+            "id": id.to_string(), "application_id": BOT_ID.to_string(), "type": 3,
+            "data": { "custom_id": custom_id, "component_type": 2 },
+            "channel_id": channel.to_string(),
+            "user": user(user_id, &format!("user{user_id}"), false),
+            "message": message_json(message, &channel.to_string(), "approval"),
+            "token": format!("itoken-{id}"), "version": 1, "locale": "en-US",
+            "entitlements": [], "attachment_size_limit": 26214400
+        });
+        if let Some(guild) = guild {
+            interaction["guild_id"] = json!(guild.to_string());
+        }
+        self.dispatch("INTERACTION_CREATE", interaction);
+        id
+    }
+
+    /// The bot's messages in `channel` that carry buttons: (message id, body of the post).
+    pub fn with_buttons(&self, channel: u64) -> Vec<(u64, Value)> {
+        let s = self.shared.lock().unwrap();
+        let path = format!("/api/v10/channels/{channel}/messages");
+        // The message a post made is found by its content (the fake keeps no post ids).
+        s.calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.path == path && !c.body["components"].is_null())
+            .filter_map(|c| {
+                let content = c.body["content"].as_str()?;
+                let id = s
+                    .shown
+                    .iter()
+                    .find(|(sc, _, t)| *sc == channel.to_string() && t == content)
+                    .map(|(_, id, _)| *id)?;
+                Some((id, c.body.clone()))
+            })
+            .collect()
+    }
+
     /// A direct message with one file attached (served by the fake at `/attachments/<name>`).
     pub fn message_with_file(&self, channel: u64, author: u64, content: &str, file: &str) -> u64 {
         let id = self.id();

@@ -83,6 +83,9 @@ async fn deliver(
             };
             sent.map(|m| Some(m.id.get().to_string())).map_err(classify)
         }
+        "press" | "approval" | "decided" => {
+            super::buttons::deliver(bot, row, channel, classify).await
+        }
         "replace" => {
             // The reply shown while it was written becomes the answer; a message that cannot
             // be edited any more gets the answer as a new one.

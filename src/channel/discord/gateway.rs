@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    ClientBuilder, CommandInteraction, ConnectionStage, Context, EventHandler, GatewayIntents,
-    Interaction, Message, Ready, ResumedEvent, ShardStageUpdateEvent,
+    ClientBuilder, CommandInteraction, ComponentInteraction, ConnectionStage, Context,
+    EventHandler, GatewayIntents, Interaction, Message, Ready, ResumedEvent, ShardStageUpdateEvent,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +111,7 @@ struct Handler {
 enum Event {
     Message(Box<Message>),
     Command(Box<CommandInteraction>),
+    Press(Box<ComponentInteraction>),
 }
 
 impl Event {
@@ -118,6 +119,7 @@ impl Event {
         match self {
             Event::Message(m) => m.id.get(),
             Event::Command(c) => c.id.get(),
+            Event::Press(p) => p.id.get(),
         }
     }
 }
@@ -151,6 +153,10 @@ async fn take(bot: &DiscordBot, inbound: &InboundTx, batch: Vec<Event>) {
         let json = match event {
             Event::Message(m) => serde_json::to_string(m),
             Event::Command(c) => serde_json::to_string(c),
+            // Kept tagged, so a replay tells a press from a slash command.
+            Event::Press(p) => {
+                serde_json::to_value(p).map(|v| serde_json::json!({ "press": v }).to_string())
+            }
         };
         match json {
             Ok(json) => rows.push((id, seal(bot, id, &json))),
@@ -173,6 +179,7 @@ async fn take(bot: &DiscordBot, inbound: &InboundTx, batch: Vec<Event>) {
         match &event {
             Event::Message(m) => dispatch(bot, inbound, id, m).await,
             Event::Command(c) => dispatch_command(bot, inbound, c).await,
+            Event::Press(p) => dispatch_press(bot, inbound, p).await,
         }
     }
 }
@@ -192,6 +199,15 @@ impl EventHandler for Handler {
             Interaction::Command(command) => command,
             Interaction::Autocomplete(command) => {
                 commands::autocomplete(bot, &command).await;
+                return;
+            }
+            Interaction::Component(press) => {
+                bot.http.set_application_id(press.application_id);
+                // First of all: Discord allows three seconds to acknowledge.
+                if let Err(e) = super::buttons::acknowledge(bot, &press).await {
+                    tracing::warn!(bot = %bot.id, "cannot acknowledge a button press: {e}");
+                }
+                let _ = self.events.send(Event::Press(Box::new(press)));
                 return;
             }
             _ => return,
@@ -245,6 +261,14 @@ async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
     for stored in pending {
         let id = stored.update_id;
         let json = open(bot, id, &stored.payload);
+        let press = json.as_ref().ok().and_then(|j| {
+            let value: serde_json::Value = serde_json::from_str(j).ok()?;
+            serde_json::from_value::<ComponentInteraction>(value.get("press")?.clone()).ok()
+        });
+        if let Some(press) = press {
+            dispatch_press(bot, inbound, &press).await;
+            continue;
+        }
         if let Ok(command) = json
             .as_ref()
             .map_err(Clone::clone)
@@ -269,6 +293,28 @@ async fn replay(bot: &Arc<DiscordBot>, inbound: &InboundTx) {
 async fn settle_ignored(bot: &DiscordBot, id: i64) {
     if let Err(e) = bot.store.settle_update(&bot.id, &[id], &[]).await {
         tracing::error!(bot = %bot.id, "cannot settle event {id}: {e}");
+    }
+}
+
+/// Hands a button press to the core; its answer goes to the presser alone.
+async fn dispatch_press(bot: &DiscordBot, inbound: &InboundTx, press: &ComponentInteraction) {
+    let id = press.id.get() as i64;
+    bot.presses
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, (press.application_id.get(), press.token.clone()));
+    match super::buttons::normalize(&bot.id, press) {
+        Some(message) => {
+            if inbound.send(message).await.is_err() {
+                tracing::debug!(bot = %bot.id, "the core stopped taking messages");
+            }
+        }
+        None => {
+            let chat = ChatRef::new(bot.id.clone(), press.channel_id.get().to_string());
+            if let Err(e) = bot.queue(&chat, Vec::new(), &[Receipt(id)]).await {
+                tracing::error!(bot = %bot.id, "cannot answer button press {id}: {e}");
+            }
+        }
     }
 }
 

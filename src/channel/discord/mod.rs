@@ -7,6 +7,7 @@
 //! blocks balanced, empty `allowed_mentions` (an agent can never ping @everyone or a role),
 //! embeds suppressed, typing while an agent works, progress edited in place.
 
+mod buttons;
 mod commands;
 mod courier;
 mod gateway;
@@ -90,6 +91,8 @@ pub struct DiscordBot {
     interactions: Mutex<HashMap<i64, (u64, String)>>,
     /// Replies shown while they are written.
     live: crate::channel::live::Live<live::DiscordSurface>,
+    /// Button presses waiting for their answer: receipt -> (application id, token).
+    presses: Mutex<HashMap<i64, (u64, String)>>,
 }
 
 impl DiscordBot {
@@ -116,6 +119,7 @@ impl DiscordBot {
         });
         Ok(Arc::new(Self {
             live: crate::channel::live::Live::new(surface),
+            presses: Mutex::new(HashMap::new()),
             id,
             user_id: me.id.get(),
             username: me.name.clone(),
@@ -165,6 +169,7 @@ impl DiscordBot {
         let ends = durable::ends_wait(&parts);
         let ends_turn = parts.iter().any(Outbound::ends_turn);
         let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
+        self.answer_presses(chat, receipts, &mut rows);
         // The answer to a slash command edits its deferred response, then follows up. When one
         // answer covers several slash commands, the first carries it and the others say so.
         let mut interactions: Vec<(u64, String)> = {
