@@ -180,9 +180,17 @@ impl TurnRunner for RouterTurns {
         Box::pin(async move { hub.try_deliver(&chat, Outbound::File { name, bytes }).await })
     }
 
-    fn ask_approval(&self, chat: ChatRef, code: String, text: String) -> BoxFuture<'static, ()> {
+    fn ask_approval(
+        &self,
+        chat: ChatRef,
+        code: String,
+        text: String,
+    ) -> BoxFuture<'static, Result<(), String>> {
         let hub = self.router.hub().clone();
-        Box::pin(async move { hub.deliver(&chat, Outbound::Approval { code, text }).await })
+        Box::pin(async move {
+            hub.try_deliver(&chat, Outbound::Approval { code, text })
+                .await
+        })
     }
 
     fn approval_decided(

@@ -213,7 +213,13 @@ impl Ops {
             inv.caller.label,
             words(policy.timeout)
         );
-        runner.ask_approval(chat, code.clone(), text).await;
+        if let Err(e) = runner.ask_approval(chat, code.clone(), text).await {
+            // Nobody can see the request (an automation's own chat): it cannot be approved.
+            self.expire(&code, "no owner could be asked").await;
+            return Err(OpError::Refused(format!(
+                "not run: {summary} needs an owner's approval, and this chat cannot ask one ({e})"
+            )));
+        }
         match tokio::time::timeout(policy.timeout, rx).await {
             Ok(Ok(Decision { approved: true, by })) => Ok(by),
             Ok(Ok(Decision { by, .. })) => {

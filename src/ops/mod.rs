@@ -313,12 +313,13 @@ pub trait TurnRunner: Send + Sync {
         bytes: Vec<u8>,
     ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
     /// Shows a request for an owner's yes in a chat, with buttons where the chat has them.
+    /// Fails when the chat cannot show it (a chat of an automation that has no channel).
     fn ask_approval(
         &self,
         chat: ChatRef,
         code: String,
         text: String,
-    ) -> crate::agent::llm::BoxFuture<'static, ()>;
+    ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
     /// Says in the chat how a request was decided (editing the request where possible).
     fn approval_decided(
         &self,

@@ -39,6 +39,8 @@ struct Shared {
     stream_pace: Duration,
     /// The next streamed reply breaks off half-way (and is answered whole when asked again).
     break_next_stream: bool,
+    /// When each streamed reply sent its first piece of text (for latency benchmarks).
+    first_pieces: Arc<Mutex<Vec<std::time::Instant>>>,
     /// When the script is empty, answer "echo: " and the user messages since the model last
     /// spoke, joined with " + " (OpenAI format), after this delay.
     echo: Option<Duration>,
@@ -233,6 +235,12 @@ impl FakeLlm {
         self.shared.lock().unwrap().break_next_stream = true;
     }
 
+    /// When each streamed reply sent its first piece of text, in order.
+    pub fn first_pieces(&self) -> Vec<std::time::Instant> {
+        let pieces = self.shared.lock().unwrap().first_pieces.clone();
+        pieces.lock().unwrap().clone()
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().unwrap().requests.clone()
     }
@@ -276,7 +284,10 @@ async fn complete(
     } else {
         openai_events(&reply)
     };
-    let (pace, broken) = {
+    // The first event that carries text: after OpenAI's role chunk, after Anthropic's
+    // message and block starts.
+    let first_text = if anthropic { 2 } else { 1 };
+    let (pace, broken, first_pieces) = {
         let mut s = shared.lock().unwrap();
         let broken = std::mem::take(&mut s.break_next_stream);
         if broken {
@@ -284,21 +295,24 @@ async fn complete(
             s.script
                 .push_front((StatusCode::OK, vec![], reply.clone(), Duration::ZERO));
         }
-        (s.stream_pace, broken)
+        (s.stream_pace, broken, s.first_pieces.clone())
     };
     if broken {
         events.truncate(events.len() / 2);
     }
     let stream = futures_util::stream::unfold(
-        (events.into_iter(), true),
-        move |(mut events, first)| async move {
-            let event = events.next()?;
-            if !first && !pace.is_zero() {
+        (events.into_iter().enumerate(), first_pieces),
+        move |(mut events, first_pieces)| async move {
+            let (i, event) = events.next()?;
+            if i > 0 && !pace.is_zero() {
                 tokio::time::sleep(pace).await;
+            }
+            if i == first_text {
+                first_pieces.lock().unwrap().push(std::time::Instant::now());
             }
             Some((
                 Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(event)),
-                (events, false),
+                (events, first_pieces),
             ))
         },
     );

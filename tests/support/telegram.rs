@@ -26,6 +26,8 @@ pub struct Call {
     pub body: Value,
     /// Refused by a scripted failure.
     pub refused: bool,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -507,6 +509,7 @@ async fn api(
             method: method.clone(),
             body: body.clone(),
             refused: failure.is_some(),
+            at: std::time::Instant::now(),
         });
         if let Some((status, failure)) = failure {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
