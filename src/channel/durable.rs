@@ -205,6 +205,25 @@ pub fn replace_live(
     true
 }
 
+/// The answer to a button press is a short notice to the presser, not a message in the chat:
+/// takes the notice rows (`is_notice`) out of `rows` and returns their text, or, when the
+/// router answered nothing (a stranger's press), a refusal.
+pub fn press_answer(rows: &mut Vec<NewOutbox>, is_notice: impl Fn(&NewOutbox) -> bool) -> String {
+    let mut said = Vec::new();
+    rows.retain(|row| {
+        let notice = is_notice(row);
+        if notice {
+            said.push(row.text.clone());
+        }
+        !notice
+    });
+    if said.is_empty() {
+        "Only an owner can decide this.".to_string()
+    } else {
+        said.join("\n")
+    }
+}
+
 /// Whether these parts end what the chat was waiting for (typing stops).
 pub fn ends_wait(parts: &[Outbound]) -> bool {
     parts

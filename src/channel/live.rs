@@ -83,6 +83,23 @@ impl<S: Surface> Live<S> {
         );
     }
 
+    /// For an answer about to be queued: when it ends a turn, the growing reply stops and the
+    /// answer's rows replace (or delete) what it showed (see [`super::durable::replace_live`]).
+    /// Returns whether a message was in place, so the queueing forgets it in its transaction.
+    pub async fn settle(
+        &self,
+        chat: &ChatRef,
+        ends_turn: bool,
+        rows: &mut Vec<crate::store::NewOutbox>,
+        reply_kind: &str,
+    ) -> bool {
+        if !ends_turn {
+            return false;
+        }
+        let shown = self.finish(chat).await;
+        super::durable::replace_live(rows, chat, shown, reply_kind)
+    }
+
     /// Stops showing the growing reply of `chat` and returns what is shown, once no update is
     /// in flight any more (so none can land after the final answer).
     pub async fn finish(&self, chat: &ChatRef) -> Option<Shown> {
@@ -93,6 +110,17 @@ impl<S: Surface> Live<S> {
             .remove(chat)?;
         updater.done.cancel();
         updater.task.await.ok().flatten()
+    }
+}
+
+/// Records a message created for a growing reply, so the next start can take it back if a
+/// crash leaves it; a failure to record is logged (the reply still shows).
+pub async fn remember(store: &crate::store::Store, channel: &str, chat: &ChatRef, id: &str) {
+    if let Err(e) = store
+        .remember_live_reply(channel, &chat.chat_id, &chat.thread_id, id)
+        .await
+    {
+        tracing::warn!(bot = %channel, "cannot record a growing reply: {e}");
     }
 }
 

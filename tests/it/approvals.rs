@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::llm::tool_results;
 use crate::support::process::stop;
 use crate::support::telegram::FakeTelegram;
 use crate::support::{FakeLlm, Vendor, World};
@@ -61,17 +62,6 @@ async fn request(tg: &FakeTelegram, chat: i64, n: usize) -> (i64, String) {
         format!("deny:{code}")
     );
     (id, code)
-}
-
-/// The tool results the model saw in a request.
-fn tool_results(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 fn answered_presses(tg: &FakeTelegram) -> Vec<String> {

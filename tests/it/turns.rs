@@ -1,19 +1,10 @@
 //! The turn loop's edges: malformed tool calls, the step limit, and compaction of long
 //! histories.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::support::llm::tool_results;
 use crate::support::{FakeLlm, Vendor, World};
-
-fn tool_results(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn malformed_tool_calls_are_answered_as_errors() {

@@ -258,6 +258,19 @@ impl FakeLlm {
     }
 }
 
+/// The tool results in a recorded OpenAI-format request body, in order.
+pub fn tool_results(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn complete(
     State(shared): State<Arc<Mutex<Shared>>>,
     uri: Uri,

@@ -66,45 +66,82 @@ impl Client {
     ) -> Result<Value, LlmError> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
-            let mut delay = self.policy.backoff(attempt);
-            match build(&self.inner).send().await {
+            match self.attempt(&build, attempt).await {
                 Ok(response) => {
-                    let status = response.status();
-                    if status.is_success() {
-                        return response
-                            .json::<Value>()
-                            .await
-                            .map_err(|e| LlmError::Protocol(e.to_string()));
-                    }
-                    if let Some(after) = retry_after(&response) {
-                        delay = after.min(self.policy.max_delay);
-                    }
-                    let message = error_message(response).await;
-                    if !retryable(status) {
-                        return Err(classify(status, message));
-                    }
-                    tracing::warn!(%status, attempt, "LLM request failed, retrying: {message}");
-                    last = format!("HTTP {}: {message}", status.as_u16());
+                    return response
+                        .json::<Value>()
+                        .await
+                        .map_err(|e| LlmError::Protocol(e.to_string()));
                 }
-                Err(e) => {
-                    let e = e.without_url();
-                    tracing::warn!(attempt, "LLM request failed, retrying: {e}");
-                    last = if e.is_timeout() {
-                        "the request timed out".to_string()
-                    } else {
-                        e.to_string()
-                    };
+                Err(Failed::ForGood(e)) => return Err(e),
+                Err(Failed::Retry { why, wait }) => {
+                    last = why;
+                    self.pause(attempt, wait).await;
                 }
-            }
-            if attempt + 1 < self.policy.attempts {
-                tokio::time::sleep(delay).await;
             }
         }
-        Err(LlmError::Unavailable {
+        Err(self.unavailable(last))
+    }
+
+    /// One attempt: the response of a successful status, or why not and whether to try again
+    /// (after how long).
+    async fn attempt(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+        attempt: u32,
+    ) -> Result<reqwest::Response, Failed> {
+        let mut wait = self.policy.backoff(attempt);
+        match build(&self.inner).send().await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => {
+                let status = response.status();
+                if let Some(after) = retry_after(&response) {
+                    wait = after.min(self.policy.max_delay);
+                }
+                let message = error_message(response).await;
+                if !retryable(status) {
+                    return Err(Failed::ForGood(classify(status, message)));
+                }
+                tracing::warn!(%status, attempt, "LLM request failed, retrying: {message}");
+                Err(Failed::Retry {
+                    why: format!("HTTP {}: {message}", status.as_u16()),
+                    wait,
+                })
+            }
+            Err(e) => {
+                let e = e.without_url();
+                tracing::warn!(attempt, "LLM request failed, retrying: {e}");
+                let why = if e.is_timeout() {
+                    "the request timed out".to_string()
+                } else {
+                    e.to_string()
+                };
+                Err(Failed::Retry { why, wait })
+            }
+        }
+    }
+
+    /// Waits before the next attempt, if there is one.
+    async fn pause(&self, attempt: u32, wait: Duration) {
+        if attempt + 1 < self.policy.attempts {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn unavailable(&self, last: String) -> LlmError {
+        LlmError::Unavailable {
             attempts: self.policy.attempts,
             message: last,
-        })
+        }
     }
+}
+
+/// Why one attempt did not succeed.
+enum Failed {
+    /// Not worth trying again (400, 401, 403).
+    ForGood(LlmError),
+    /// Worth another try, after `wait`.
+    Retry { why: String, wait: Duration },
 }
 
 /// A streamed reply's reader: gets each server-sent event, says when the reply is complete.
@@ -131,48 +168,25 @@ impl Client {
     ) -> Result<(), LlmError> {
         let mut last = String::new();
         for attempt in 0..self.policy.attempts {
-            let mut delay = self.policy.backoff(attempt);
-            match build(&self.inner).send().await {
-                Ok(response) if response.status().is_success() => {
-                    match read_events(response, reader).await {
-                        Ok(()) => return Ok(()),
-                        Err(why) => {
-                            tracing::warn!(attempt, "LLM stream broke off, retrying: {why}");
-                            reader.reset();
-                            last = format!("the reply broke off: {why}");
-                        }
+            let wait = match self.attempt(&build, attempt).await {
+                Ok(response) => match read_events(response, reader).await {
+                    Ok(()) => return Ok(()),
+                    Err(why) => {
+                        tracing::warn!(attempt, "LLM stream broke off, retrying: {why}");
+                        reader.reset();
+                        last = format!("the reply broke off: {why}");
+                        self.policy.backoff(attempt)
                     }
+                },
+                Err(Failed::ForGood(e)) => return Err(e),
+                Err(Failed::Retry { why, wait }) => {
+                    last = why;
+                    wait
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    if let Some(after) = retry_after(&response) {
-                        delay = after.min(self.policy.max_delay);
-                    }
-                    let message = error_message(response).await;
-                    if !retryable(status) {
-                        return Err(classify(status, message));
-                    }
-                    tracing::warn!(%status, attempt, "LLM request failed, retrying: {message}");
-                    last = format!("HTTP {}: {message}", status.as_u16());
-                }
-                Err(e) => {
-                    let e = e.without_url();
-                    tracing::warn!(attempt, "LLM request failed, retrying: {e}");
-                    last = if e.is_timeout() {
-                        "the request timed out".to_string()
-                    } else {
-                        e.to_string()
-                    };
-                }
-            }
-            if attempt + 1 < self.policy.attempts {
-                tokio::time::sleep(delay).await;
-            }
+            };
+            self.pause(attempt, wait).await;
         }
-        Err(LlmError::Unavailable {
-            attempts: self.policy.attempts,
-            message: last,
-        })
+        Err(self.unavailable(last))
     }
 }
 

@@ -73,19 +73,7 @@ impl DiscordBot {
         if presses.is_empty() {
             return;
         }
-        let mut said = Vec::new();
-        rows.retain(|row| {
-            let notice = row.kind == "text";
-            if notice {
-                said.push(row.text.clone());
-            }
-            !notice
-        });
-        let text = if said.is_empty() {
-            "Only an owner can decide this.".to_string()
-        } else {
-            said.join("\n")
-        };
+        let text = crate::channel::durable::press_answer(rows, |row| row.kind == "text");
         for (app, token) in presses {
             rows.push(NewOutbox {
                 chat_id: chat.chat_id.clone(),

@@ -67,13 +67,7 @@ impl Surface for DiscordSurface {
                 .await
                 .map_err(|e| e.to_string())?;
             let id = sent.id.get().to_string();
-            if let Err(e) = self
-                .store
-                .remember_live_reply(&self.channel, &chat.chat_id, &chat.thread_id, &id)
-                .await
-            {
-                tracing::warn!(bot = %self.channel, "cannot record a growing reply: {e}");
-            }
+            crate::channel::live::remember(&self.store, &self.channel, chat, &id).await;
             Ok(Shown::Message(id))
         })
     }

@@ -215,14 +215,11 @@ impl DiscordBot {
                 });
             }
         }
-        // The reply shown while it was written becomes the answer (or goes, if none came, or
-        // if the answer edits a slash command's deferred response instead).
-        let live = if ends_turn {
-            let shown = self.live.finish(chat).await;
-            durable::replace_live(&mut rows, chat, shown, ROWS.reply)
-        } else {
-            false
-        };
+        // The reply shown while it was written becomes the answer (or goes, if none came).
+        let live = self
+            .live
+            .settle(chat, ends_turn, &mut rows, ROWS.reply)
+            .await;
         let queued = durable::queue(
             &self.store,
             &self.id,

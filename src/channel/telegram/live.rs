@@ -94,14 +94,7 @@ impl TelegramSurface {
         request.message_thread_id = thread;
         let sent = request.await.map_err(|e| e.to_string())?;
         let id = sent.id.0.to_string();
-        // Recorded, so a crash before the answer replaces it lets the next start take it back.
-        if let Err(e) = self
-            .store
-            .remember_live_reply(&self.channel, &chat.chat_id, &chat.thread_id, &id)
-            .await
-        {
-            tracing::warn!(bot = %self.channel, "cannot record a growing reply: {e}");
-        }
+        crate::channel::live::remember(&self.store, &self.channel, chat, &id).await;
         Ok(Shown::Message(id))
     }
 }

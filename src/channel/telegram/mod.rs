@@ -286,12 +286,10 @@ impl TelegramBot {
         let mut rows = durable::rows(chat, parts, &ROWS, &self.config.files_dir)?;
         self.answer_presses(chat, receipts, &mut rows);
         // The reply shown while it was written becomes the answer (or goes, if none came).
-        let live = if ends_turn {
-            let shown = self.live.finish(chat).await;
-            durable::replace_live(&mut rows, chat, shown, ROWS.reply)
-        } else {
-            false
-        };
+        let live = self
+            .live
+            .settle(chat, ends_turn, &mut rows, ROWS.reply)
+            .await;
         let queued = durable::queue(
             &self.store,
             &self.id,
@@ -322,19 +320,7 @@ impl TelegramBot {
         if presses.is_empty() {
             return;
         }
-        let mut said = Vec::new();
-        rows.retain(|row| {
-            let notice = matches!(row.kind, "plain" | "text");
-            if notice {
-                said.push(row.text.clone());
-            }
-            !notice
-        });
-        let text = if said.is_empty() {
-            "Only an owner can decide this.".to_string()
-        } else {
-            said.join("\n")
-        };
+        let text = durable::press_answer(rows, |row| matches!(row.kind, "plain" | "text"));
         for id in presses {
             rows.push(NewOutbox {
                 chat_id: chat.chat_id.clone(),
