@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod backup;
 pub mod channel;
 pub mod check;
 pub mod config;

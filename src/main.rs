@@ -40,6 +40,26 @@ enum Command {
         #[command(subcommand)]
         action: SecretsCommand,
     },
+    /// Save the state (a consistent snapshot, while the daemon runs) as one .tar.gz.
+    Backup {
+        /// Where to write the archive (default: operator-backup-<time>.tar.gz here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Add every instance's /workspace, streamed from its Docker engine.
+        #[arg(long)]
+        workspaces: bool,
+        /// Put the master key in the archive too (then it is written 0600).
+        #[arg(long)]
+        include_key: bool,
+    },
+    /// Bring a backup back into an empty state directory, after checking every member.
+    Restore {
+        /// The archive `operator backup` wrote.
+        file: PathBuf,
+        /// The state directory to fill (default: the configured one); missing or empty.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +135,27 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 action: SkillsCommand::Import { path },
             } => {
                 println!("{}", app::import_skill(loaded.settings, &path).await?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Backup {
+                out,
+                workspaces,
+                include_key,
+            } => {
+                let options = operator::backup::Options {
+                    out,
+                    workspaces,
+                    include_key,
+                };
+                println!(
+                    "{}",
+                    operator::backup::backup(&loaded.settings, options).await?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Restore { file, state } => {
+                let summary = operator::backup::restore(&loaded.settings, &file, state).await?;
+                println!("{summary}");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Secrets {

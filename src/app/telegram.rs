@@ -19,7 +19,7 @@ use crate::ops::SPECS;
 use crate::router::AccessRules;
 
 /// The chat commands in the bot's menu, in this order.
-const MENU: [&str; 10] = [
+const MENU: [&str; 11] = [
     "start",
     "help",
     "agents",
@@ -27,6 +27,7 @@ const MENU: [&str; 10] = [
     "new",
     "status",
     "stop",
+    "export",
     "instances",
     "pair",
     "secret",

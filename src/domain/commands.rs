@@ -24,6 +24,11 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
         description: "Store a secret (encrypted, never shown to a model); without a value, send it next.",
     },
     SessionCommand {
+        name: "export",
+        usage: "/export",
+        description: "Send this conversation as a Markdown file.",
+    },
+    SessionCommand {
         name: "stop",
         usage: "/stop",
         description: "Cancel the work in progress in this chat.",

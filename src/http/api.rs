@@ -38,6 +38,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/activity", get(activity))
         .route("/api/chat", post(chat))
         .route("/api/approvals/{id}", post(decide))
+        .route("/api/conversations/{id}/export", get(export))
         .route("/api/keys", get(list_keys).post(create_key))
         .route("/api/keys/{id}", axum::routing::delete(revoke_key))
         .route_layer(middleware::from_fn_with_state(state, authenticate))
@@ -289,6 +290,73 @@ async fn op(
 ) -> Response {
     let args = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
     run_op(&state, &name, args).await
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/conversations/<id>/export?format=md|jsonl`: one conversation as a file.
+async fn export(
+    State(state): State<HttpState>,
+    Path(id): Path<i64>,
+    Query(query): Query<ExportQuery>,
+) -> Response {
+    use crate::backup::export::{Format, render};
+    let name = query.format.as_deref().unwrap_or("md");
+    let Some(format) = Format::parse(name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            format!("format {name:?} is not one of md, jsonl"),
+        );
+    };
+    let conversation = match state.store.conversation(id).await {
+        Ok(c) => c,
+        Err(crate::store::StoreError::NotFound(what)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            );
+        }
+        Err(e) => {
+            tracing::error!("cannot read conversation {id}: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                "cannot read the conversation",
+            );
+        }
+    };
+    let messages = match state.store.messages_after(id, 0).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("cannot read conversation {id}: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                "cannot read the conversation",
+            );
+        }
+    };
+    let body = render(&conversation, &messages, format);
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        format.file_name(&conversation)
+    );
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_string(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

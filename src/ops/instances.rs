@@ -489,3 +489,38 @@ async fn fleet_one(ops: &Ops, action: Action, name: &str) -> Result<(), OpError>
         .await?;
     Ok(result?)
 }
+
+impl Ops {
+    /// Fills the workspace volume of a known instance from a saved archive (a restore onto a
+    /// clean engine), then creates its container from its record as the engine lacks it.
+    pub async fn restore_workspace(
+        &self,
+        name: &str,
+        archive: &std::path::Path,
+    ) -> Result<(), OpError> {
+        let record = self.inner.store.instance(name).await?;
+        let spec = spec_of(&record);
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| OpError::Failed(format!("cannot read {}: {e}", archive.display())))?;
+        // Read in pieces as the engine takes them: a workspace may be large.
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buffer = vec![0u8; 256 * 1024];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let backend = &self.inner.instances;
+        backend.import_workspace(&spec, Box::pin(chunks)).await?;
+        let progress = |_: String| {};
+        backend.ensure_image(&spec.image, &progress).await?;
+        backend.create(&spec, None).await?;
+        Ok(())
+    }
+}

@@ -30,6 +30,7 @@ use crate::store::{NewActivity, NewMessage, Store};
 
 mod access;
 mod admission;
+mod export;
 mod interrupted;
 mod queue;
 mod secret_input;
@@ -273,6 +274,7 @@ impl Router {
                 }
                 Err(e) => Outbound::Notice(format!("Could not start a fresh conversation: {e}")),
             }),
+            "export" => Some(self.export(chat).await),
             "stop" => {
                 let running = self.inner.queues.cancel(chat);
                 (!running).then(|| Outbound::Notice("Nothing is running.".into()))

@@ -9,7 +9,7 @@
 mod cipher;
 mod redact;
 
-pub use cipher::{CipherError, KEY_FILE, KeySource, MasterKey};
+pub use cipher::{CREDENTIAL, CipherError, KEY_FILE, KeySource, MasterKey};
 pub use redact::Redactor;
 
 /// A secret name must look like an environment variable: `GITHUB_TOKEN`.

@@ -195,6 +195,18 @@ impl Store {
         conversation_from_row(&row)
     }
 
+    /// One conversation by id, open or closed.
+    pub async fn conversation(&self, id: i64) -> Result<Conversation> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))?;
+        conversation_from_row(&row)
+    }
+
     /// Closes every open conversation of the chat, so the next message starts afresh.
     pub async fn close_conversations(&self, chat: &ChatRef) -> Result<u64> {
         let n = sqlx::query(

@@ -284,6 +284,56 @@ impl Store {
             .saturating_sub(self.applied_migrations().await?))
     }
 
+    /// Writes a consistent copy of the whole database to `path` (SQLite's `VACUUM INTO`) while
+    /// the daemon goes on; `path` must not exist yet.
+    pub async fn snapshot_into(&self, path: &Path) -> Result<()> {
+        let target = path.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.read)
+            .await?;
+        Ok(())
+    }
+
+    /// Rows per table (migrations' own table left out), by table name.
+    pub async fn table_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut counts = std::collections::BTreeMap::new();
+        for table in tables {
+            // Table names come from the schema itself, quoted.
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM \"{}\"",
+                table.replace('"', "\"\"")
+            ))
+            .fetch_one(&self.read)
+            .await?;
+            counts.insert(table, n);
+        }
+        Ok(counts)
+    }
+
+    /// The newest migration applied (0 for a fresh database).
+    pub async fn migration_level(&self) -> Result<i64> {
+        if self.applied_migrations().await? == 0 {
+            return Ok(0);
+        }
+        let level: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(level.unwrap_or(0))
+    }
+
+    /// The newest migration this binary knows.
+    pub fn known_migration_level() -> i64 {
+        MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+    }
+
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

@@ -8,6 +8,7 @@ mod admin_browser;
 mod admin_forms;
 mod approvals;
 mod automations;
+mod backup;
 mod chat;
 mod cli;
 mod daemon;

@@ -46,6 +46,17 @@ const DEFINITIONS: &[Definition] = &[
     ("new", "Start a fresh conversation in this channel", &[]),
     ("status", "Report the daemon's health", &[]),
     ("stop", "Cancel the work in progress in this channel", &[]),
+    ("export", "Send this conversation as a Markdown file", &[]),
+    (
+        "approve",
+        "Approve a model's waiting request (owners)",
+        &[("id", "The request's id", true, false)],
+    ),
+    (
+        "deny",
+        "Deny a model's waiting request (owners)",
+        &[("id", "The request's id", true, false)],
+    ),
     ("instances", "List the instances", &[]),
     (
         "pair",
