@@ -70,6 +70,7 @@ pub struct Settings {
     pub operator: OperatorSettings,
     pub approvals: ApprovalSettings,
     pub scheduler: SchedulerSettings,
+    pub backup: BackupSettings,
     pub log: LogSettings,
 }
 
@@ -260,6 +261,17 @@ pub struct SchedulerSettings {
     pub missed: MissedRuns,
 }
 
+/// Backups the daemon takes by itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Empty: no scheduled backups.
+    pub dir: String,
+    /// A 5-field cron expression, in UTC.
+    pub every: String,
+    pub keep: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -398,6 +410,12 @@ impl Settings {
         }
         if self.approvals.timeout_secs == 0 {
             return invalid("approvals.timeout_secs", "must be at least 1");
+        }
+        if let Err(e) = crate::scheduler::Schedule::parse(&self.backup.every, "UTC") {
+            return invalid("backup.every", &e.to_string());
+        }
+        if self.backup.keep == 0 {
+            return invalid("backup.keep", "must be at least 1");
         }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("admin.listen", "must be an address such as 127.0.0.1:8080");

@@ -420,6 +420,8 @@ pub async fn run(
     .map(|(name, _)| name.to_string())
     .collect();
     let core = build(&settings, channels).await?;
+    core.router
+        .set_backup_runner(backup_runner(&settings, &core.store));
     let stop = CancellationToken::new();
 
     let admin_hash = admin_token_hash(&settings, &core.store).await?;
@@ -453,6 +455,12 @@ pub async fn run(
     let reconciling = tokio::spawn(reconcile_periodically(core.ops.clone(), stop.clone()));
     let watching = tokio::spawn(watch_jobs(core.clone(), stop.clone()));
     let scheduling = tokio::spawn(core.scheduler.clone().run(stop.clone()));
+    let backing_up = tokio::spawn(crate::backup::scheduled::run(
+        settings.clone(),
+        core.store.clone(),
+        owners_told(&settings, &core.hub),
+        stop.clone(),
+    ));
     tracing::info!(admin = %addr, llm = core.runner.has_llm(), "ready");
     let llm = if core.runner.has_llm() {
         "LLM configured"
@@ -470,6 +478,8 @@ pub async fn run(
     stop.cancel();
     let _ = reconciling.await;
     let _ = watching.await;
+    // A backup being written is finished (the snapshot itself is one statement).
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, backing_up).await;
     // Automation runs in flight finish like any turn, within the same deadline.
     let _ = tokio::time::timeout(DRAIN_DEADLINE, scheduling).await;
     if tokio::time::timeout(DRAIN_DEADLINE, serving).await.is_err() {
@@ -489,6 +499,41 @@ pub async fn run(
     core.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `/backup`: a backup into the backup directory, now. (Set by `run` and `chat`, not `build`,
+/// since a backup with workspaces builds a core of its own.)
+fn backup_runner(settings: &Settings, store: &Store) -> crate::router::BackupRunner {
+    let (settings, store) = (settings.clone(), store.clone());
+    Arc::new(move || {
+        let (settings, store) = (settings.clone(), store.clone());
+        Box::pin(async move { crate::backup::scheduled::now(&settings, &store, "/backup").await })
+    })
+}
+
+/// Tells the owners something in their direct chats with each running Telegram bot (Discord
+/// direct chats have ids of their own, so Discord owners read it in the activity feed).
+fn owners_told(settings: &Settings, hub: &Hub) -> impl Fn(String) + Send + Sync + use<> {
+    let owners = settings.telegram.owners.clone();
+    let hub = hub.clone();
+    move |text: String| {
+        let chats: Vec<ChatRef> = hub
+            .ids()
+            .into_iter()
+            .filter(|id| id.starts_with("telegram:"))
+            .flat_map(|id| {
+                owners
+                    .iter()
+                    .map(move |o| ChatRef::new(id.clone(), o.to_string()))
+            })
+            .collect();
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for chat in chats {
+                hub.deliver(&chat, Outbound::Notice(text.clone())).await;
+            }
+        });
+    }
 }
 
 /// Pings the systemd watchdog from the runtime's own timer: if the runtime wedges, the pings stop
@@ -598,6 +643,8 @@ async fn watch_jobs(core: Core, stop: CancellationToken) {
 pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let console = Arc::new(Console::new());
     let core = build(&settings, vec![console.id().to_string()]).await?;
+    core.router
+        .set_backup_runner(backup_runner(&settings, &core.store));
     core.hub.add(console.clone());
     core.router.report_interrupted(&core.hub.ids()).await;
     core.ops

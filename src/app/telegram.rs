@@ -19,7 +19,7 @@ use crate::ops::SPECS;
 use crate::router::AccessRules;
 
 /// The chat commands in the bot's menu, in this order.
-const MENU: [&str; 11] = [
+const MENU: [&str; 12] = [
     "start",
     "help",
     "agents",
@@ -28,6 +28,7 @@ const MENU: [&str; 11] = [
     "status",
     "stop",
     "export",
+    "backup",
     "instances",
     "pair",
     "secret",

@@ -9,6 +9,7 @@
 
 pub mod export;
 mod restore;
+pub mod scheduled;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

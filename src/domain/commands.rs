@@ -24,6 +24,11 @@ pub const SESSION_COMMANDS: &[SessionCommand] = &[
         description: "Store a secret (encrypted, never shown to a model); without a value, send it next.",
     },
     SessionCommand {
+        name: "backup",
+        usage: "/backup",
+        description: "Owners: save the daemon's state now (into [backup] dir).",
+    },
+    SessionCommand {
         name: "export",
         usage: "/export",
         description: "Send this conversation as a Markdown file.",

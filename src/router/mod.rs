@@ -45,6 +45,9 @@ const SECRET_PROMPT_TTL: Duration = Duration::from_secs(300);
 /// How a turn ended, for whoever started it: success and a one-line summary.
 pub type TurnResult = (bool, String);
 
+/// Takes a backup now (`/backup`): what to tell the owner, or why it failed.
+pub type BackupRunner = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Router {
     inner: Arc<Inner>,
@@ -62,6 +65,8 @@ struct Inner {
     /// Access rules by platform; a platform without rules admits nobody.
     access: RwLock<HashMap<String, AccessRules>>,
     tasks: TaskTracker,
+    /// What `/backup` runs; set by the app.
+    backups: std::sync::OnceLock<BackupRunner>,
 }
 
 impl Router {
@@ -77,8 +82,14 @@ impl Router {
                 pending_secrets: Mutex::new(HashMap::new()),
                 access: RwLock::new(HashMap::new()),
                 tasks: TaskTracker::new(),
+                backups: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives `/backup` a way to take a backup (called once by the app).
+    pub fn set_backup_runner(&self, runner: BackupRunner) {
+        let _ = self.inner.backups.set(runner);
     }
 
     /// Sets the access rules of a platform (`telegram`, `discord`).
@@ -275,6 +286,15 @@ impl Router {
                 Err(e) => Outbound::Notice(format!("Could not start a fresh conversation: {e}")),
             }),
             "export" => Some(self.export(chat).await),
+            "backup" => Some(Outbound::Notice(match self.inner.backups.get() {
+                _ if caller.kind != crate::domain::CallerKind::Owner => {
+                    "Only an owner can take a backup.".to_string()
+                }
+                Some(run) => run()
+                    .await
+                    .unwrap_or_else(|e| format!("The backup failed: {e}")),
+                None => "This process cannot take backups.".to_string(),
+            })),
             "stop" => {
                 let running = self.inner.queues.cancel(chat);
                 (!running).then(|| Outbound::Notice("Nothing is running.".into()))

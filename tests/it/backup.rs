@@ -316,3 +316,54 @@ async fn conversations_export_as_markdown_and_json_lines() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// `/backup` (an owner's) writes a backup into `[backup] dir` now, keeps the newest `keep`,
+/// and the activity feed records each.
+#[tokio::test]
+async fn backup_in_chat_writes_into_the_backup_dir_and_keeps_the_newest() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(
+        Some(&llm),
+        &format!(
+            "[backup]\ndir = {:?}\nkeep = 2\n",
+            dir.path().display().to_string()
+        ),
+    );
+    let out = world.chat(&["/backup", "/backup", "/backup"]).await;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        out.stdout.matches("backup written to").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1 older backups removed"),
+        "{}",
+        out.stdout
+    );
+    let kept: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter()
+            .all(|n| n.starts_with("operator-backup-") && n.ends_with(".tar.gz"))
+    );
+    let store = operator::store::Store::open(&world.path().join("state"))
+        .await
+        .unwrap();
+    let done = store
+        .activity(&operator::store::ActivityFilter {
+            limit: 50,
+            kind_prefix: Some("backup.".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(done.len(), 3, "{done:?}");
+    assert!(done.iter().all(|e| e.kind == "backup.done"), "{done:?}");
+}

@@ -47,6 +47,7 @@ const DEFINITIONS: &[Definition] = &[
     ("status", "Report the daemon's health", &[]),
     ("stop", "Cancel the work in progress in this channel", &[]),
     ("export", "Send this conversation as a Markdown file", &[]),
+    ("backup", "Save the daemon's state now (owners)", &[]),
     (
         "approve",
         "Approve a model's waiting request (owners)",
