@@ -367,3 +367,78 @@ async fn backup_in_chat_writes_into_the_backup_dir_and_keeps_the_newest() {
     assert_eq!(done.len(), 3, "{done:?}");
     assert!(done.iter().all(|e| e.kind == "backup.done"), "{done:?}");
 }
+
+/// With `--workspaces`, a file written in an instance comes back after a restore onto a clean
+/// engine: the workspace fills a new volume there and the container is made from its record.
+#[tokio::test]
+async fn workspaces_come_back_on_a_clean_engine() {
+    use crate::support::docker::{Cleanup, TEST_IMAGE, ensure_test_image, unique};
+    use crate::support::engine::Engine;
+    use crate::support::llm::tool_results;
+
+    ensure_test_image().await;
+    let name = unique("keeper");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let docker = |host: &str| {
+        format!(
+            "[docker]\nhost = {host:?}\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        )
+    };
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let world = World::new(Some(&llm), &docker(""));
+    llm.reply_tool_calls(&[(
+        "c1",
+        "instance_create",
+        &json!({ "name": name }).to_string(),
+    )]);
+    llm.reply_tool_calls(&[(
+        "c2",
+        "file_write",
+        &json!({ "instance": name, "path": "notes/kept.txt", "content": "written before the backup" })
+            .to_string(),
+    )]);
+    llm.reply_text("Written.");
+    let out = world.chat(&["make an instance and write a note"]).await;
+    assert!(out.stdout.contains("Written."), "{out:?}");
+    let archive = world.path().join("with-workspaces.tar.gz");
+    let said = backup(&world, &archive, &["--workspaces"]).await;
+    assert!(said.contains("1 workspaces"), "{said}");
+    assert!(
+        members(&archive)
+            .iter()
+            .any(|(n, _)| *n == format!("workspaces/{name}.tar")),
+        "the workspace is a member"
+    );
+
+    let engine = Engine::start(false).await;
+    let clean = World::new(Some(&llm), &docker(&engine.unix_endpoint()));
+    let state = clean.path().join("state");
+    let restored = restore(&clean, &archive, &state).await;
+    assert!(restored.success(), "{restored:?}");
+    assert!(
+        restored
+            .stdout
+            .contains(&format!("workspace of {name} restored")),
+        "{}",
+        restored.stdout
+    );
+    assert!(
+        engine.container(&name).await.is_some(),
+        "the container was made"
+    );
+    llm.reply_tool_calls(&[(
+        "c3",
+        "file_read",
+        &json!({ "instance": name, "path": "notes/kept.txt" }).to_string(),
+    )]);
+    llm.reply_text("Read it.");
+    let out = clean.chat(&["read the note"]).await;
+    assert!(out.stdout.contains("Read it."), "{out:?}");
+    let results = tool_results(&llm.completions().last().unwrap().body);
+    assert!(
+        results
+            .last()
+            .is_some_and(|r| r.contains("written before the backup")),
+        "{results:?}"
+    );
+}
