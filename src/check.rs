@@ -80,6 +80,7 @@ pub async fn run(loaded: &Loaded) -> Report {
     }
 
     check_store(&mut report, &settings.state_dir()).await;
+    check_secrets(&mut report, &settings.state_dir()).await;
 
     match llm::from_settings(&settings.llm) {
         Ok(None) => report.push(
@@ -229,6 +230,70 @@ async fn instances_per_host(
     };
     store.close().await;
     held
+}
+
+/// Whether the stored secrets open with the master key this state would use (after a restore
+/// without the key, they do not: everything else still works, and this says so).
+async fn check_secrets(report: &mut Report, dir: &Path) {
+    let Ok(store) = Store::open(dir).await else {
+        return;
+    };
+    let secrets = store.list_secrets().await;
+    store.close().await;
+    let secrets = match secrets {
+        Ok(s) if s.is_empty() => return,
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let key = match crate::secrets::MasterKey::load_existing(dir) {
+        Ok(Some((key, _))) => key,
+        Ok(None) => {
+            let wanted: Vec<&str> = secrets.iter().map(|s| s.key_id.as_str()).collect();
+            report.push(
+                Level::Error,
+                "secrets",
+                format!(
+                    "{} secrets are sealed with master key {}, but there is no key at {}; they stay unreadable until it is put there",
+                    secrets.len(),
+                    wanted.first().copied().unwrap_or("?"),
+                    dir.join(crate::secrets::KEY_FILE).display()
+                ),
+            );
+            return;
+        }
+        Err(e) => {
+            report.push(Level::Error, "secrets", e.to_string());
+            return;
+        }
+    };
+    let locked: Vec<&str> = secrets
+        .iter()
+        .filter(|s| key.open(&s.name, &s.sealed, &s.key_id).is_err())
+        .map(|s| s.name.as_str())
+        .collect();
+    if locked.is_empty() {
+        report.push(
+            Level::Ok,
+            "secrets",
+            format!(
+                "{} secrets open with master key {}",
+                secrets.len(),
+                key.fingerprint()
+            ),
+        );
+    } else {
+        report.push(
+            Level::Error,
+            "secrets",
+            format!(
+                "{} of {} secrets do not open with master key {} ({}); everything else works",
+                locked.len(),
+                secrets.len(),
+                key.fingerprint(),
+                locked.join(", ")
+            ),
+        );
+    }
 }
 
 async fn check_store(report: &mut Report, dir: &Path) {

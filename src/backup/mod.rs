@@ -108,7 +108,7 @@ pub async fn backup(settings: &Settings, options: Options) -> anyhow::Result<Str
     for leftover in ["operator.db-wal", "operator.db-shm"] {
         let _ = std::fs::remove_file(scratch.0.join(leftover));
     }
-    let key = current_key(&state)?;
+    let key = MasterKey::load_existing(&state)?;
     let mut files: Vec<(String, PathBuf)> = vec![(DB.to_string(), snapshot)];
     if options.include_key {
         let Some((_, path)) = &key else {
@@ -142,19 +142,6 @@ pub async fn backup(settings: &Settings, options: Options) -> anyhow::Result<Str
     let out = options.out.clone().unwrap_or_else(default_name);
     write_archive(&out, &files, &manifest, options.include_key)?;
     Ok(summary(&out, &manifest))
-}
-
-/// The state's master key and where it is read from, without creating one.
-fn current_key(state: &Path) -> anyhow::Result<Option<(MasterKey, PathBuf)>> {
-    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(&d).join(crate::secrets::CREDENTIAL))
-        .filter(|p| p.is_file());
-    let path = credential.unwrap_or_else(|| state.join(KEY));
-    if !path.is_file() {
-        return Ok(None);
-    }
-    Ok(Some((MasterKey::read(&path)?, path)))
 }
 
 /// Every instance's `/workspace`, streamed from its engine into `dir/workspaces/<name>.tar`.

@@ -86,6 +86,19 @@ impl MasterKey {
         Ok((key, KeySource::Created(path)))
     }
 
+    /// The key where [`MasterKey::load_or_create`] would find it, without creating one.
+    pub fn load_existing(state_dir: &Path) -> Result<Option<(Self, PathBuf)>, CipherError> {
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(&d).join(CREDENTIAL))
+            .filter(|p| p.is_file());
+        let path = credential.unwrap_or_else(|| state_dir.join(KEY_FILE));
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Ok(Some((Self::read(&path)?, path)))
+    }
+
     /// Reads a key file: 64 hex characters (whitespace ignored) or 32 raw bytes.
     pub fn read(path: &Path) -> Result<Self, CipherError> {
         let err = |message: String| CipherError::Key {

@@ -227,13 +227,22 @@ async fn damaged_truncated_and_newer_archives_are_refused() {
         "{}",
         out.stderr
     );
-    // Without the key, the restore says which key the secrets need.
-    let state = world.path().join("keyless");
+    // Without the key, the restore says which key the secrets need, and so does `check`.
+    let keyless = World::new(None, "");
+    let state = keyless.path().join("state");
     let out = restore(&world, &archive, &state).await;
     assert!(out.success(), "{out:?}");
     let fingerprint = manifest["key_fingerprint"].as_str().unwrap();
     assert!(out.stdout.contains(fingerprint), "{}", out.stdout);
     assert!(!state.join("master.key").exists());
+    let check = keyless.run(&["check"], "").await;
+    assert!(
+        check.stdout.contains(&format!(
+            "sealed with master key {fingerprint}, but there is no key"
+        )),
+        "{}",
+        check.stdout
+    );
 }
 
 /// `/export` sends the conversation as a Markdown file; the API serves it as Markdown and as
