@@ -1,6 +1,9 @@
 //! For the chat benchmarks: `operator run` in a temporary state directory, pointed at a fake
 //! model and a fake chat platform (its config section given), with rate limits out of the way.
 
+// Each bench uses some of these helpers.
+#![allow(dead_code)]
+
 use std::process::{Child, Command, Stdio};
 
 /// A running daemon and the directory it lives in (removed on drop, after the process).
@@ -12,7 +15,22 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the binary with the model at `llm_base_url` and `platform` (a config section).
     pub fn start(bin: &str, llm_base_url: &str, platform: &str) -> Self {
+        Self::start_from(bin, llm_base_url, platform, None)
+    }
+
+    /// Like [`Daemon::start`], on a copy of the database in `state` when given.
+    pub fn start_from(
+        bin: &str,
+        llm_base_url: &str,
+        platform: &str,
+        state: Option<&std::path::Path>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(state) = state {
+            let into = dir.path().join("state");
+            std::fs::create_dir_all(&into).unwrap();
+            std::fs::copy(state.join("operator.db"), into.join("operator.db")).unwrap();
+        }
         let config = dir.path().join("operator.toml");
         std::fs::write(
             &config,
@@ -33,6 +51,11 @@ impl Daemon {
             .spawn()
             .expect("spawn operator");
         Self { child, _dir: dir }
+    }
+
+    /// Its state directory.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("state")
     }
 
     /// Stops it with SIGTERM and waits.
