@@ -49,6 +49,8 @@ pub struct Core {
     pub scheduler: Arc<Scheduler>,
     /// Listeners of conversations started over HTTP.
     pub http_chat: Arc<crate::channel::http_chat::HttpChat>,
+    /// Where backups are written.
+    pub backups_dir: std::path::PathBuf,
 }
 
 /// Opens and migrates the store and wires the core. `channels` names the channels this process
@@ -111,6 +113,7 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     });
     let scheduler = Arc::new(Scheduler::new(store.clone(), sink, missed, scheduler_wake));
     Ok(Core {
+        backups_dir: crate::backup::scheduled::directory(settings),
         store,
         ops,
         runner,
@@ -352,6 +355,7 @@ pub fn http_state(core: &Core, admin_token_hash: Option<String>) -> HttpState {
         sessions: Default::default(),
         http_chat: core.http_chat.clone(),
         channels_started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        backups_dir: core.backups_dir.clone(),
     }
 }
 

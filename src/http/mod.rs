@@ -42,6 +42,8 @@ pub struct HttpState {
     pub http_chat: Arc<crate::channel::http_chat::HttpChat>,
     /// Set once the daemon's channels have started (`/readyz` waits for it).
     pub channels_started: Arc<std::sync::atomic::AtomicBool>,
+    /// Where backups are written (listed on the admin page).
+    pub backups_dir: std::path::PathBuf,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -278,3 +278,53 @@ async fn the_feed_is_pushed_live_filtered_and_resumed_by_id() {
     assert!(ended.is_ok(), "the stream goes on after logout: {seen}");
     assert!(!seen.contains("after logout"), "{seen}");
 }
+
+/// The backups page lists the archives in the backup directory, newest first, and downloads
+/// one; a name it did not list (a path outside it) is not served.
+#[tokio::test]
+async fn the_backups_page_lists_and_downloads_archives() {
+    let world = core(None, |_| {}).await;
+    let dir = world.core.backups_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body) in [
+        ("operator-backup-20261201-030000-000.tar.gz", "older"),
+        ("operator-backup-20261202-030000-000.tar.gz", "newer"),
+        ("notes.txt", "not a backup"),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = client();
+    let origin = format!("http://{}", served.addr);
+    let session = login(&http, &served.url("/login"), &origin).await;
+    let text = page_text(&http, &served.url("/backups"), &session).await;
+    let newer = text.find("operator-backup-20261202").expect(&text);
+    let older = text.find("operator-backup-20261201").expect(&text);
+    assert!(newer < older, "newest first: {text}");
+    assert!(!text.contains("notes.txt"), "{text}");
+    let got = with_session(
+        &http,
+        &served.url("/backups/operator-backup-20261202-030000-000.tar.gz"),
+        &session,
+    )
+    .await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("operator-backup-20261202")
+    );
+    assert_eq!(got.text().await.unwrap(), "newer");
+    for refused in ["notes.txt", "..%2Foperator.db", "%2E%2E%2Fmaster.key"] {
+        let got = with_session(&http, &served.url(&format!("/backups/{refused}")), &session).await;
+        assert_eq!(got.status(), StatusCode::NOT_FOUND, "{refused}");
+    }
+    // Without a session: the login page, not the archive.
+    let anonymous = http
+        .get(served.url("/backups/operator-backup-20261202-030000-000.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(anonymous.status(), StatusCode::OK);
+}
