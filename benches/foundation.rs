@@ -248,6 +248,11 @@ async fn turn_overhead() -> (Duration, Duration) {
         max_tokens: settings.llm.max_tokens,
         max_steps: settings.operator.max_steps,
         context_tokens: settings.operator.context_tokens,
+        meter: Arc::new(operator::usage::Meter::new(
+            settings.llm.prices.clone(),
+            operator::usage::Limits::default(),
+        )),
+        provider: "default".to_string(),
     };
     let runner = Runner::new(store.clone(), ops.clone(), Some(Arc::new(Instant0)), limits);
     let hub = operator::channel::Hub::default();

@@ -71,6 +71,8 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub scheduler: SchedulerSettings,
     pub backup: BackupSettings,
+    #[serde(default)]
+    pub budget: BudgetSettings,
     pub log: LogSettings,
 }
 
@@ -127,6 +129,9 @@ pub struct LlmSettings {
     pub model: String,
     pub max_tokens: u32,
     pub timeout_secs: u64,
+    /// USD per million tokens by model name (`*` patterns allowed).
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, crate::usage::Price>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -259,6 +264,14 @@ pub enum MissedRuns {
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
     pub missed: MissedRuns,
+}
+
+/// Spending limits; an absent key is no limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSettings {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 /// Backups the daemon takes by itself.

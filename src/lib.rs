@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod secrets;
 pub mod skills;
 pub mod store;
+pub mod usage;

@@ -20,12 +20,16 @@ pub use prompt::OPERATOR_PERSONA;
 pub use turn::{Outcome, Progress, Steering, Turn};
 
 /// Limits a turn runs within.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Limits {
     pub default_model: String,
     pub max_tokens: u32,
     pub max_steps: u32,
     pub context_tokens: u32,
+    /// Prices and budgets: every model call is recorded, and none is made past a limit.
+    pub meter: Arc<crate::usage::Meter>,
+    /// The provider's name, for the records.
+    pub provider: String,
 }
 
 /// Runs turns. Cheap to clone.

@@ -135,6 +135,17 @@ impl Runner {
                     );
                 }
             }
+            // Past a spending limit no model is called; the message names the limit.
+            if let Some(why) = limits.meter.refusal(&self.inner.store, &profile.name).await {
+                self.note(
+                    conversation,
+                    &profile.name,
+                    "budget.refused",
+                    why.clone(),
+                    None,
+                );
+                return Outcome::Failed(why);
+            }
             progress(Progress::Thinking);
             let request = match self.request(conversation, &mut summary, &profile).await {
                 Ok(r) => r,
@@ -148,7 +159,28 @@ impl Runner {
             };
             crate::agent::llm::latency::LATENCY.observe(asked.elapsed());
             let response = match response {
-                Ok(r) => r,
+                Ok(r) => {
+                    let tokens = crate::usage::Tokens {
+                        input: r.input_tokens,
+                        output: r.output_tokens,
+                        cache_read: r.cache_read_tokens,
+                        cache_write: r.cache_write_tokens,
+                    };
+                    let source = usage_source(&turn.caller.label);
+                    limits
+                        .meter
+                        .record(
+                            &self.inner.store,
+                            &profile.name,
+                            Some(conversation.id),
+                            source,
+                            &limits.provider,
+                            &profile.model,
+                            tokens,
+                        )
+                        .await;
+                    r
+                }
                 Err(e) => {
                     self.note(
                         conversation,
@@ -527,6 +559,15 @@ impl Runner {
             detail,
         };
         self.inner.store.record(entry);
+    }
+}
+
+/// What caused a turn, for the usage records: an automation's or a webhook's run, else a chat.
+fn usage_source(caller: &str) -> &str {
+    if caller.starts_with("automation:") || caller.starts_with("webhook:") {
+        caller
+    } else {
+        "chat"
     }
 }
 

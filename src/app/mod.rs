@@ -83,11 +83,24 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         scheduler_wake.clone(),
         approvals,
     );
+    let meter = Arc::new(crate::usage::Meter::new(
+        settings.llm.prices.clone(),
+        crate::usage::Limits {
+            daily_usd: settings.budget.daily_usd,
+            monthly_usd: settings.budget.monthly_usd,
+            agents: Default::default(),
+        },
+    ));
+    meter.load(&store).await;
+    ops.set_meter(meter.clone());
+    let limits_meter = meter.clone();
     let limits = Limits {
         default_model: settings.llm.model.clone(),
         max_tokens: settings.llm.max_tokens,
         max_steps: settings.operator.max_steps,
         context_tokens: settings.operator.context_tokens,
+        meter,
+        provider: "default".to_string(),
     };
     ops.load_placements().await?;
     let runner = Runner::new(store.clone(), ops.clone(), llm, limits);
@@ -110,6 +123,8 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     };
     let sink = Arc::new(AutomationSink {
         router: router.clone(),
+        meter: limits_meter.clone(),
+        store: store.clone(),
     });
     let scheduler = Arc::new(Scheduler::new(store.clone(), sink, missed, scheduler_wake));
     Ok(Core {
@@ -128,16 +143,23 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
 /// was created outside one), and reports how the turn ended.
 struct AutomationSink {
     router: Router,
+    meter: Arc<crate::usage::Meter>,
+    store: Store,
 }
 
 impl RunSink for AutomationSink {
     fn run(&self, automation: AutomationRecord, run_id: i64) -> BoxFuture<'static, (bool, String)> {
         let router = self.router.clone();
+        let (meter, store) = (self.meter.clone(), self.store.clone());
         Box::pin(async move {
             let chat = automation
                 .chat
                 .clone()
                 .unwrap_or_else(|| ChatRef::new("automation", &automation.name));
+            // Past a spending limit the run is skipped, not started.
+            if let Some(why) = meter.refusal(&store, &automation.agent).await {
+                return (false, format!("skipped: budget — {why}"));
+            }
             let caller = Caller::owner(format!("automation:{}", automation.name));
             let text = format!(
                 "[automation {} — scheduled run {run_id}; report the result in a few lines]\n{}",

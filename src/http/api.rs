@@ -38,6 +38,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/activity", get(activity))
         .route("/api/chat", post(chat))
         .route("/api/approvals/{id}", post(decide))
+        .route("/api/usage", get(usage))
         .route("/api/conversations/{id}/export", get(export))
         .route("/api/keys", get(list_keys).post(create_key))
         .route("/api/keys/{id}", axum::routing::delete(revoke_key))
@@ -290,6 +291,59 @@ async fn op(
 ) -> Response {
     let args = body.map(|Json(v)| v).unwrap_or_else(|| json!({}));
     run_op(&state, &name, args).await
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    since: Option<String>,
+    by: Option<String>,
+}
+
+/// `GET /api/usage?since=&by=`: usage since a time (milliseconds since the epoch, `today`, or
+/// `<n>d`; default 7d) grouped by `agent`, `model`, `day` or `all` (default).
+async fn usage(State(state): State<HttpState>, Query(query): Query<UsageQuery>) -> Response {
+    use crate::usage::day_start;
+    let now = crate::domain::now_millis();
+    let since = match query.since.as_deref().map(str::trim) {
+        None | Some("") => Some(day_start(now) - 6 * 86_400_000),
+        Some("today") => Some(day_start(now)),
+        Some(days) if days.ends_with('d') => days
+            .trim_end_matches('d')
+            .parse::<i64>()
+            .ok()
+            .map(|n| day_start(now) - (n.max(1) - 1) * 86_400_000),
+        Some(ms) => ms.parse::<i64>().ok(),
+    };
+    let Some(since) = since else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            "since is milliseconds since the epoch, today, or <n>d",
+        );
+    };
+    let by = query.by.unwrap_or_else(|| "all".into());
+    if !["agent", "model", "day", "all"].contains(&by.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_arguments",
+            "by is agent, model, day or all",
+        );
+    }
+    match state.store.usage_since(since, &by).await {
+        Ok(rows) => {
+            let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
+            Json(json!({ "since": since, "by": by, "rows": rows, "cost_usd": total }))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!("cannot read usage: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                "cannot read usage",
+            )
+        }
+    }
 }
 
 #[derive(Deserialize)]

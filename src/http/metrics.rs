@@ -87,6 +87,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         "# HELP operator_queue_depth Messages waiting or running in chat queues.\n# TYPE operator_queue_depth gauge\noperator_queue_depth {depth}"
     );
     out.push_str(&crate::agent::llm::latency::LATENCY.render("operator_llm_request_seconds"));
+    usage_counters(&state, &mut out).await;
     let outbox = state.store.outbox_depth().await.unwrap_or(0);
     let _ = writeln!(
         out,
@@ -104,4 +105,42 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         let _ = writeln!(out, "operator_instances{{status=\"{status}\"}} {n}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Tokens and cost of model requests by agent and model, from the usage records.
+async fn usage_counters(state: &HttpState, out: &mut String) {
+    let rows = state.store.usage_counters().await.unwrap_or_default();
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let _ = writeln!(
+        out,
+        "# HELP operator_llm_tokens_total Model tokens by agent, model and kind (input, output, cache_read, cache_write).\n# TYPE operator_llm_tokens_total counter"
+    );
+    for (agent, model, row) in &rows {
+        for (kind, n) in [
+            ("input", row.input_tokens),
+            ("output", row.output_tokens),
+            ("cache_read", row.cache_read),
+            ("cache_write", row.cache_write),
+        ] {
+            let _ = writeln!(
+                out,
+                "operator_llm_tokens_total{{agent=\"{}\",model=\"{}\",kind=\"{kind}\"}} {n}",
+                label(agent),
+                label(model)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP operator_llm_cost_usd_total What model requests cost in USD at the configured prices, by agent and model.\n# TYPE operator_llm_cost_usd_total counter"
+    );
+    for (agent, model, row) in &rows {
+        let _ = writeln!(
+            out,
+            "operator_llm_cost_usd_total{{agent=\"{}\",model=\"{}\"}} {}",
+            label(agent),
+            label(model),
+            row.cost_usd
+        );
+    }
 }

@@ -39,6 +39,7 @@ impl Default for ApprovalPolicy {
                 "instance_move",
                 "webhook_delete",
                 "automation_delete",
+                "budget_set",
             ]
             .map(String::from)
             .to_vec(),

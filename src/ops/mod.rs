@@ -20,6 +20,7 @@ mod registry;
 mod secrets;
 mod skills;
 mod system;
+mod usage;
 pub mod webhooks;
 mod workspace;
 
@@ -293,6 +294,8 @@ struct Inner {
     approval_policy: ApprovalPolicy,
     /// Turns waiting for an owner's decision.
     waiting: approvals::Waiting,
+    /// Prices and spending limits; set by the app.
+    meter: std::sync::OnceLock<Arc<crate::usage::Meter>>,
 }
 
 /// Runs one turn of `agent` in `chat` and reports how it ended. The app implements it with the
@@ -384,6 +387,7 @@ impl Ops {
                 bots: std::sync::OnceLock::new(),
                 approval_policy,
                 waiting: approvals::Waiting::default(),
+                meter: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -394,6 +398,10 @@ impl Ops {
     }
 
     /// Gives operations a way to run turns (called once by the app).
+    pub fn set_meter(&self, meter: Arc<crate::usage::Meter>) {
+        let _ = self.inner.meter.set(meter);
+    }
+
     pub fn set_turn_runner(&self, runner: Arc<dyn TurnRunner>) {
         let _ = self.inner.turns.set(runner);
     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{
     Invocation, OpError, OpSpec, Ops, Output, agents, approvals, automations, bots, chat_files,
     hosts, instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system,
-    webhooks, workspace,
+    usage, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -37,6 +37,8 @@ pub static SPECS: &[OpSpec] = &[
     pairing::PAIR,
     approvals::APPROVE,
     approvals::DENY,
+    usage::USAGE,
+    usage::BUDGET_SET,
     bots::CONNECT,
     bots::LIST,
     bots::DISCONNECT,
@@ -89,6 +91,8 @@ impl Ops {
             "bot_list" => bots::list(self).await,
             "bot_disconnect" => bots::disconnect(self, parse(spec, args)?).await,
             "pair" => pairing::pair(self, inv, parse(spec, args)?).await,
+            "usage" => self.usage().await,
+            "budget_set" => self.budget_set(args).await,
             "approve" => self.decide(spec, inv, args, true).await,
             "deny" => self.decide(spec, inv, args, false).await,
             "activity_read" => system::activity(self, parse(spec, args)?).await,

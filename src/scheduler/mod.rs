@@ -205,7 +205,12 @@ impl Scheduler {
         let (store, sink) = (self.store.clone(), self.sink.clone());
         self.runs.spawn(async move {
             let (ok, summary) = sink.run(a, run_id).await;
-            let status = if ok { "ok" } else { "failed" };
+            // A sink that did not run it at all says why with "skipped: " (a spent budget).
+            let status = match (ok, summary.starts_with("skipped: ")) {
+                (true, _) => "ok",
+                (false, true) => "skipped",
+                (false, false) => "failed",
+            };
             if let Err(e) = store.finish_run(run_id, status, &summary).await {
                 tracing::error!("cannot record the end of automation run {run_id}: {e}");
             }

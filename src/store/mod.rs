@@ -14,6 +14,7 @@ mod jobs;
 mod secrets;
 mod skills;
 mod turns;
+mod usage;
 
 mod kv {
     //! Daemon-wide key/value settings.
@@ -103,6 +104,7 @@ pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use secrets::{GrantTarget, SecretRecord};
 pub use skills::{SkillInstall, SkillVersion};
 pub use turns::Unanswered;
+pub use usage::{NewUsage, UsageRow};
 
 /// The migrations, in order. Files under `migrations/` are never edited once landed.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -158,6 +160,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "live conversations",
         include_str!("../../migrations/0012_live_conversations.sql"),
     ),
+    (13, "usage", include_str!("../../migrations/0013_usage.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -24,3 +24,4 @@ mod secrets;
 mod skills;
 mod telegram;
 mod turns;
+mod usage;

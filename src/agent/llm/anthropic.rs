@@ -208,6 +208,8 @@ impl EventReader for StreamReader<'_> {
             "message_start" => {
                 let usage = &value["message"]["usage"];
                 self.response.input_tokens = count(usage, "input_tokens");
+                self.response.cache_read_tokens = count(usage, "cache_read_input_tokens");
+                self.response.cache_write_tokens = count(usage, "cache_creation_input_tokens");
             }
             "content_block_start" => {
                 let block = &value["content_block"];
@@ -307,6 +309,8 @@ fn parse_response(reply: &Value) -> Result<ChatResponse, LlmError> {
     };
     response.input_tokens = usage("input_tokens");
     response.output_tokens = usage("output_tokens");
+    response.cache_read_tokens = usage("cache_read_input_tokens");
+    response.cache_write_tokens = usage("cache_creation_input_tokens");
     Ok(response)
 }
 

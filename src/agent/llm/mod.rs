@@ -59,8 +59,13 @@ pub struct ChatRequest {
 pub struct ChatResponse {
     pub text: String,
     pub tool_calls: Vec<ToolCall>,
+    /// Input tokens at the full price (cached ones are counted apart).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
 }
 
 /// What can go wrong talking to a model, worded for the person in the chat.

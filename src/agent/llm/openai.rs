@@ -168,9 +168,7 @@ impl EventReader for StreamReader<'_> {
             return Err(message.to_string());
         }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-            self.response.input_tokens = count("prompt_tokens");
-            self.response.output_tokens = count("completion_tokens");
+            usage_into(usage, &mut self.response);
         }
         let Some(choice) = chunk.pointer("/choices/0") else {
             return Ok(false);
@@ -248,18 +246,25 @@ fn parse_response(reply: &Value) -> Result<ChatResponse, LlmError> {
             arguments: field("/function/arguments").to_string(),
         });
     }
-    let usage = |key: &str| {
-        reply
-            .pointer(&format!("/usage/{key}"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    Ok(ChatResponse {
+    let mut response = ChatResponse {
         text,
         tool_calls,
-        input_tokens: usage("prompt_tokens"),
-        output_tokens: usage("completion_tokens"),
-    })
+        ..ChatResponse::default()
+    };
+    if let Some(usage) = reply.get("usage") {
+        usage_into(usage, &mut response);
+    }
+    Ok(response)
+}
+
+/// Token counts of a `usage` object: `prompt_tokens` includes the cached ones, which are
+/// counted apart (`prompt_tokens_details.cached_tokens`).
+fn usage_into(usage: &Value, response: &mut ChatResponse) {
+    let count = |pointer: &str| usage.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+    let cached = count("/prompt_tokens_details/cached_tokens");
+    response.input_tokens = count("/prompt_tokens").saturating_sub(cached);
+    response.cache_read_tokens = cached;
+    response.output_tokens = count("/completion_tokens");
 }
 
 #[cfg(test)]
