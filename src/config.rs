@@ -132,6 +132,25 @@ pub struct LlmSettings {
     /// USD per million tokens by model name (`*` patterns allowed).
     #[serde(default)]
     pub prices: std::collections::BTreeMap<String, crate::usage::Price>,
+    /// `provider/model` entries tried in order when a request fails with 429, 5xx or a timeout.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// More providers besides `[llm]` itself (which is the one named `default`).
+    #[serde(default)]
+    pub providers: Vec<ProviderSettings>,
+}
+
+/// One more model provider (`[[llm.providers]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub kind: LlmProviderKind,
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// Models it serves (the first is its default).
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -414,6 +433,41 @@ impl Settings {
         }
         if self.operator.context_tokens < 1000 {
             return invalid("operator.context_tokens", "must be at least 1000");
+        }
+        let mut names = std::collections::HashSet::from(["default".to_string()]);
+        for (i, p) in self.llm.providers.iter().enumerate() {
+            let key = |field: &str| format!("llm.providers[{i}].{field}");
+            if p.name.is_empty() || p.name.contains('/') || !names.insert(p.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    message: format!(
+                        "{:?} must be a unique name without '/', other than \"default\"",
+                        p.name
+                    ),
+                });
+            }
+            if reqwest::Url::parse(&p.base_url).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: key("base_url"),
+                    message: "must be a URL".into(),
+                });
+            }
+            if p.api_key.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key("api_key"),
+                    message: "must not be empty".into(),
+                });
+            }
+        }
+        for (i, f) in self.llm.fallbacks.iter().enumerate() {
+            if let Some((provider, _)) = f.split_once('/')
+                && !names.contains(provider)
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("llm.fallbacks[{i}]"),
+                    message: format!("names provider {provider:?}, which is not configured"),
+                });
+            }
         }
         if self.discord.streaming == Streaming::Draft {
             return invalid(

@@ -167,6 +167,13 @@ impl Runner {
                         cache_write: r.cache_write_tokens,
                     };
                     let source = usage_source(&turn.caller.label);
+                    // Several providers: the one that answered (a fallback, maybe).
+                    let provider = Some(r.provider.as_str())
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or(&limits.provider);
+                    let model = Some(r.model.as_str())
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or(&profile.model);
                     limits
                         .meter
                         .record(
@@ -174,11 +181,20 @@ impl Runner {
                             &profile.name,
                             Some(conversation.id),
                             source,
-                            &limits.provider,
-                            &profile.model,
+                            provider,
+                            model,
                             tokens,
                         )
                         .await;
+                    if let Some(failed) = &r.fell_back {
+                        self.note(
+                            conversation,
+                            &profile.name,
+                            "llm.fallback",
+                            format!("answered by {provider}/{model} after: {failed}"),
+                            None,
+                        );
+                    }
                     r
                 }
                 Err(e) => {

@@ -182,3 +182,67 @@ async fn a_spent_budget_stops_turns_and_skips_automations() {
     let out = world.chat(&["and now?"]).await;
     assert!(out.stdout.contains("Back in business."), "{out:?}");
 }
+
+/// A 429 and then a 500 from the first provider fall through to the second (in its own wire
+/// format); three failures in a row open the breaker, so the next request goes straight to the
+/// fallback; every answer is given once, and usage is recorded for the provider that answered.
+#[tokio::test]
+async fn failing_requests_fall_through_and_three_failures_open_the_breaker() {
+    let first = FakeLlm::start(Vendor::OpenAi).await;
+    let backup = FakeLlm::start(Vendor::Anthropic).await;
+    for _ in 0..3 {
+        first.reply_error(429, "slow down");
+        first.reply_error(500, "boom");
+    }
+    for i in 1..=4 {
+        backup.reply_text(&format!("answer {i} from the backup"));
+    }
+    let world = World::new(
+        None,
+        &format!(
+            "[llm]\nprovider = \"openai\"\nbase_url = {:?}\napi_key = \"k1\"\nmodel = \"fake-model\"\n\
+             timeout_secs = 10\nfallbacks = [\"backup/claude-spare\"]\n\
+             [[llm.providers]]\nname = \"backup\"\nkind = \"anthropic\"\nbase_url = {:?}\napi_key = \"k2\"\n",
+            first.base_url, backup.base_url
+        ),
+    );
+    let out = world.chat(&["one", "two", "three", "four", "/usage"]).await;
+    assert!(out.success(), "{out:?}");
+    for i in 1..=4 {
+        assert_eq!(
+            out.stdout
+                .matches(&format!("answer {i} from the backup"))
+                .count(),
+            1,
+            "{}",
+            out.stdout
+        );
+    }
+    // Two attempts for each of the first three; the fourth skipped the open breaker.
+    assert_eq!(first.completions().len(), 6);
+    assert_eq!(backup.completions().len(), 4);
+    assert_eq!(backup.completions()[0].body["model"], "claude-spare");
+    assert!(
+        backup.completions()[0].body["messages"][0]["content"][0]["text"] == "one",
+        "the conversation in Anthropic's format: {}",
+        backup.completions()[0].body
+    );
+    assert!(
+        out.stdout.contains("- backup/claude-spare: "),
+        "{}",
+        out.stdout
+    );
+    let store = operator::store::Store::open(&world.path().join("state"))
+        .await
+        .unwrap();
+    let fallbacks = store
+        .activity(&operator::store::ActivityFilter {
+            limit: 50,
+            kind_prefix: Some("llm.fallback".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(fallbacks.len(), 4, "{fallbacks:?}");
+}

@@ -3,6 +3,7 @@
 //! `openai.rs` and `anthropic.rs`, and HTTP retries inside `http.rs`.
 
 mod anthropic;
+mod failover;
 mod http;
 pub mod latency;
 mod openai;
@@ -66,6 +67,11 @@ pub struct ChatResponse {
     pub cache_read_tokens: u64,
     /// Input tokens written to the provider's prompt cache.
     pub cache_write_tokens: u64,
+    /// The provider and model that answered, when several are configured (else empty).
+    pub provider: String,
+    pub model: String,
+    /// Set when the answer came from a fallback: what failed before it.
+    pub fell_back: Option<String>,
 }
 
 /// What can go wrong talking to a model, worded for the person in the chat.
@@ -111,25 +117,70 @@ pub trait LlmProvider: Send + Sync {
     fn probe(&self) -> BoxFuture<'_, Result<String, LlmError>>;
 }
 
-/// Builds the configured provider, or `None` when no API key is set.
+/// Builds the configured provider, or `None` when no API key is set: `[llm]` alone, or, with
+/// `[[llm.providers]]` or `[llm] fallbacks`, all of them behind one that fails over.
 pub fn from_settings(settings: &LlmSettings) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
-    if settings.api_key.is_empty() {
+    let several = !settings.providers.is_empty() || !settings.fallbacks.is_empty();
+    // With somewhere else to go, a failing provider is tried once more, not four times.
+    let policy = if several {
+        RetryPolicy {
+            attempts: 2,
+            ..RetryPolicy::default()
+        }
+    } else {
+        RetryPolicy::default()
+    };
+    let timeout = Duration::from_secs(settings.timeout_secs);
+    let build =
+        |kind: LlmProviderKind, base: &str, key: &crate::config::SecretString, model: &str| {
+            let client = http::Client::new(key.clone(), timeout, policy)?;
+            let base = base.trim_end_matches('/').to_string();
+            Ok::<Arc<dyn LlmProvider>, LlmError>(match kind {
+                LlmProviderKind::Openai => {
+                    Arc::new(openai::OpenAi::new(client, base, model.to_string()))
+                }
+                LlmProviderKind::Anthropic => {
+                    Arc::new(anthropic::Anthropic::new(client, base, model.to_string()))
+                }
+            })
+        };
+    let mut providers = Vec::new();
+    if !settings.api_key.is_empty() {
+        providers.push((
+            "default".to_string(),
+            build(
+                settings.provider,
+                &settings.base_url,
+                &settings.api_key,
+                &settings.model,
+            )?,
+        ));
+    }
+    if !several {
+        return Ok(providers.pop().map(|(_, p)| p));
+    }
+    for p in &settings.providers {
+        let model = p
+            .models
+            .first()
+            .map_or(settings.model.as_str(), String::as_str);
+        providers.push((
+            p.name.clone(),
+            build(p.kind, &p.base_url, &p.api_key, model)?,
+        ));
+    }
+    if providers.is_empty() {
         return Ok(None);
     }
-    let client = http::Client::new(
-        settings.api_key.clone(),
-        Duration::from_secs(settings.timeout_secs),
-        RetryPolicy::default(),
-    )?;
-    let base = settings.base_url.trim_end_matches('/').to_string();
-    Ok(Some(match settings.provider {
-        LlmProviderKind::Openai => {
-            Arc::new(openai::OpenAi::new(client, base, settings.model.clone()))
-        }
-        LlmProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(
-            client,
-            base,
-            settings.model.clone(),
-        )),
-    }))
+    let fallbacks = settings
+        .fallbacks
+        .iter()
+        .map(|f| match f.split_once('/') {
+            Some((provider, model)) => (provider.to_string(), model.to_string()),
+            None => ("default".to_string(), f.clone()),
+        })
+        .collect();
+    Ok(Some(Arc::new(failover::Failover::new(
+        providers, fallbacks,
+    ))))
 }
