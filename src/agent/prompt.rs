@@ -42,9 +42,13 @@ pub fn system_prompt(
     } else {
         prompt.push_str(persona.trim());
     }
+    // The hour, not the second: the prompt stays byte-identical from one request to the next
+    // for an hour, so providers' prompt caches hold (a changed first line changes them all).
+    let hour = chrono::DateTime::from_timestamp_millis(now_ms)
+        .map(|t| t.format("%Y-%m-%d %H:00 UTC").to_string())
+        .unwrap_or_else(|| format_millis(now_ms));
     prompt.push_str(&format!(
-        "\n\nYour name: {agent}. Current time: {}.",
-        format_millis(now_ms)
+        "\n\nYour name: {agent}. Current time: {hour} (to the hour)."
     ));
     if !facts.trim().is_empty() {
         prompt.push_str("\n\n");

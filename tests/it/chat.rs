@@ -74,11 +74,15 @@ async fn tool_call_round_trip(vendor: Vendor) {
             assert_eq!(requests[0].path, "/v1/messages");
             assert!(second.contains(r#""tool_use_id":"call_1""#), "{second}");
             assert!(
-                first["system"]
+                first["system"][0]["text"]
                     .as_str()
                     .unwrap()
                     .contains("You are Operator")
             );
+            // Prompt caching: the system prompt, the tools and the history end in breakpoints.
+            assert_eq!(first["system"][0]["cache_control"]["type"], "ephemeral");
+            let tools = first["tools"].as_array().unwrap();
+            assert_eq!(tools.last().unwrap()["cache_control"]["type"], "ephemeral");
         }
     }
 }

@@ -131,22 +131,37 @@ fn request_body(request: &ChatRequest) -> Value {
             ),
         }
     }
-    let messages: Vec<Value> = turns
+    let mut messages: Vec<Value> = turns
         .into_iter()
         .map(|(role, content)| json!({ "role": role, "content": content }))
         .collect();
+    // Prompt caching: breakpoints after the system prompt, after the tools, and after the
+    // history so far, so the next request re-sends mostly cached tokens (three of the four
+    // breakpoints allowed).
+    let cache = json!({ "type": "ephemeral" });
+    if let Some(block) = messages
+        .last_mut()
+        .and_then(|m| m["content"].as_array_mut())
+        .and_then(|blocks| blocks.last_mut())
+    {
+        block["cache_control"] = cache.clone();
+    }
     let mut body = json!({
         "model": request.model,
         "max_tokens": request.max_tokens,
-        "system": request.system,
+        "system": [{ "type": "text", "text": request.system, "cache_control": cache }],
         "messages": messages,
     });
     if !request.tools.is_empty() {
-        body["tools"] = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
             .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = cache;
+        }
+        body["tools"] = Value::Array(tools);
     }
     body
 }
@@ -352,8 +367,15 @@ mod tests {
         assert_eq!(messages[1]["content"].as_array().unwrap().len(), 3);
         assert_eq!(messages[2]["role"], "user");
         assert_eq!(messages[2]["content"][1]["tool_use_id"], "b");
-        assert_eq!(body["system"], "s");
+        assert_eq!(body["system"][0]["text"], "s");
         assert!(body.get("tools").is_none());
+        // Cache breakpoints: the system prompt and the end of the history.
+        assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(
+            messages[2]["content"][1]["cache_control"]["type"],
+            "ephemeral"
+        );
+        assert!(messages[2]["content"][0].get("cache_control").is_none());
     }
 
     #[test]
