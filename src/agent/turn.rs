@@ -174,7 +174,7 @@ impl Runner {
                     let model = Some(r.model.as_str())
                         .filter(|m| !m.is_empty())
                         .unwrap_or(&profile.model);
-                    limits
+                    let warning = limits
                         .meter
                         .record(
                             &self.inner.store,
@@ -186,6 +186,22 @@ impl Runner {
                             tokens,
                         )
                         .await;
+                    if let Some(warning) = warning {
+                        // Owners hear it in their chat; the feed has it for everyone.
+                        self.note(
+                            conversation,
+                            &profile.name,
+                            "budget.warning",
+                            warning.clone(),
+                            None,
+                        );
+                        if turn.caller.kind == crate::domain::CallerKind::Owner {
+                            progress(Progress::Status {
+                                key: "budget".into(),
+                                text: format!("⚠️ {warning}"),
+                            });
+                        }
+                    }
                     if let Some(failed) = &r.fell_back {
                         self.note(
                             conversation,

@@ -40,7 +40,7 @@ pub const CREATE: OpSpec = OpSpec::tool(
 
 pub const UPDATE: OpSpec = OpSpec::tool(
     "agent_update",
-    "Change an agent's persona or model. An empty model returns it to the default model.",
+    "Change an agent's persona, model or daily budget. An empty model returns it to the default model; a budget of none removes the agent's limit.",
     Access::Owner,
     || {
         json!({
@@ -48,7 +48,8 @@ pub const UPDATE: OpSpec = OpSpec::tool(
             "properties": {
                 "name": { "type": "string" },
                 "persona": { "type": "string" },
-                "model": { "type": "string" }
+                "model": { "type": "string", "description": "a model, or provider/model" },
+                "budget_daily_usd": { "type": ["number", "string", "null"], "description": "the agent's daily spending limit in USD, or none" }
             },
             "required": ["name"]
         })
@@ -95,6 +96,8 @@ pub struct UpdateArgs {
     name: String,
     persona: Option<String>,
     model: Option<String>,
+    #[serde(default)]
+    budget_daily_usd: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -230,12 +233,28 @@ pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
             .model
             .map(|m| Some(m.trim().to_string()).filter(|m| !m.is_empty())),
     };
-    if patch.persona.is_none() && patch.model.is_none() {
-        return Err(invalid(UPDATE.name, "give a persona or a model to change"));
+    let name = args.name.trim();
+    let budget = args.budget_daily_usd;
+    if patch.persona.is_none() && patch.model.is_none() && budget.is_none() {
+        return Err(invalid(
+            UPDATE.name,
+            "give a persona, a model or a budget_daily_usd to change",
+        ));
     }
-    let agent = ops.store().update_agent(args.name.trim(), &patch).await?;
+    let mut text = String::new();
+    if let Some(usd) = budget {
+        let set = ops
+            .budget_set(json!({ "scope": format!("agent:{name}"), "usd": usd }))
+            .await?;
+        text = format!(" {}", set.text);
+    }
+    let agent = if patch.persona.is_none() && patch.model.is_none() {
+        ops.store().agent(name).await?
+    } else {
+        ops.store().update_agent(name, &patch).await?
+    };
     Ok(Output::new(
-        format!("Updated agent {}.", agent.name),
+        format!("Updated agent {}.{text}", agent.name),
         agent_json(&agent),
     ))
 }

@@ -133,6 +133,12 @@ impl Ops {
         if policy.require.iter().any(|op| op == spec.name) {
             return Some(describe(spec.name, args));
         }
+        // A model never changes a spending limit on its own, whichever operation it uses.
+        let budget = args.get("budget_daily_usd").filter(|v| !v.is_null());
+        if let (true, Some(usd)) = (policy.require.iter().any(|op| op == "budget_set"), budget) {
+            let agent = args.get("name").and_then(Value::as_str).unwrap_or("?");
+            return Some(format!("set agent {agent}'s daily budget to {usd} USD"));
+        }
         let targets = self.target_count(args).await;
         (targets > policy.max_targets).then(|| describe(spec.name, args))
     }
@@ -395,6 +401,10 @@ pub(super) fn describe(op: &str, args: &Value) -> String {
         "instance_move" => format!("move instance {} to host {}", text("name"), text("host")),
         "webhook_delete" => format!("delete webhook {}", text("name")),
         "automation_delete" => format!("delete automation {}", text("name")),
+        "budget_set" => {
+            let usd = args.get("usd").map(Value::to_string).unwrap_or_default();
+            format!("set the {} spending limit to {usd} USD", text("scope"))
+        }
         _ => {
             let action = op.rsplit('_').next().unwrap_or(op);
             let subject = op.split('_').next().unwrap_or(op);

@@ -139,7 +139,8 @@ impl Meter {
         (cost, estimated)
     }
 
-    /// Records one request with its cost.
+    /// Records one request with its cost. Returns a warning when this request took a limit past
+    /// 80% for the first time in its period (once per period, across restarts).
     #[allow(clippy::too_many_arguments)]
     pub async fn record(
         &self,
@@ -150,7 +151,7 @@ impl Meter {
         provider: &str,
         model: &str,
         tokens: Tokens,
-    ) {
+    ) -> Option<String> {
         let (cost_usd, estimated) = self.cost(model, tokens);
         let usage = NewUsage {
             at: now_millis(),
@@ -168,7 +169,46 @@ impl Meter {
         };
         if let Err(e) = store.record_usage(&usage).await {
             tracing::error!("cannot record model usage: {e}");
+            return None;
         }
+        self.warning(store, agent).await
+    }
+
+    /// The first crossing of 80% of a limit in its period, said once.
+    async fn warning(&self, store: &Store, agent: &str) -> Option<String> {
+        let limits = self.limits();
+        let now = now_millis();
+        let checks = [
+            (limits.daily_usd, day_start(now), None, "daily"),
+            (limits.monthly_usd, month_start(now), None, "monthly"),
+            (
+                limits.agents.get(agent).copied(),
+                day_start(now),
+                Some(agent),
+                "daily",
+            ),
+        ];
+        for (limit, since, who, period) in checks {
+            let Some(limit) = limit.filter(|l| *l > 0.0) else {
+                continue;
+            };
+            let spent = store.spent_since(since, who).await.unwrap_or(0.0);
+            if spent < 0.8 * limit {
+                continue;
+            }
+            let key = format!("budget.warned.{period}.{}", who.unwrap_or("all"));
+            let said = store.kv_get(&key).await.ok().flatten();
+            if said.as_deref() == Some(since.to_string().as_str()) {
+                continue;
+            }
+            let _ = store.kv_set(&key, &since.to_string()).await;
+            let whose = who.map_or("The".to_string(), |a| format!("Agent {a}'s"));
+            return Some(format!(
+                "{whose} {period} budget is {:.0}% spent (${spent:.2} of ${limit:.2}).",
+                (spent / limit * 100.0).min(999.0)
+            ));
+        }
+        None
     }
 
     /// Why `agent` may not call a model now (a limit is spent), if so: the message names the

@@ -146,7 +146,7 @@ async fn a_discord_bot_connected_at_runtime_answers_and_shows_in_status() {
     let world = World::new(
         Some(&llm),
         &format!(
-            "[discord]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\n",
+            "[discord]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\nstreaming = \"off\"\n",
             discord.api_url
         ),
     );

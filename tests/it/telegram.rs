@@ -441,7 +441,7 @@ async fn a_bot_connected_at_runtime_answers_without_a_restart_and_after_one() {
     let world = World::new(
         Some(&llm),
         &format!(
-            "[telegram]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\n",
+            "[telegram]\nenabled = false\napi_url = {:?}\nowners = [{OWNER}]\nstreaming = \"off\"\n",
             tg.api_url
         ),
     );

@@ -68,6 +68,15 @@ async fn a_spent_budget_stops_turns_and_skips_automations() {
         out.stdout
     );
     assert_eq!(llm.completions().len(), 2, "no model call past the limit");
+    // The owner heard when the limit passed 80%, once.
+    assert_eq!(
+        out.stdout
+            .matches("The daily budget is 150% spent ($0.03 of $0.02).")
+            .count(),
+        1,
+        "{}",
+        out.stdout
+    );
 
     // The automation, run now by an owner, is skipped for the budget.
     let world_core = core(Some(&llm), |s| {
