@@ -328,3 +328,50 @@ async fn the_backups_page_lists_and_downloads_archives() {
         .unwrap();
     assert_ne!(anonymous.status(), StatusCode::OK);
 }
+
+/// The usage page draws cost per day as a server-rendered SVG chart and lists the last seven
+/// days by agent and by model, from the usage records.
+#[tokio::test]
+async fn the_usage_page_charts_cost_per_day_from_the_records() {
+    let world = core(None, |_| {}).await;
+    for (agent, model, cost) in [
+        ("scout", "gpt-4o", 0.25),
+        ("scout", "gpt-4o", 0.5),
+        ("clerk", "mystery", 1.0),
+    ] {
+        world
+            .core
+            .store
+            .record_usage(&operator::store::NewUsage {
+                at: operator::domain::now_millis(),
+                agent: agent.into(),
+                source: "chat".into(),
+                provider: "default".into(),
+                model: model.into(),
+                input_tokens: 100,
+                output_tokens: 10,
+                cost_usd: cost,
+                estimated: model == "mystery",
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let served = serve(&world.core, Some(operator::http::api::token_hash(TOKEN))).await;
+    let http = client();
+    let origin = format!("http://{}", served.addr);
+    let session = login(&http, &served.url("/login"), &origin).await;
+    let text = page_text(&http, &served.url("/usage"), &session).await;
+    assert!(text.contains("<svg"), "{text}");
+    assert_eq!(text.matches("<rect class=\"day\"").count(), 14, "{text}");
+    assert!(text.contains("max $1.7500/day"), "{text}");
+    assert!(
+        text.contains("<td>scout</td><td>$0.7500</td><td>2</td>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<td>clerk</td><td>$1.0000 (estimated)</td>"),
+        "{text}"
+    );
+    assert!(text.contains("<td>default/gpt-4o</td>"), "{text}");
+}

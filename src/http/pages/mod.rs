@@ -6,12 +6,14 @@
 //!
 //! Submodules: `views` (overview, instances, agents, listings, chat, API keys), `activity`
 //! (feed, filters, live stream), `actions` (forms that run operations), `files` (file browser),
-//! `backups` (the backup directory's archives, for download).
+//! `backups` (the backup directory's archives, for download), `usage` (cost per day as an SVG
+//! chart, by agent and by model).
 
 mod actions;
 mod activity;
 mod backups;
 mod files;
+mod usage;
 mod views;
 
 use std::collections::HashMap;
@@ -97,6 +99,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/webhooks", get(|s| views::listing(s, &views::WEBHOOKS)))
         .route("/keys", get(views::keys))
         .route("/backups", get(backups::listing))
+        .route("/usage", get(usage::usage))
         .route("/backups/{name}", get(backups::download))
         .route("/keys/new", post(actions::new_key))
         .route("/keys/{id}/revoke", post(actions::revoke_key))
@@ -210,7 +213,7 @@ fn page(title: &str, body: &str) -> Html<String> {
          <body><nav><a href=\"/\">Overview</a><a href=\"/instances\">Instances</a>\
          <a href=\"/agents\">Agents</a><a href=\"/skills\">Skills</a><a href=\"/secrets\">Secrets</a>\
          <a href=\"/automations\">Automations</a><a href=\"/webhooks\">Webhooks</a>\
-         <a href=\"/activity\">Activity</a><a href=\"/chat\">Chat</a><a href=\"/keys\">API keys</a><a href=\"/backups\">Backups</a>\
+         <a href=\"/activity\">Activity</a><a href=\"/chat\">Chat</a><a href=\"/keys\">API keys</a><a href=\"/backups\">Backups</a><a href=\"/usage\">Usage</a>\
          <form method=\"post\" action=\"/logout\" style=\"display:inline\"><button>Log out</button></form></nav><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     ))
