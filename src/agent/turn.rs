@@ -433,7 +433,12 @@ impl Runner {
             if cut > 0 {
                 let upto = messages[cut - 1].id;
                 match self
-                    .summarize(summary.0.as_deref(), &messages[..cut], &profile.model)
+                    .summarize(
+                        summary.0.as_deref(),
+                        &messages[..cut],
+                        &profile.model,
+                        (&profile.name, conversation.id),
+                    )
                     .await
                 {
                     Ok(text) => {
@@ -482,6 +487,7 @@ impl Runner {
         previous: Option<&str>,
         messages: &[crate::domain::StoredMessage],
         model: &str,
+        (agent, conversation): (&str, i64),
     ) -> Result<String, LlmError> {
         let llm = self.inner.llm.as_ref().ok_or(LlmError::NotConfigured)?;
         let mut text = String::new();
@@ -497,6 +503,32 @@ impl Runner {
             max_tokens: 600,
         };
         let response = llm.complete(&request).await?;
+        // Compaction is a model request like any other: it is counted and costs.
+        let limits = &self.inner.limits;
+        let tokens = crate::usage::Tokens {
+            input: response.input_tokens,
+            output: response.output_tokens,
+            cache_read: response.cache_read_tokens,
+            cache_write: response.cache_write_tokens,
+        };
+        let provider = Some(response.provider.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&limits.provider);
+        let answered = Some(response.model.as_str())
+            .filter(|m| !m.is_empty())
+            .unwrap_or(model);
+        limits
+            .meter
+            .record(
+                &self.inner.store,
+                agent,
+                Some(conversation),
+                "compaction",
+                provider,
+                answered,
+                tokens,
+            )
+            .await;
         Ok(response.text)
     }
 

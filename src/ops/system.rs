@@ -110,6 +110,23 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
     for host in &hosts {
         text.push_str(&format!("\n{}", host.status_line()));
     }
+    // A model request that fell back to another provider in the last day.
+    let fallback = ops
+        .store()
+        .activity(&ActivityFilter {
+            kind_prefix: Some("llm.fallback".into()),
+            since: Some(crate::domain::now_millis() - 86_400_000),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    if let Some(last) = fallback.first() {
+        text.push_str(&format!(
+            "\nlast model fallback ({}): {}",
+            format_millis(last.at),
+            last.summary
+        ));
+    }
     Ok(Output::new(
         text,
         json!({

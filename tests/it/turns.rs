@@ -109,6 +109,13 @@ async fn long_histories_are_compacted_into_a_summary() {
         "old turns are replaced by the summary"
     );
     assert!(text.contains("short question"));
+    // Every model request is in the usage records, the summarization (not streamed) too.
+    let store = operator::store::Store::open(&world.path().join("state"))
+        .await
+        .unwrap();
+    let rows = store.usage_since(0, "all").await.unwrap();
+    store.close().await;
+    assert_eq!(rows[0].requests as usize, requests.len(), "{rows:?}");
 }
 
 /// A tool call with one field too many (models add them) is refused with the field named and

@@ -215,7 +215,9 @@ async fn failing_requests_fall_through_and_three_failures_open_the_breaker() {
             first.base_url, backup.base_url
         ),
     );
-    let out = world.chat(&["one", "two", "three", "four", "/usage"]).await;
+    let out = world
+        .chat(&["one", "two", "three", "four", "/usage", "/status"])
+        .await;
     assert!(out.success(), "{out:?}");
     for i in 1..=4 {
         assert_eq!(
@@ -235,6 +237,12 @@ async fn failing_requests_fall_through_and_three_failures_open_the_breaker() {
         backup.completions()[0].body["messages"][0]["content"][0]["text"] == "one",
         "the conversation in Anthropic's format: {}",
         backup.completions()[0].body
+    );
+    assert!(
+        out.stdout.contains("last model fallback (")
+            && out.stdout.contains("answered by backup/claude-spare"),
+        "{}",
+        out.stdout
     );
     assert!(
         out.stdout.contains("- backup/claude-spare: "),
