@@ -107,6 +107,9 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let hub = Hub::default();
     let http_chat = Arc::new(crate::channel::http_chat::HttpChat::default());
     hub.add(http_chat.clone());
+    hub.add(Arc::new(crate::channel::quiet::Quiet::new(
+        crate::ops::ASK_CHANNEL,
+    )));
     let router = Router::new(
         store.clone(),
         ops.clone(),

@@ -12,6 +12,7 @@ pub mod http_chat;
 mod hub;
 pub mod live;
 pub mod outbox;
+pub mod quiet;
 pub mod telegram;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 
 mod agents;
 mod approvals;
+mod ask;
 mod automations;
 mod bots;
 mod chat_files;
@@ -36,6 +37,7 @@ use crate::instance::{Fleet, InstanceBackend, InstanceDefaults};
 use crate::secrets::{MasterKey, Redactor};
 use crate::store::{InstanceRecord, NewActivity, Store, StoreError};
 pub use approvals::ApprovalPolicy;
+pub use ask::ASK_CHANNEL;
 use tokio::sync::Notify;
 
 pub use bots::BotConnector;

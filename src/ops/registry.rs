@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::{
-    Invocation, OpError, OpSpec, Ops, Output, agents, approvals, automations, bots, chat_files,
-    hosts, instance_admin, instance_tools, instances, pairing, parse, secrets, skills, system,
-    usage, webhooks, workspace,
+    Invocation, OpError, OpSpec, Ops, Output, agents, approvals, ask, automations, bots,
+    chat_files, hosts, instance_admin, instance_tools, instances, pairing, parse, secrets, skills,
+    system, usage, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -17,6 +17,8 @@ pub static SPECS: &[OpSpec] = &[
     agents::UPDATE,
     agents::DELETE,
     agents::USE,
+    ask::ASK,
+    ask::HISTORY,
     instances::LIST,
     instances::CREATE,
     instances::DELETE,
@@ -101,6 +103,8 @@ impl Ops {
             "agent_update" => agents::update(self, parse(spec, args)?).await,
             "agent_delete" => agents::delete(self, parse(spec, args)?).await,
             "agent_use" => agents::use_agent(self, inv, parse(spec, args)?).await,
+            "agent_ask" => self.ask(inv, parse(spec, args)?).await,
+            "agent_history" => self.agent_history(parse(spec, args)?).await,
             "instance_list" => instances::list(self).await,
             "instance_create" => instances::create(self, parse(spec, args)?).await,
             "instance_delete" => instances::delete(self, parse(spec, args)?).await,

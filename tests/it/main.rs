@@ -7,6 +7,7 @@ mod admin;
 mod admin_browser;
 mod admin_forms;
 mod approvals;
+mod ask;
 mod automations;
 mod backup;
 mod chat;
