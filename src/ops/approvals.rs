@@ -111,10 +111,13 @@ impl Drop for Pending<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.code);
-        if waiter.is_some() {
-            // Nobody decided and the turn stopped waiting: expire it, and say so in the chat.
+        // Nobody decided and the turn stopped waiting: expire it, and say so in the chat. (A
+        // process going down expires it at its next start instead.)
+        if waiter.is_some()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let (ops, code) = (self.ops.clone(), self.code.clone());
-            tokio::spawn(async move { ops.expire(&code, "the turn stopped waiting").await });
+            runtime.spawn(async move { ops.expire(&code, "the turn stopped waiting").await });
         }
     }
 }
