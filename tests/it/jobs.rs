@@ -23,9 +23,10 @@ impl operator::ops::JobEvents for Events {
     }
 }
 
-/// Polls until `n` jobs have finished (or 30 seconds pass).
+/// Polls until `n` jobs have finished (or 90 seconds pass: a container restart can take long
+/// while the whole suite drives the engine at once).
 async fn poll_until_finished(fleet: &Fleet, events: &Events, n: usize) {
-    for _ in 0..150 {
+    for _ in 0..450 {
         fleet.core.ops.poll_jobs(events).await.unwrap();
         if events.finished.lock().unwrap().len() >= n {
             return;
