@@ -6,6 +6,7 @@
 
 mod context;
 pub mod llm;
+mod metering;
 mod prompt;
 mod turn;
 

@@ -160,31 +160,9 @@ impl Runner {
             crate::agent::llm::latency::LATENCY.observe(asked.elapsed());
             let response = match response {
                 Ok(r) => {
-                    let tokens = crate::usage::Tokens {
-                        input: r.input_tokens,
-                        output: r.output_tokens,
-                        cache_read: r.cache_read_tokens,
-                        cache_write: r.cache_write_tokens,
-                    };
-                    let source = usage_source(&turn.caller.label);
-                    // Several providers: the one that answered (a fallback, maybe).
-                    let provider = Some(r.provider.as_str())
-                        .filter(|p| !p.is_empty())
-                        .unwrap_or(&limits.provider);
-                    let model = Some(r.model.as_str())
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or(&profile.model);
-                    let warning = limits
-                        .meter
-                        .record(
-                            &self.inner.store,
-                            &profile.name,
-                            Some(conversation.id),
-                            source,
-                            provider,
-                            model,
-                            tokens,
-                        )
+                    let source = super::metering::usage_source(&turn.caller.label);
+                    let (provider, model, warning) = self
+                        .record_usage(&r, &profile.name, conversation.id, source, &profile.model)
                         .await;
                     if let Some(warning) = warning {
                         // Owners hear it in their chat; the feed has it for everyone.
@@ -504,30 +482,7 @@ impl Runner {
         };
         let response = llm.complete(&request).await?;
         // Compaction is a model request like any other: it is counted and costs.
-        let limits = &self.inner.limits;
-        let tokens = crate::usage::Tokens {
-            input: response.input_tokens,
-            output: response.output_tokens,
-            cache_read: response.cache_read_tokens,
-            cache_write: response.cache_write_tokens,
-        };
-        let provider = Some(response.provider.as_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or(&limits.provider);
-        let answered = Some(response.model.as_str())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(model);
-        limits
-            .meter
-            .record(
-                &self.inner.store,
-                agent,
-                Some(conversation),
-                "compaction",
-                provider,
-                answered,
-                tokens,
-            )
+        self.record_usage(&response, agent, conversation, "compaction", model)
             .await;
         Ok(response.text)
     }
@@ -623,15 +578,6 @@ impl Runner {
             detail,
         };
         self.inner.store.record(entry);
-    }
-}
-
-/// What caused a turn, for the usage records: an automation's or a webhook's run, else a chat.
-fn usage_source(caller: &str) -> &str {
-    if caller.starts_with("automation:") || caller.starts_with("webhook:") {
-        caller
-    } else {
-        "chat"
     }
 }
 

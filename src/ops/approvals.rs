@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Access, Invocation, OpError, OpSpec, Ops, Output, parse};
+use super::{Access, Invocation, OpError, OpSpec, Ops, Output, PROGRESS, parse};
 use crate::domain::{ActorRole, CallerKind, now_millis};
 use crate::store::{ApprovalRecord, NewActivity, NewApproval};
 
@@ -374,6 +374,37 @@ impl Ops {
             detail: Some(json!({ "approval": code })),
             ..NewActivity::default()
         });
+    }
+}
+
+impl Ops {
+    /// Runs the operation, after an owner's yes where a model's call needs one; the result
+    /// then says who approved it.
+    pub(super) async fn approved_dispatch(
+        &self,
+        spec: &'static OpSpec,
+        inv: &Invocation,
+        args: &Value,
+    ) -> Result<Output, OpError> {
+        let approved_by = match self.approval_needed(spec, inv, args).await {
+            Some(summary) => Some(self.wait_for_approval(spec, inv, args, summary).await?),
+            None => None,
+        };
+        let result = match inv.progress.clone() {
+            Some(sink) => {
+                PROGRESS
+                    .scope(sink, self.dispatch(spec, inv, args.clone()))
+                    .await
+            }
+            None => self.dispatch(spec, inv, args.clone()).await,
+        };
+        match (approved_by, result) {
+            (Some(by), Ok(mut out)) => {
+                out.text = format!("(approved by {by}) {}", out.text);
+                Ok(out)
+            }
+            (_, result) => result,
+        }
     }
 }
 
