@@ -10,8 +10,16 @@ pub fn estimate_tokens(text: &str) -> usize {
     text.len() / 4 + 4
 }
 
+/// What one image costs a model, roughly (a 1568 px image is about 1,600 tokens and more).
+const IMAGE_TOKENS: usize = 1600;
+
+/// The most images a request carries: older ones are left out (their messages still say which
+/// file they were), so a conversation full of photos does not resend them all every turn.
+pub const MAX_CONTEXT_IMAGES: usize = 4;
+
 pub fn message_tokens(m: &StoredMessage) -> usize {
     estimate_tokens(&m.content)
+        + m.images.len().min(MAX_CONTEXT_IMAGES) * IMAGE_TOKENS
         + m.tool_calls
             .iter()
             .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments))
@@ -65,15 +73,31 @@ pub fn transcript(messages: &[StoredMessage]) -> String {
 
 /// Turns stored messages into model messages. A tool call without a stored result (the turn was
 /// cancelled or the process stopped in between) gets a synthetic error result, because both
-/// vendors reject a history where a call has no answer.
+/// vendors reject a history where a call has no answer. Images follow their message's text (a
+/// tool result's images follow all results of that step, since nothing may come between a
+/// step's results); only the newest [`MAX_CONTEXT_IMAGES`] are given.
 pub fn to_llm_messages(messages: &[StoredMessage]) -> Vec<LlmMessage> {
     let mut out = Vec::with_capacity(messages.len());
+    let total: usize = messages.iter().map(|m| m.images.len()).sum();
+    let mut skip = total.saturating_sub(MAX_CONTEXT_IMAGES);
+    let mut images_of = |m: &StoredMessage, out: &mut Vec<LlmMessage>| {
+        for image in &m.images {
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                out.push(LlmMessage::Image(image.clone()));
+            }
+        }
+    };
     let mut i = 0;
     while i < messages.len() {
         let m = &messages[i];
         i += 1;
         match m.role {
-            Role::User => out.push(LlmMessage::User(m.content.clone())),
+            Role::User => {
+                out.push(LlmMessage::User(m.content.clone()));
+                images_of(m, &mut out);
+            }
             Role::Tool => {
                 // A result whose call is not in view (cut off by compaction) is dropped.
             }
@@ -83,6 +107,7 @@ pub fn to_llm_messages(messages: &[StoredMessage]) -> Vec<LlmMessage> {
                     tool_calls: m.tool_calls.clone(),
                 });
                 let mut answered = Vec::new();
+                let mut with_images = Vec::new();
                 while i < messages.len() && messages[i].role == Role::Tool {
                     let r = &messages[i];
                     let known = r
@@ -97,6 +122,9 @@ pub fn to_llm_messages(messages: &[StoredMessage]) -> Vec<LlmMessage> {
                             content: r.content.clone(),
                             is_error: r.is_error,
                         });
+                        if !r.images.is_empty() {
+                            with_images.push(r);
+                        }
                     }
                     i += 1;
                 }
@@ -109,6 +137,9 @@ pub fn to_llm_messages(messages: &[StoredMessage]) -> Vec<LlmMessage> {
                             is_error: true,
                         });
                     }
+                }
+                for r in with_images {
+                    images_of(r, &mut out);
                 }
             }
         }
@@ -131,6 +162,7 @@ mod tests {
             tool_name: None,
             is_error: false,
             created_at: 0,
+            images: vec![],
         }
     }
 

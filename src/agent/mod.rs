@@ -9,6 +9,7 @@ pub mod llm;
 mod metering;
 mod prompt;
 mod turn;
+mod vision;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ struct Inner {
     ops: Ops,
     llm: Option<Arc<dyn LlmProvider>>,
     limits: Limits,
+    vision: vision::Vision,
 }
 
 impl Runner {
@@ -54,6 +56,7 @@ impl Runner {
                 ops,
                 llm,
                 limits,
+                vision: vision::Vision::default(),
             }),
         }
     }

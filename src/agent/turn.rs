@@ -11,7 +11,7 @@ use super::context::{
 };
 use super::llm::{BoxFuture, ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
-use crate::domain::{Caller, OPERATOR, Role, ToolCall, now_millis};
+use crate::domain::{Caller, ImagePart, OPERATOR, Role, ToolCall, now_millis};
 use crate::ops::{Invocation, OpSpec, Ops, ProgressSink};
 use crate::store::{Conversation, InstanceRecord, NewActivity, NewMessage};
 
@@ -154,7 +154,7 @@ impl Runner {
             let asked = std::time::Instant::now();
             let on_text = |text: &str| progress(Progress::Text(text.to_string()));
             let response = tokio::select! {
-                r = llm.stream(&request, &on_text) => r,
+                r = self.ask_model(llm.as_ref(), request, &on_text, progress) => r,
                 () = turn.cancel.cancelled() => return Outcome::Cancelled,
             };
             crate::agent::llm::latency::LATENCY.observe(asked.elapsed());
@@ -241,12 +241,14 @@ impl Runner {
                     return Outcome::Cancelled;
                 }
                 progress(Progress::Tool(call.name.clone()));
-                let (content, is_error) = self.call_tool(&turn, &profile, call, progress).await;
+                let (content, is_error, images) =
+                    self.call_tool(&turn, &profile, call, progress).await;
                 let result = NewMessage {
                     content,
                     tool_call_id: Some(call.id.clone()),
                     tool_name: Some(call.name.clone()),
                     is_error,
+                    images,
                     ..NewMessage::default()
                 };
                 if let Err(e) = self
@@ -495,7 +497,7 @@ impl Runner {
         profile: &Profile,
         call: &ToolCall,
         progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> (String, bool) {
+    ) -> (String, bool, Vec<ImagePart>) {
         if !profile.tools.iter().any(|t| t.name == call.name) {
             let msg = format!("error: there is no tool called {:?}", call.name);
             self.note(
@@ -505,7 +507,7 @@ impl Runner {
                 msg.clone(),
                 None,
             );
-            return (msg, true);
+            return (msg, true, Vec::new());
         }
         let args: Value = match call.arguments.trim() {
             "" => json!({}),
@@ -522,7 +524,7 @@ impl Runner {
                         msg.clone(),
                         None,
                     );
-                    return (msg, true);
+                    return (msg, true, Vec::new());
                 }
             },
         };
@@ -553,9 +555,9 @@ impl Runner {
         match result {
             Ok(out) => {
                 let body = json!({ "ok": true, "result": out.text, "data": out.data });
-                (body.to_string(), false)
+                (body.to_string(), false, out.images)
             }
-            Err(e) => (format!("error: {e}"), true),
+            Err(e) => (format!("error: {e}"), true, Vec::new()),
         }
     }
 

@@ -53,4 +53,29 @@ pub struct StoredMessage {
     pub tool_name: Option<String>,
     pub is_error: bool,
     pub created_at: Millis,
+    /// Images that came with the message (a photo someone sent, an image a tool read), ready
+    /// for the model: scaled and encoded by `media::prepare`.
+    pub images: Vec<ImagePart>,
+}
+
+/// An image as the model is given it: the encoded bytes and their media type.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImagePart {
+    /// `image/jpeg`, `image/png`, `image/gif` or `image/webp`.
+    pub media_type: String,
+    pub data: Vec<u8>,
+    /// What to call it where the image itself is left out (a file name or path).
+    pub label: String,
+}
+
+impl std::fmt::Debug for ImagePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ImagePart({}, {}, {} bytes)",
+            self.label,
+            self.media_type,
+            self.data.len()
+        )
+    }
 }

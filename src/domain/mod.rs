@@ -12,7 +12,7 @@ pub use commands::{
     IMMEDIATE_COMMANDS, SESSION_COMMANDS, SessionCommand, is_immediate, split_command,
 };
 pub use files::{MAX_FILE_BYTES, safe_name};
-pub use message::{Role, StoredMessage, ToolCall};
+pub use message::{ImagePart, Role, StoredMessage, ToolCall};
 pub use name::{AgentName, NameError, OPERATOR, split_mention};
 
 /// Milliseconds since the Unix epoch: the one time format the store keeps.

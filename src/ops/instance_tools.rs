@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::instances::invalid;
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output, jobs};
+use crate::domain::MAX_FILE_BYTES;
 use crate::instance::{ExecRequest, files};
 
 /// Longest a command may run.
@@ -189,6 +190,9 @@ pub async fn file_list(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
 
 pub async fn file_read(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
     let record = ops.store().instance(args.instance.trim()).await?;
+    if crate::media::is_image_name(&args.path) {
+        return read_image(ops, &record.name, &args.path).await;
+    }
     let (content, dropped) =
         files::read(ops.instances().as_ref(), &record.name, &args.path).await?;
     let mut text = content.clone();
@@ -199,6 +203,26 @@ pub async fn file_read(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {
         text,
         json!({ "content": content, "dropped_bytes": dropped }),
     ))
+}
+
+/// An image file, read whole and prepared for the model, which is shown it with the result.
+async fn read_image(ops: &Ops, instance: &str, path: &str) -> Result<Output, OpError> {
+    let (path, bytes) =
+        files::read_bytes(ops.instances().as_ref(), instance, path, MAX_FILE_BYTES).await?;
+    let size = bytes.len();
+    let image = crate::media::prepare_async(bytes, path.clone())
+        .await
+        .map_err(OpError::Failed)?;
+    let (width, height) = crate::media::dimensions(&image).unwrap_or_default();
+    let mut out = Output::new(
+        format!(
+            "{path}: an image of {size} bytes, shown to you ({width}x{height} {})",
+            image.media_type
+        ),
+        json!({ "path": path, "bytes": size, "image": true }),
+    );
+    out.images.push(image);
+    Ok(out)
 }
 
 pub async fn file_write(ops: &Ops, args: FileArgs) -> Result<Output, OpError> {

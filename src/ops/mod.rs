@@ -204,6 +204,8 @@ pub(crate) fn report_progress(key: &str, text: String) {
 pub struct Output {
     pub text: String,
     pub data: Value,
+    /// Images for the model (`read_file` of an image): a turn shows them with the result.
+    pub images: Vec<crate::domain::ImagePart>,
 }
 
 impl Output {
@@ -211,6 +213,7 @@ impl Output {
         Self {
             text: text.into(),
             data,
+            images: Vec::new(),
         }
     }
 }

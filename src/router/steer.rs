@@ -97,10 +97,12 @@ impl Router {
             _ => message.text.clone(),
         };
         let attachments = std::mem::take(&mut message.attachments);
+        let mut images = Vec::new();
         if !attachments.is_empty() {
-            let notes = self
+            let (notes, shown) = self
                 .take_uploads(&message.chat, &job.caller, agent, attachments)
                 .await;
+            images = shown;
             text = [text.trim().to_string(), notes.join("\n")]
                 .join("\n")
                 .trim()
@@ -109,7 +111,7 @@ impl Router {
         let fresh = self
             .inner
             .store
-            .append_user_message(conversation.id, &text, receipt_id)
+            .append_user_message(conversation.id, &text, receipt_id, &images)
             .await
             .map_err(|e| format!("could not store the message: {e}"))?;
         if fresh {

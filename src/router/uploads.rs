@@ -6,39 +6,59 @@ use serde_json::json;
 
 use super::Router;
 use crate::channel::Attachment;
-use crate::domain::{Caller, ChatRef, OPERATOR};
+use crate::domain::{Caller, ChatRef, ImagePart, OPERATOR};
 use crate::ops::Invocation;
 
 impl Router {
     /// Saves each attachment into `agent`'s instance and returns one line per file for the
-    /// agent to read. The channel's local copies are removed either way.
+    /// agent to read, and the images among them ready for the model (Operator, which keeps no
+    /// files, still sees them). The channel's local copies are removed either way.
     pub(super) async fn take_uploads(
         &self,
         chat: &ChatRef,
         caller: &Caller,
         agent: &str,
         attachments: Vec<Attachment>,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Vec<ImagePart>) {
         let mut notes = Vec::new();
+        let mut images = Vec::new();
         for a in attachments {
-            let note = match (&a.local, &a.problem) {
-                (_, Some(problem)) => format!("[file {} was not received: {problem}]", a.name),
-                (None, None) => format!("[file {} was not received]", a.name),
-                (Some(_), None) if agent == OPERATOR => format!(
-                    "[file {} arrived, but Operator has no workspace to keep it; bind this chat to an agent (/use NAME) and send it again]",
-                    a.name
-                ),
-                (Some(path), None) => match tokio::fs::read(path).await {
-                    Ok(bytes) => self.upload(chat, caller, agent, &a.name, &bytes).await,
-                    Err(e) => format!("[file {} could not be read: {e}]", a.name),
-                },
+            let bytes = match (&a.local, &a.problem) {
+                (_, Some(problem)) => Err(format!("[file {} was not received: {problem}]", a.name)),
+                (None, None) => Err(format!("[file {} was not received]", a.name)),
+                (Some(path), None) => tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("[file {} could not be read: {e}]", a.name)),
             };
             if let Some(path) = &a.local {
                 let _ = tokio::fs::remove_file(path).await;
             }
-            notes.push(note);
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(note) => {
+                    notes.push(note);
+                    continue;
+                }
+            };
+            let image = crate::media::is_image_name(&a.name);
+            if image {
+                match crate::media::prepare_async(bytes.clone(), a.name.clone()).await {
+                    Ok(part) => images.push(part),
+                    Err(e) => notes.push(format!("[the image could not be shown to you: {e}]")),
+                }
+            }
+            notes.push(if agent == OPERATOR && image {
+                format!("[image {} received; Operator has no workspace, so it is not kept]", a.name)
+            } else if agent == OPERATOR {
+                format!(
+                    "[file {} arrived, but Operator has no workspace to keep it; bind this chat to an agent (/use NAME) and send it again]",
+                    a.name
+                )
+            } else {
+                self.upload(chat, caller, agent, &a.name, &bytes).await
+            });
         }
-        notes
+        (notes, images)
     }
 
     async fn upload(

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Result, Store, StoreError};
-use crate::domain::{ChatRef, Millis, Role, StoredMessage, ToolCall, now_millis};
+use crate::domain::{ChatRef, ImagePart, Millis, Role, StoredMessage, ToolCall, now_millis};
 use crate::secrets::Redactor;
 
 /// Secret values never reach the history on disk.
@@ -31,6 +31,8 @@ pub struct NewMessage {
     pub tool_call_id: Option<String>,
     pub tool_name: Option<String>,
     pub is_error: bool,
+    /// Images the model is shown with this message (a tool result's image).
+    pub images: Vec<ImagePart>,
 }
 
 impl NewMessage {
@@ -76,7 +78,30 @@ fn message_from_row(row: &SqliteRow) -> Result<StoredMessage> {
         tool_name: row.try_get("tool_name")?,
         is_error: row.try_get::<i64, _>("is_error")? != 0,
         created_at: row.try_get("created_at")?,
+        images: Vec::new(),
     })
+}
+
+/// Stores a message's images in the transaction that stored the message.
+async fn insert_images(
+    tx: &mut sqlx::SqliteConnection,
+    message_id: i64,
+    images: &[ImagePart],
+) -> Result<()> {
+    for (position, image) in images.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO message_images (message_id, position, media_type, label, data) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(message_id)
+        .bind(position as i64)
+        .bind(&image.media_type)
+        .bind(&image.label)
+        .bind(&image.data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -237,10 +262,11 @@ impl Store {
                     StoreError::Conflict(format!("tool calls cannot be stored: {e}"))
                 })?)
             };
+        let mut tx = self.write.begin().await?;
         let row = sqlx::query(
             "INSERT INTO messages \
-             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, images) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
         )
         .bind(conversation_id)
         .bind(role.as_str())
@@ -250,9 +276,14 @@ impl Store {
         .bind(&message.tool_name)
         .bind(i64::from(message.is_error))
         .bind(now_millis())
-        .fetch_one(&self.write)
+        .bind(message.images.len() as i64)
+        .fetch_one(&mut *tx)
         .await?;
-        message_from_row(&row)
+        let mut stored = message_from_row(&row)?;
+        insert_images(&mut tx, stored.id, &message.images).await?;
+        tx.commit().await?;
+        stored.images = message.images.clone();
+        Ok(stored)
     }
 
     /// Stores what a person said, once: a message that carries the platform's receipt and is
@@ -263,18 +294,28 @@ impl Store {
         conversation_id: i64,
         content: &str,
         receipt: Option<i64>,
+        images: &[ImagePart],
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO messages (conversation_id, role, content, receipt, created_at) \
-             VALUES ($1, 'user', $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(conversation_id)
-        .bind(redact(content))
-        .bind(receipt)
-        .bind(now_millis())
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let insert = "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \
+             VALUES ($1, 'user', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id";
+        let query = |sql| {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(conversation_id)
+                .bind(redact(content))
+                .bind(receipt)
+                .bind(now_millis())
+                .bind(images.len() as i64)
+        };
+        if images.is_empty() {
+            return Ok(query(insert).fetch_optional(&self.write).await?.is_some());
+        }
+        let mut tx = self.write.begin().await?;
+        let Some(id) = query(insert).fetch_optional(&mut *tx).await? else {
+            return Ok(false);
+        };
+        insert_images(&mut tx, id, images).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The final answer stored after the user message with this receipt, if the turn it
@@ -310,7 +351,37 @@ impl Store {
         .bind(after_id)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(message_from_row).collect()
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let with_images = rows
+            .iter()
+            .filter(|r| r.try_get::<i64, _>("images").unwrap_or(0) > 0)
+            .count();
+        if with_images > 0 {
+            let images = sqlx::query(
+                "SELECT i.message_id, i.media_type, i.label, i.data FROM message_images i \
+                 JOIN messages m ON m.id = i.message_id \
+                 WHERE m.conversation_id = $1 AND m.id > $2 AND m.images > 0 \
+                 ORDER BY i.message_id, i.position",
+            )
+            .bind(conversation_id)
+            .bind(after_id)
+            .fetch_all(&self.read)
+            .await?;
+            for row in images {
+                let id: i64 = row.try_get("message_id")?;
+                if let Some(m) = messages.iter_mut().find(|m| m.id == id) {
+                    m.images.push(ImagePart {
+                        media_type: row.try_get("media_type")?,
+                        label: row.try_get("label")?,
+                        data: row.try_get("data")?,
+                    });
+                }
+            }
+        }
+        Ok(messages)
     }
 
     /// Records that `summary` now stands for every message up to `upto`.

@@ -161,6 +161,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0012_live_conversations.sql"),
     ),
     (13, "usage", include_str!("../../migrations/0013_usage.sql")),
+    (
+        14,
+        "images",
+        include_str!("../../migrations/0014_images.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ mod discord;
 mod fleet;
 mod fuzz;
 mod hosts;
+mod images;
 mod instance_chat;
 mod instances;
 mod jobs;

@@ -259,6 +259,39 @@ impl FakeLlm {
 }
 
 /// The tool results in a recorded OpenAI-format request body, in order.
+/// The images a request carries, in order, as (media type, bytes), in either vendor's format:
+/// OpenAI `image_url` parts with a data URL, Anthropic `image` blocks with a base64 source.
+pub fn images_in(body: &Value) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let decode = |b64: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("image data is base64")
+    };
+    let mut images = Vec::new();
+    for message in body["messages"].as_array().into_iter().flatten() {
+        for part in message["content"].as_array().into_iter().flatten() {
+            if part["type"] == "image_url" {
+                let url = part["image_url"]["url"].as_str().expect("an image url");
+                let rest = url.strip_prefix("data:").expect("a data URL, never a link");
+                let (media_type, data) = rest.split_once(";base64,").expect("base64 data");
+                images.push((media_type.to_string(), decode(data)));
+            } else if part["type"] == "image" {
+                let source = &part["source"];
+                assert_eq!(source["type"], "base64", "{part}");
+                images.push((
+                    source["media_type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    decode(source["data"].as_str().unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    images
+}
+
 pub fn tool_results(body: &Value) -> Vec<String> {
     body["messages"]
         .as_array()
@@ -508,10 +541,21 @@ fn respond(
                 .iter()
                 .rposition(|m| m["role"] == "assistant" && m.get("tool_calls").is_none())
                 .map_or(0, |i| i + 1);
+            // A message with images has parts: its text, and "(image)" for each image.
             let said = messages[since..]
                 .iter()
                 .filter(|m| m["role"] == "user")
-                .filter_map(|m| m["content"].as_str())
+                .filter_map(|m| match &m["content"] {
+                    Value::String(text) => Some(text.clone()),
+                    Value::Array(parts) => Some(
+                        parts
+                            .iter()
+                            .map(|p| p["text"].as_str().unwrap_or("(image)").to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    _ => None,
+                })
                 .collect::<Vec<_>>()
                 .join(" + ");
             let body = json!({

@@ -1,5 +1,6 @@
 //! Anthropic Messages with tool use: `POST {base_url}/v1/messages`.
 
+use base64::Engine;
 use serde_json::{Value, json};
 
 use super::http::{Client, EventReader};
@@ -103,6 +104,14 @@ fn request_body(request: &ChatRequest) -> Value {
     for message in &request.messages {
         match message {
             LlmMessage::User(text) => push("user", json!({ "type": "text", "text": text })),
+            LlmMessage::Image(image) => push(
+                "user",
+                json!({ "type": "image", "source": {
+                    "type": "base64",
+                    "media_type": image.media_type,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&image.data),
+                } }),
+            ),
             LlmMessage::Assistant { text, tool_calls } => {
                 if !text.is_empty() {
                     push("assistant", json!({ "type": "text", "text": text }));

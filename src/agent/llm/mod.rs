@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{LlmProviderKind, LlmSettings};
-use crate::domain::ToolCall;
+use crate::domain::{ImagePart, ToolCall};
 
 pub use http::RetryPolicy;
 
@@ -36,6 +36,9 @@ pub enum LlmMessage {
         content: String,
         is_error: bool,
     },
+    /// An image shown to the model, as part of the user's side of the exchange: it belongs to
+    /// the user message or the tool results right before it.
+    Image(ImagePart),
 }
 
 /// A tool offered to the model.

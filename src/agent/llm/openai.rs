@@ -1,5 +1,6 @@
 //! OpenAI-compatible chat completions with tools: `POST {base_url}/chat/completions`.
 
+use base64::Engine;
 use serde_json::{Value, json};
 
 use super::http::{Client, EventReader};
@@ -97,8 +98,26 @@ impl LlmProvider for OpenAi {
 fn request_body(request: &ChatRequest) -> Value {
     let mut messages = vec![json!({ "role": "system", "content": request.system })];
     for message in &request.messages {
-        messages.push(match message {
+        let next = match message {
             LlmMessage::User(text) => json!({ "role": "user", "content": text }),
+            LlmMessage::Image(image) => {
+                let part = json!({ "type": "image_url", "image_url": { "url": format!(
+                    "data:{};base64,{}",
+                    image.media_type,
+                    base64::engine::general_purpose::STANDARD.encode(&image.data)
+                ) } });
+                // An image joins the user message before it (its text becomes a text part).
+                if let Some(last) = messages.last_mut().filter(|m| m["role"] == "user") {
+                    if let Value::String(text) = last["content"].take() {
+                        last["content"] = json!([{ "type": "text", "text": text }]);
+                    }
+                    if let Some(parts) = last["content"].as_array_mut() {
+                        parts.push(part);
+                    }
+                    continue;
+                }
+                json!({ "role": "user", "content": [part] })
+            }
             LlmMessage::Assistant { text, tool_calls } => {
                 let mut m = json!({
                     "role": "assistant",
@@ -121,7 +140,8 @@ fn request_body(request: &ChatRequest) -> Value {
             LlmMessage::ToolResult {
                 call_id, content, ..
             } => json!({ "role": "tool", "tool_call_id": call_id, "content": content }),
-        });
+        };
+        messages.push(next);
     }
     let mut body = json!({
         "model": request.model,
