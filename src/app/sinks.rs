@@ -61,6 +61,22 @@ impl TurnRunner for RouterTurns {
         })
     }
 
+    fn person_turn(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> BoxFuture<'static, (bool, String)> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            router
+                .inject_person(chat, agent, caller, text)
+                .await
+                .unwrap_or((false, "the turn was dropped".into()))
+        })
+    }
+
     fn deliver_file(
         &self,
         chat: ChatRef,

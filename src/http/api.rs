@@ -39,6 +39,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/api/chat", post(chat))
         .route("/api/approvals/{id}", post(decide))
         .route("/api/usage", get(usage))
+        .route("/api/mentions", get(mentions))
         .route("/api/conversations/{id}/export", get(export))
         .route("/api/keys", get(list_keys).post(create_key))
         .route("/api/keys/{id}", axum::routing::delete(revoke_key))
@@ -202,7 +203,7 @@ fn stream_turn(
     let id = chat.chat_id.clone();
     tokio::spawn(async move {
         runner
-            .run_turn(chat, OPERATOR.into(), Caller::owner("admin-api"), message)
+            .person_turn(chat, OPERATOR.into(), Caller::owner("admin-api"), message)
             .await
     });
     let stream = futures_util::stream::unfold((events, false), move |(mut events, ended)| {
@@ -343,6 +344,21 @@ async fn usage(State(state): State<HttpState>, Query(query): Query<UsageQuery>) 
                 "cannot read usage",
             )
         }
+    }
+}
+
+#[derive(Deserialize)]
+struct MentionQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /api/mentions?q=`: agents and files (across every running instance) that `@q` could
+/// mean, for the chat box's popover.
+async fn mentions(State(state): State<HttpState>, Query(query): Query<MentionQuery>) -> Response {
+    match state.ops.mention_suggestions(&query.q).await {
+        Ok(found) => Json(found).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
     }
 }
 
@@ -517,7 +533,7 @@ async fn chat(
         return stream_turn(&state, runner, chat, req.message);
     }
     let (ok, summary) = runner
-        .run_turn(
+        .person_turn(
             chat.clone(),
             OPERATOR.into(),
             Caller::owner("admin-api"),

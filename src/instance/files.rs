@@ -51,6 +51,56 @@ async fn run(
     }
 }
 
+/// One file found under `/workspace` by [`index`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedFile {
+    pub path: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: i64,
+}
+
+/// Folders an index skips: tool caches and installs, not the user's work.
+const SKIPPED: &[&str] = &[
+    "node_modules",
+    ".git",
+    ".cache",
+    ".npm",
+    ".npm-global",
+    ".local",
+];
+
+/// Every regular file under `/workspace` (skipping caches and installs), with its size and time,
+/// in one exec; `find` and `stat` are the same in GNU and busybox.
+pub async fn index(
+    backend: &dyn InstanceBackend,
+    instance: &str,
+) -> Result<Vec<IndexedFile>, InstanceError> {
+    let prune = SKIPPED
+        .iter()
+        .map(|d| format!("-name {}", shell_quote(d)))
+        .collect::<Vec<_>>()
+        .join(" -o ");
+    let command = format!(
+        "cd /workspace && find . \\( {prune} \\) -prune -o -type f -exec stat -c '%Y %s %n' {{}} + 2>/dev/null; true"
+    );
+    let (out, _) = run(backend, instance, command, None, 32 * 1024 * 1024).await?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let modified = parts.next()?.parse().ok()?;
+            let size = parts.next()?.parse().ok()?;
+            let path = parts.next()?.strip_prefix("./")?;
+            Some(IndexedFile {
+                path: format!("/workspace/{path}"),
+                size,
+                modified,
+            })
+        })
+        .collect())
+}
+
 /// `ls -la` of a directory.
 pub async fn list(
     backend: &dyn InstanceBackend,

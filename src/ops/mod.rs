@@ -16,6 +16,7 @@ mod instance_admin;
 mod instance_tools;
 mod instances;
 mod jobs;
+pub mod mentions;
 mod pairing;
 mod registry;
 mod secrets;
@@ -299,6 +300,8 @@ struct Inner {
     approval_policy: ApprovalPolicy,
     /// Turns waiting for an owner's decision.
     waiting: approvals::Waiting,
+    /// Each instance's files by name, for `@file` mentions.
+    mentions: mentions::MentionIndex,
     /// Prices and spending limits; set by the app.
     meter: std::sync::OnceLock<Arc<crate::usage::Meter>>,
 }
@@ -307,6 +310,15 @@ struct Inner {
 /// router, so operations can use a turn without knowing the agent loop.
 pub trait TurnRunner: Send + Sync {
     fn run_turn(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> crate::agent::llm::BoxFuture<'static, (bool, String)>;
+    /// Like `run_turn`, for a person's own message (the admin page, `/api/chat`): its
+    /// `@file` mentions are looked up for the agent.
+    fn person_turn(
         &self,
         chat: ChatRef,
         agent: String,
@@ -392,6 +404,7 @@ impl Ops {
                 bots: std::sync::OnceLock::new(),
                 approval_policy,
                 waiting: approvals::Waiting::default(),
+                mentions: mentions::MentionIndex::default(),
                 meter: std::sync::OnceLock::new(),
             }),
         }

@@ -32,6 +32,7 @@ mod access;
 mod admission;
 mod export;
 mod interrupted;
+mod mentions;
 mod queue;
 mod secret_input;
 mod steer;
@@ -204,6 +205,7 @@ impl Router {
             caller,
             agent: None,
             done: None,
+            mentions: true,
         });
     }
 
@@ -369,6 +371,29 @@ impl Router {
         caller: Caller,
         text: String,
     ) -> oneshot::Receiver<TurnResult> {
+        self.inject_job(chat, agent, caller, text, false)
+    }
+
+    /// Like [`Router::inject`], for what a person wrote outside the chat platforms (the admin
+    /// page's chat, `/api/chat`): its `@file` mentions are looked up for `agent`.
+    pub fn inject_person(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+    ) -> oneshot::Receiver<TurnResult> {
+        self.inject_job(chat, agent, caller, text, true)
+    }
+
+    fn inject_job(
+        &self,
+        chat: ChatRef,
+        agent: String,
+        caller: Caller,
+        text: String,
+        mentions: bool,
+    ) -> oneshot::Receiver<TurnResult> {
         let message = Inbound::direct(chat, "system", caller.label.clone(), text);
         let (done, result) = oneshot::channel();
         self.enqueue(Job {
@@ -376,6 +401,7 @@ impl Router {
             caller,
             agent: Some(agent),
             done: Some(done),
+            mentions,
         });
         result
     }

@@ -25,6 +25,9 @@ pub(super) struct Job {
     pub agent: Option<String>,
     /// Told how the turn ended (automations record it in their history).
     pub done: Option<oneshot::Sender<TurnResult>>,
+    /// A person wrote it: its `@file` mentions are looked up (the daemon's own messages, which
+    /// may quote what an agent said, are taken as they are).
+    pub mentions: bool,
 }
 
 impl Job {

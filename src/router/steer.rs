@@ -8,12 +8,13 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Router;
+use super::mentions::Resolved;
 use super::queue::{self, Job};
 use crate::agent::llm::BoxFuture;
 use crate::agent::{Steering, Turn};
 use crate::channel::Receipt;
 use crate::config::QueueMode;
-use crate::domain::split_mention;
+use crate::domain::{ImagePart, split_mention};
 use crate::store::NewActivity;
 
 impl Router {
@@ -26,9 +27,31 @@ impl Router {
         receipts: &Receipts,
     ) -> Result<Started, String> {
         let key = first.join_key();
-        let (agent, text) = match (&first.agent, split_mention(&first.message.text)) {
-            (Some(agent), _) => (agent.clone(), first.message.text.clone()),
-            (None, mention) => self.pick_agent(&first.message, mention).await?,
+        let mut images = Vec::new();
+        let resolved = if first.mentions {
+            self.resolve_mentions(&first.message, first.agent.as_deref())
+                .await?
+        } else {
+            Resolved::Nothing
+        };
+        let (agent, text) = match resolved {
+            Resolved::Answer(text) => {
+                receipts.push(first.message.receipt.take());
+                return Ok(Started::Answered(text));
+            }
+            Resolved::Files {
+                agent,
+                notes,
+                images: shown,
+            } => {
+                images = shown;
+                let text = [first.message.text.trim(), &notes.join("\n")].join("\n");
+                (agent, text)
+            }
+            Resolved::Nothing => match (&first.agent, split_mention(&first.message.text)) {
+                (Some(agent), _) => (agent.clone(), first.message.text.clone()),
+                (None, mention) => self.pick_agent(&first.message, mention).await?,
+            },
         };
         first.message.text = text;
         let conversation = self
@@ -38,14 +61,18 @@ impl Router {
             .await
             .map_err(|e| format!("could not open the conversation: {e}"))?;
         let caller = first.caller.clone();
-        let mut fresh = self.join(&conversation, &agent, first, receipts).await?;
+        let mut fresh = self
+            .join(&conversation, &agent, first, images, receipts)
+            .await?;
         let chat = conversation.chat.clone();
         let mut steer = None;
         if let Some(key) = key {
             match self.inner.queue_mode {
                 QueueMode::Collect => {
                     for job in self.inner.queues.take_joining(&chat, &key, &agent) {
-                        fresh |= self.join(&conversation, &agent, job, receipts).await?;
+                        fresh |= self
+                            .join(&conversation, &agent, job, Vec::new(), receipts)
+                            .await?;
                     }
                 }
                 QueueMode::Steer => {
@@ -86,6 +113,7 @@ impl Router {
         conversation: &crate::store::Conversation,
         agent: &str,
         job: Job,
+        mut images: Vec<ImagePart>,
         receipts: &Receipts,
     ) -> Result<bool, String> {
         let mut message = job.message;
@@ -97,12 +125,11 @@ impl Router {
             _ => message.text.clone(),
         };
         let attachments = std::mem::take(&mut message.attachments);
-        let mut images = Vec::new();
         if !attachments.is_empty() {
             let (notes, shown) = self
                 .take_uploads(&message.chat, &job.caller, agent, attachments)
                 .await;
-            images = shown;
+            images.extend(shown);
             text = [text.trim().to_string(), notes.join("\n")]
                 .join("\n")
                 .trim()
@@ -180,7 +207,13 @@ impl Steering for ChatSteering {
             for job in jobs {
                 match self
                     .router
-                    .join(&self.conversation, &self.agent, job, &self.receipts)
+                    .join(
+                        &self.conversation,
+                        &self.agent,
+                        job,
+                        Vec::new(),
+                        &self.receipts,
+                    )
                     .await
                 {
                     Ok(_) => joined += 1,

@@ -22,6 +22,7 @@ mod instance_chat;
 mod instances;
 mod jobs;
 mod live;
+mod mentions;
 mod secrets;
 mod skills;
 mod telegram;

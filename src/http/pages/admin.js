@@ -38,3 +38,54 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 });
+
+// The chat box's mention popover: typing `@` and a few letters lists the agents and the files
+// (in every running instance) it could mean; choosing one puts the exact mention in the text.
+document.addEventListener("DOMContentLoaded", () => {
+  const input = document.getElementById("message");
+  const list = document.getElementById("mention-list");
+  if (!input || !list) {
+    return;
+  }
+  let asked = 0;
+  const word = () => {
+    const before = input.value.slice(0, input.selectionStart);
+    const match = /(^|\s)@([^\s@]*)$/.exec(before);
+    return match ? { start: before.length - match[2].length, q: match[2] } : null;
+  };
+  const choose = (mention) => {
+    const at = word();
+    if (!at) {
+      return;
+    }
+    const end = input.selectionStart;
+    input.value = input.value.slice(0, at.start) + mention + " " + input.value.slice(end);
+    list.replaceChildren();
+    input.focus();
+  };
+  input.addEventListener("input", async () => {
+    const at = word();
+    if (!at || at.q.length === 0) {
+      list.replaceChildren();
+      return;
+    }
+    const ticket = ++asked;
+    const response = await fetch("/mentions?q=" + encodeURIComponent(at.q));
+    if (!response.ok || ticket !== asked) {
+      return;
+    }
+    const found = await response.json();
+    const items = found.agents.map((name) => [name, "agent"])
+      .concat(found.files.map((f) => [f.mention, `${f.instance}, ${f.size} bytes`]));
+    list.replaceChildren(...items.map(([mention, about]) => {
+      const item = document.createElement("li");
+      item.className = "mention";
+      item.textContent = `@${mention} — ${about}`;
+      item.addEventListener("mousedown", (e) => {
+        e.preventDefault();
+        choose(mention);
+      });
+      return item;
+    }));
+  });
+});

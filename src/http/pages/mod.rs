@@ -105,6 +105,7 @@ pub fn router(state: HttpState) -> Router<HttpState> {
         .route("/keys/{id}/revoke", post(actions::revoke_key))
         .route("/do/{op}", post(actions::run))
         .route("/chat", get(views::chat_page).post(views::chat_send))
+        .route("/mentions", get(views::mentions))
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(state, require_session));
     Router::new()

@@ -467,9 +467,28 @@ pub(super) async fn chat_page(State(state): State<HttpState>) -> Html<String> {
         "Chat with Operator",
         &format!(
             "{log}<form method=\"post\" action=\"/chat\"><input name=\"message\" id=\"message\" \
-             size=\"60\" autofocus> <button id=\"send\">Send</button></form>"
+             size=\"60\" autocomplete=\"off\" autofocus> <button id=\"send\">Send</button>\
+             <ul id=\"mention-list\"></ul></form><p><small>Type @ to mention an agent or a file \
+             in any running instance.</small></p>"
         ),
     )
+}
+
+#[derive(Deserialize)]
+pub(super) struct MentionQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// What `@q` could mean, for the chat box's popover (the page's session, not an API key).
+pub(super) async fn mentions(
+    State(state): State<HttpState>,
+    axum::extract::Query(query): axum::extract::Query<MentionQuery>,
+) -> Response {
+    match state.ops.mention_suggestions(&query.q).await {
+        Ok(found) => axum::Json(found).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -487,7 +506,7 @@ pub(super) async fn chat_send(
             Ok(runner) => {
                 let caller = Caller::owner("admin page");
                 let _ = runner
-                    .run_turn(chat_ref(), crate::domain::OPERATOR.into(), caller, message)
+                    .person_turn(chat_ref(), crate::domain::OPERATOR.into(), caller, message)
                     .await;
             }
             Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
