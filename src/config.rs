@@ -71,6 +71,7 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub scheduler: SchedulerSettings,
     pub backup: BackupSettings,
+    pub speech: SpeechSettings,
     #[serde(default)]
     pub budget: BudgetSettings,
     pub log: LogSettings,
@@ -302,6 +303,29 @@ pub struct BackupSettings {
     /// A 5-field cron expression, in UTC.
     pub every: String,
     pub keep: usize,
+}
+
+/// Voice notes in and out, through an OpenAI-compatible audio API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechSettings {
+    /// Empty: voice notes are answered with "voice is not set up".
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// The transcription model (`POST {base_url}/audio/transcriptions`).
+    pub model: String,
+    pub reply: SpeechReply,
+    /// The speech model and voice for spoken replies (`POST {base_url}/audio/speech`).
+    pub speech_model: String,
+    pub voice: String,
+}
+
+/// Whether a reply to a voice note is also spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeechReply {
+    Off,
+    VoiceToVoice,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -123,6 +123,9 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     ops.set_turn_runner(Arc::new(RouterTurns {
         router: router.clone(),
     }));
+    if let Some(speech) = crate::media::speech::Speech::from_settings(&settings.speech) {
+        router.set_speech(speech);
+    }
     let missed = match settings.scheduler.missed {
         MissedRuns::RunOnce => MissedPolicy::RunOnce,
         MissedRuns::Skip => MissedPolicy::Skip,

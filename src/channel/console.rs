@@ -334,6 +334,7 @@ impl Channel for Console {
                 Outbound::Cancelled => "(stopped)".to_string(),
                 // A terminal line cannot be taken back.
                 Outbound::Retract(_) => return Ok(()),
+                Outbound::Voice(bytes) => format!("[a spoken reply of {} bytes]", bytes.len()),
                 Outbound::File { name, bytes } => {
                     // A terminal cannot show a file: it is saved where the user can open it.
                     let dir = std::env::temp_dir().join("operator-files");

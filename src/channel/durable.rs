@@ -73,14 +73,15 @@ pub fn rows(
                 continue;
             }
             Outbound::File { name, bytes } => {
-                let dir = files_dir.join("outgoing");
-                let path = dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
-                std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::write(&path, &bytes))
-                    .map_err(|e| {
-                        ChannelError::Send(format!("cannot keep {name} for sending: {e}"))
-                    })?;
+                let path = keep_outgoing(files_dir, &name, &bytes)?;
                 let spec = serde_json::json!({ "path": path, "name": name });
+                rows.push(row("file", spec.to_string()));
+                continue;
+            }
+            Outbound::Voice(bytes) => {
+                let name = "reply.ogg";
+                let path = keep_outgoing(files_dir, name, &bytes)?;
+                let spec = serde_json::json!({ "path": path, "name": name, "voice": true });
                 rows.push(row("file", spec.to_string()));
                 continue;
             }
@@ -105,6 +106,20 @@ pub fn rows(
         }
     }
     Ok(rows)
+}
+
+/// Keeps a file to send under the files directory until its row is delivered.
+fn keep_outgoing(
+    files_dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<std::path::PathBuf, ChannelError> {
+    let dir = files_dir.join("outgoing");
+    let path = dir.join(format!("{}-{name}", hex::encode(rand::random::<[u8; 8]>())));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, bytes))
+        .map_err(|e| ChannelError::Send(format!("cannot keep {name} for sending: {e}")))?;
+    Ok(path)
 }
 
 /// Queues rows: with receipts, settles the answered messages in the same transaction, and

@@ -57,6 +57,8 @@ pub struct Attachment {
     pub local: Option<std::path::PathBuf>,
     /// Why it could not be fetched (too large, download failed).
     pub problem: Option<String>,
+    /// A voice note or audio message: transcribed into the message rather than kept.
+    pub voice: bool,
 }
 
 impl Inbound {
@@ -116,6 +118,8 @@ pub enum Outbound {
     Approval { code: String, text: String },
     /// How a request was decided: the request's message is edited to say so where possible.
     Decided { code: String, text: String },
+    /// A spoken reply (Ogg Opus), sent as a voice message where the platform has them.
+    Voice(Vec<u8>),
 }
 
 impl Outbound {

@@ -241,6 +241,7 @@ fn stream_turn(
                 ),
                 Some(Outbound::Cancelled) => ("cancelled", id.clone()),
                 Some(Outbound::File { name, .. }) => ("file", name),
+                Some(Outbound::Voice(bytes)) => ("voice", bytes.len().to_string()),
                 Some(Outbound::Retract(_)) => {
                     return Some((Ok(Event::default().comment("")), (events, false)));
                 }

@@ -1,5 +1,8 @@
-//! Media for the model: images scaled and encoded so every provider takes them (`prepare`).
-//! Knows no channel or provider.
+//! Media for the model: images scaled and encoded so every provider takes them (`prepare`),
+//! and speech (`speech.rs`: voice notes transcribed, replies spoken). Knows no channel or
+//! model provider.
+
+pub mod speech;
 
 use std::io::Cursor;
 

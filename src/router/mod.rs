@@ -70,6 +70,8 @@ struct Inner {
     tasks: TaskTracker,
     /// What `/backup` runs; set by the app.
     backups: std::sync::OnceLock<BackupRunner>,
+    /// Voice notes in, spoken replies out; set by the app when `[speech]` is configured.
+    speech: std::sync::OnceLock<Arc<crate::media::speech::Speech>>,
 }
 
 impl Router {
@@ -86,8 +88,14 @@ impl Router {
                 access: RwLock::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 backups: std::sync::OnceLock::new(),
+                speech: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives voice notes a speech API (called once by the app when `[speech]` is set).
+    pub fn set_speech(&self, speech: crate::media::speech::Speech) {
+        let _ = self.inner.speech.set(Arc::new(speech));
     }
 
     /// Gives `/backup` a way to take a backup (called once by the app).
@@ -517,8 +525,27 @@ impl Router {
                 Outbound::Cancelled
             }
         };
+        let spoken = match &message {
+            Outbound::Reply(text) if receipts.spoken() => Some(text.clone()),
+            _ => None,
+        };
         // Every message the turn took in (steered ones too) is settled by this one ending.
         let _ = out_tx.send((message, receipts.all()));
+        // A voice note's reply is also spoken, after its text is on its way.
+        if let Some(text) = spoken
+            && let Some(speech) = self.inner.speech.get().filter(|s| s.speaks_replies())
+        {
+            match speech.speak(&text).await {
+                Ok(audio) => {
+                    let _ = out_tx.send((Outbound::Voice(audio), Vec::new()));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot speak a reply: {e}");
+                    let note = format!("(The spoken reply could not be made: {e})");
+                    let _ = out_tx.send((Outbound::Notice(note), Vec::new()));
+                }
+            }
+        }
         drop(out_tx);
         drop(progress);
         let _ = delivery.await;

@@ -124,7 +124,14 @@ impl Router {
             Some((name, rest)) if name == agent => rest.to_string(),
             _ => message.text.clone(),
         };
-        let attachments = std::mem::take(&mut message.attachments);
+        let (voices, attachments): (Vec<_>, Vec<_>) = std::mem::take(&mut message.attachments)
+            .into_iter()
+            .partition(|a| a.voice);
+        if !voices.is_empty() {
+            let heard = self.transcribe(&message.chat, voices).await?;
+            receipts.set_spoken();
+            text = [heard.as_str(), text.trim()].join("\n").trim().to_string();
+        }
         if !attachments.is_empty() {
             let (notes, shown) = self
                 .take_uploads(&message.chat, &job.caller, agent, attachments)
@@ -166,14 +173,18 @@ pub(super) enum Started {
     Answered(String),
 }
 
-/// The receipts of the messages one turn answers, shared with its steering.
+/// The receipts of the messages one turn answers, shared with its steering, and whether one
+/// of them was a voice note (its reply may be spoken).
 #[derive(Clone, Default)]
-pub(super) struct Receipts(Arc<Mutex<Vec<Receipt>>>);
+pub(super) struct Receipts {
+    list: Arc<Mutex<Vec<Receipt>>>,
+    spoken: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Receipts {
     pub(super) fn push(&self, receipt: Option<Receipt>) {
         if let Some(receipt) = receipt {
-            self.0
+            self.list
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(receipt);
@@ -181,7 +192,16 @@ impl Receipts {
     }
 
     pub(super) fn all(&self) -> Vec<Receipt> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.list.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set_spoken(&self) {
+        self.spoken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn spoken(&self) -> bool {
+        self.spoken.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

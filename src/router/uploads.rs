@@ -61,6 +61,47 @@ impl Router {
         (notes, images)
     }
 
+    /// The text of voice notes, shown back to the chat so the person sees what was heard.
+    /// Without `[speech]`, or when a note cannot be transcribed, an error for the person.
+    pub(super) async fn transcribe(
+        &self,
+        chat: &ChatRef,
+        voices: Vec<Attachment>,
+    ) -> Result<String, String> {
+        let speech = self.inner.speech.get().cloned();
+        let mut heard = Vec::new();
+        for v in voices {
+            let bytes = match (&v.local, &v.problem) {
+                (_, Some(problem)) => Err(format!("The voice note was not received: {problem}")),
+                (None, None) => Err("The voice note was not received.".to_string()),
+                (Some(path), None) => tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("The voice note could not be read: {e}")),
+            };
+            if let Some(path) = &v.local {
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            let Some(speech) = &speech else {
+                return Err(crate::media::speech::NOT_SET_UP.to_string());
+            };
+            let text = speech
+                .transcribe(bytes?, &v.name)
+                .await
+                .map_err(|e| format!("The voice note could not be transcribed: {e}"))?;
+            heard.push(text);
+        }
+        let heard = heard.join("\n").trim().to_string();
+        if heard.is_empty() {
+            return Err("I heard nothing in the voice note.".into());
+        }
+        let shown = crate::channel::Outbound::Status {
+            key: "heard".into(),
+            text: format!("🎙 “{heard}”"),
+        };
+        self.inner.hub.answer(chat, &[], Some(shown)).await;
+        Ok(heard)
+    }
+
     async fn upload(
         &self,
         chat: &ChatRef,

@@ -28,3 +28,4 @@ mod skills;
 mod telegram;
 mod turns;
 mod usage;
+mod voice;

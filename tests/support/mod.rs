@@ -10,6 +10,7 @@ pub mod engine;
 pub mod inproc;
 pub mod llm;
 pub mod process;
+pub mod speech;
 pub mod sshd;
 pub mod telegram;
 

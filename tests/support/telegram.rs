@@ -475,6 +475,7 @@ async fn api(
             "sendMessage",
             "sendMessageDraft",
             "sendDocument",
+            "sendVoice",
             "sendPhoto",
             "editMessageText",
             "getFile",
@@ -524,7 +525,7 @@ async fn api(
             "has_main_web_app": false
         })),
         "getUpdates" => get_updates(&shared, &arrived, &body).await,
-        "sendMessage" | "sendDocument" | "sendPhoto" => {
+        "sendMessage" | "sendDocument" | "sendVoice" | "sendPhoto" => {
             let html = body["parse_mode"].as_str() == Some("HTML");
             let text = body["text"].as_str().unwrap_or_default().to_string();
             if method == "sendMessage" {

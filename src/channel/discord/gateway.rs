@@ -401,6 +401,8 @@ fn normalize(bot: &Identity, message: &Message) -> Option<Inbound> {
             size: u64::from(a.size),
             local: None,
             problem: Some(format!("discord-file:{}", a.url)),
+            // Voice messages carry a duration (and the voice-message flag).
+            voice: a.duration_secs.is_some(),
         })
         .collect();
     if text.trim().is_empty() && attachments.is_empty() {

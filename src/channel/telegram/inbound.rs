@@ -305,11 +305,12 @@ pub fn normalize(bot: &Identity, update: &Update) -> Option<Inbound> {
         space: String::new(),
         attachments: files
             .into_iter()
-            .map(|(id, name, size)| Attachment {
+            .map(|(id, name, size, voice)| Attachment {
                 name,
                 size,
                 local: None,
                 problem: Some(format!("telegram-file:{id}")),
+                voice,
             })
             .collect(),
     })
@@ -348,14 +349,15 @@ fn button_press(
 }
 
 /// The document or the largest photo of a message: (file id, name, size).
-fn files_of(msg: &teloxide_core::types::Message) -> Vec<(String, String, u64)> {
+/// The files a message carries: (file id, name, size, whether it is a voice note or audio).
+fn files_of(msg: &teloxide_core::types::Message) -> Vec<(String, String, u64, bool)> {
     let mut files = Vec::new();
     if let Some(doc) = msg.document() {
         let name = doc
             .file_name
             .clone()
             .unwrap_or_else(|| format!("document-{}", msg.id.0));
-        files.push((doc.file.id.0.clone(), name, doc.file.size as u64));
+        files.push((doc.file.id.0.clone(), name, doc.file.size as u64, false));
     }
     if let Some(photo) = msg
         .photo()
@@ -365,7 +367,19 @@ fn files_of(msg: &teloxide_core::types::Message) -> Vec<(String, String, u64)> {
             photo.file.id.0.clone(),
             format!("photo-{}.jpg", msg.id.0),
             photo.file.size as u64,
+            false,
         ));
+    }
+    if let Some(voice) = msg.voice() {
+        let name = format!("voice-{}.ogg", msg.id.0);
+        files.push((voice.file.id.0.clone(), name, voice.file.size as u64, true));
+    }
+    if let Some(audio) = msg.audio() {
+        let name = audio
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("audio-{}.mp3", msg.id.0));
+        files.push((audio.file.id.0.clone(), name, audio.file.size as u64, true));
     }
     files
 }

@@ -237,7 +237,7 @@ async fn approvals(
     }
 }
 
-/// Sends a kept file as a document; the kept copy goes once the row is settled either way.
+/// Sends a kept file as a document (a spoken reply as a voice message); the kept copy goes once the row is settled either way.
 async fn send_file(
     bot: &TelegramBot,
     row: &OutboxRow,
@@ -252,11 +252,16 @@ async fn send_file(
             "the file {name} to send is gone"
         )));
     }
-    let mut request = bot
-        .api
-        .send_document(chat_id, InputFile::file(path.clone()).file_name(name));
-    request.message_thread_id = thread;
-    let result = request.await;
+    let file = InputFile::file(path.clone()).file_name(name);
+    let result = if spec["voice"] == true {
+        let mut request = bot.api.send_voice(chat_id, file);
+        request.message_thread_id = thread;
+        request.await
+    } else {
+        let mut request = bot.api.send_document(chat_id, file);
+        request.message_thread_id = thread;
+        request.await
+    };
     let failure = match result {
         Ok(message) => {
             let _ = std::fs::remove_file(&path);
