@@ -11,6 +11,7 @@ mod ask;
 mod automations;
 mod bots;
 mod chat_files;
+mod evolve;
 mod hosts;
 mod instance_admin;
 mod instance_tools;

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::{
     Invocation, OpError, OpSpec, Ops, Output, agents, approvals, ask, automations, bots,
-    chat_files, hosts, instance_admin, instance_tools, instances, pairing, parse, secrets, skills,
-    system, usage, webhooks, workspace,
+    chat_files, evolve, hosts, instance_admin, instance_tools, instances, pairing, parse, secrets,
+    skills, system, usage, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.
@@ -19,6 +19,9 @@ pub static SPECS: &[OpSpec] = &[
     agents::USE,
     ask::ASK,
     ask::HISTORY,
+    evolve::EVALUATE,
+    evolve::VARIANTS,
+    evolve::PROMOTE,
     instances::LIST,
     instances::CREATE,
     instances::DELETE,
@@ -105,6 +108,9 @@ impl Ops {
             "agent_use" => agents::use_agent(self, inv, parse(spec, args)?).await,
             "agent_ask" => self.ask(inv, parse(spec, args)?).await,
             "agent_history" => self.agent_history(parse(spec, args)?).await,
+            "agent_evaluate" => self.agent_evaluate(inv, parse(spec, args)?).await,
+            "agent_variants" => self.agent_variants(inv, parse(spec, args)?).await,
+            "agent_promote" => self.agent_promote(parse(spec, args)?).await,
             "instance_list" => instances::list(self).await,
             "instance_create" => instances::create(self, parse(spec, args)?).await,
             "instance_delete" => instances::delete(self, parse(spec, args)?).await,

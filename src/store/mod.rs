@@ -9,6 +9,7 @@ mod approvals;
 mod automations;
 mod chatbots;
 mod conversations;
+mod evolve;
 mod instances;
 mod jobs;
 mod secrets;
@@ -99,6 +100,7 @@ pub use approvals::{ApprovalRecord, NewApproval};
 pub use automations::{AutomationRecord, AutomationSpec, RunRecord, WebhookRecord};
 pub use chatbots::{BotRecord, NewOutbox, OutboxRow, PairingRecord, PendingUpdate};
 pub use conversations::{Conversation, NewMessage};
+pub use evolve::{Evaluation, Variant};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use secrets::{GrantTarget, SecretRecord};
@@ -165,6 +167,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "images",
         include_str!("../../migrations/0014_images.sql"),
+    ),
+    (
+        15,
+        "evaluations",
+        include_str!("../../migrations/0015_evaluations.sql"),
     ),
 ];
 

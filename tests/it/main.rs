@@ -14,6 +14,7 @@ mod chat;
 mod cli;
 mod daemon;
 mod discord;
+mod evolve;
 mod fleet;
 mod fuzz;
 mod hosts;
