@@ -6,12 +6,12 @@
 //! Needs a running Docker engine (scripts/test.sh starts one). Run with
 //! `cargo bench --bench agents`.
 
-#[path = "../tests/support/docker.rs"]
-#[allow(dead_code)]
-mod support;
 #[allow(dead_code)]
 #[path = "../tests/support/llm.rs"]
 mod llm;
+#[path = "../tests/support/docker.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -67,7 +67,11 @@ async fn run() {
     let owner = Invocation::new(Caller::owner("bench"));
     let mut core = core(&llm, state.path()).await;
     core.ops
-        .invoke(&owner, "agent_create", json!({ "name": agent, "persona": "Benchmarks." }))
+        .invoke(
+            &owner,
+            "agent_create",
+            json!({ "name": agent, "persona": "Benchmarks." }),
+        )
         .await
         .unwrap();
     let fill = format!(
@@ -145,10 +149,22 @@ async fn run() {
     let (cold, warm, direct, asked) = (median(cold), median(warm), median(direct), median(asked));
     println!("figure                                          | median");
     println!("------------------------------------------------|---------");
-    println!("@file lookup, {FILES} files, cold index           | {:>7.2} ms", ms(cold));
-    println!("@file lookup, {FILES} files, warm index           | {:>7.3} ms", ms(warm));
-    println!("agent turn, direct (zero-latency model)         | {:>7.2} ms", ms(direct));
-    println!("agent turn through agent_ask                    | {:>7.2} ms", ms(asked));
+    println!(
+        "@file lookup, {FILES} files, cold index           | {:>7.2} ms",
+        ms(cold)
+    );
+    println!(
+        "@file lookup, {FILES} files, warm index           | {:>7.3} ms",
+        ms(warm)
+    );
+    println!(
+        "agent turn, direct (zero-latency model)         | {:>7.2} ms",
+        ms(direct)
+    );
+    println!(
+        "agent turn through agent_ask                    | {:>7.2} ms",
+        ms(asked)
+    );
     println!(
         "agent_ask overhead                              | {:>7.2} ms ({:.2}x)",
         ms(asked.saturating_sub(direct)),
