@@ -45,6 +45,7 @@ async fn core(llm: &FakeLlm, state: &Path) -> Core {
     settings.llm.base_url = llm.base_url.clone();
     settings.docker.host = String::new();
     settings.docker.image = support::TEST_IMAGE.into();
+    settings.docker.packages.clear();
     settings.docker.network = "none".into();
     operator::app::build(&settings, Vec::new()).await.unwrap()
 }

@@ -65,6 +65,7 @@ fn main() {
         let mut settings = operator::config::Settings::defaults();
         settings.state.dir = Some(state.path().to_path_buf());
         settings.docker.image = support::docker::TEST_IMAGE.into();
+        settings.docker.packages.clear();
         settings.docker.network = "none".into();
         settings.docker.memory_mb = 256;
         settings.docker.hosts = hosts;

@@ -51,6 +51,7 @@ fn main() {
         let mut settings = operator::config::Settings::defaults();
         settings.state.dir = Some(state.path().to_path_buf());
         settings.docker.image = support::TEST_IMAGE.into();
+        settings.docker.packages.clear();
         settings.docker.network = "none".into();
         settings.docker.memory_mb = 256;
         let core = operator::app::build(&settings, Vec::new()).await.unwrap();

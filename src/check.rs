@@ -211,6 +211,19 @@ async fn check_docker(report: &mut Report, settings: &crate::config::Settings) {
             }
         }
     }
+    if let Some(recipe) = crate::instance::image::Recipe::from_settings(docker) {
+        use crate::instance::InstanceBackend;
+        let tag = recipe.tag();
+        match fleet.has_image(&tag).await {
+            Ok(true) => report.push(Level::Ok, "image", format!("{tag} (the workstation image) is built")),
+            Ok(false) => report.push(
+                Level::Warn,
+                "image",
+                format!("{tag} (the workstation image of [docker] packages and setup) is not built yet: the first instance builds it, or run `operator image build`"),
+            ),
+            Err(e) => report.push(Level::Warn, "image", format!("{tag}: cannot tell whether it is built: {e}")),
+        }
+    }
 }
 
 /// What each host holds, from the database when it can be read.

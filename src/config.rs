@@ -227,6 +227,12 @@ pub struct DockerSettings {
     pub memory_mb: u64,
     pub cpus: f64,
     pub pids_limit: i64,
+    /// Debian packages of the workstation image built from `image` (empty: none installed).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Shell lines run as root when the workstation image is built.
+    #[serde(default)]
+    pub setup: Vec<String>,
     /// Several Docker engines (`[[docker.hosts]]`); empty: the one engine of `host`.
     #[serde(default)]
     pub hosts: Vec<DockerHostSettings>,

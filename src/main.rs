@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         action: SecretsCommand,
     },
+    /// The workstation image instances run (`[docker] packages` and `setup`).
+    Image {
+        #[command(subcommand)]
+        action: ImageCommand,
+    },
     /// Save the state (a consistent snapshot, while the daemon runs) as one .tar.gz.
     Backup {
         /// Where to write the archive (default: operator-backup-<time>.tar.gz here).
@@ -68,6 +73,16 @@ enum SkillsCommand {
     Import {
         /// The skill's folder; its name must equal the skill's name.
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build it on every Docker engine of the config (unless it is there already).
+    Build {
+        /// Build again even when the tag exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -156,6 +171,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Restore { file, state } => {
                 let summary = operator::backup::restore(&loaded.settings, &file, state).await?;
                 println!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Image {
+                action: ImageCommand::Build { force },
+            } => {
+                println!(
+                    "{}",
+                    operator::app::image_build(&loaded.settings, force).await?
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Command::Secrets {

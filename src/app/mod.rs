@@ -27,6 +27,8 @@ use crate::secrets::{KeySource, MasterKey, Redactor};
 use crate::store::{AutomationRecord, JobRecord, Store, WebhookRecord};
 
 mod discord;
+mod image;
+pub use image::image_build;
 mod sinks;
 
 use sinks::{AutomationSink, RouterTurns, WebhookRunner, backup_runner, owners_told};
@@ -69,6 +71,9 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     let fleet =
         crate::instance::fleet_from_settings(&settings.docker, &settings.state_dir().join("run"))
             .map_err(|e| anyhow::anyhow!("config [[docker.hosts]]: {e}"))?;
+    if let Some(recipe) = crate::instance::image::Recipe::from_settings(&settings.docker) {
+        crate::instance::image::register(&recipe);
+    }
     let defaults = InstanceDefaults::from_settings(&settings.docker);
     let master_key = Arc::new(load_master_key(&settings.state_dir(), &store).await?);
     let scheduler_wake = Arc::new(Notify::new());

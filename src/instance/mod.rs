@@ -8,6 +8,7 @@
 mod docker;
 pub mod files;
 pub mod fleet;
+pub mod image;
 mod profile;
 mod tar;
 
@@ -55,9 +56,14 @@ pub struct InstanceDefaults {
 }
 
 impl InstanceDefaults {
+    /// With `packages` or `setup`, new instances use the workstation image's tag.
     pub fn from_settings(docker: &crate::config::DockerSettings) -> Self {
+        let image = match image::Recipe::from_settings(docker) {
+            Some(recipe) => recipe.tag(),
+            None => docker.image.clone(),
+        };
         Self {
-            image: docker.image.clone(),
+            image,
             memory_mb: docker.memory_mb,
             cpus: docker.cpus,
             pids_limit: docker.pids_limit,
@@ -137,12 +143,23 @@ pub type ProgressFn<'a> = &'a (dyn Fn(String) + Send + Sync);
 pub trait InstanceBackend: Send + Sync {
     /// The engine's version; proves it answers.
     fn engine(&self) -> BoxFuture<'_, Result<String, InstanceError>>;
-    /// Pulls the image when it is not present.
+    /// Pulls the image when it is not present (a workstation image whose recipe is known is
+    /// built instead).
     fn ensure_image<'a>(
         &'a self,
         image: &'a str,
         progress: ProgressFn<'a>,
     ) -> BoxFuture<'a, Result<(), InstanceError>>;
+    /// Whether the engine has the image (on a fleet: every host that answers has it).
+    fn has_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, InstanceError>>;
+    /// Builds a workstation image unless its tag exists (or always, with `force`). Returns
+    /// whether it was built.
+    fn build_image<'a>(
+        &'a self,
+        recipe: &'a image::Recipe,
+        force: bool,
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<bool, InstanceError>>;
     /// Creates the workspace volume (if new; a copy of `copy_from`'s workspace when given) and
     /// the container, and starts it. An existing volume is reused as it is.
     fn create<'a>(

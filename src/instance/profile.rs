@@ -47,10 +47,21 @@ pub fn container_body(spec: &InstanceSpec) -> ContainerCreateBody {
         hostname: Some(spec.name.clone()),
         user: Some(INSTANCE_USER.into()),
         working_dir: Some("/workspace".into()),
-        env: Some(vec![
-            "HOME=/workspace".into(),
-            format!("OPERATOR_INSTANCE={}", spec.name),
-        ]),
+        env: Some(
+            [
+                // User-level installs land in the workspace and survive restart, update,
+                // clone and move.
+                "HOME=/workspace",
+                "PYTHONUSERBASE=/workspace/.local",
+                "PIP_USER=1",
+                "NPM_CONFIG_PREFIX=/workspace/.npm-global",
+                "PATH=/workspace/.local/bin:/workspace/.npm-global/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ]
+            .into_iter()
+            .map(String::from)
+            .chain([format!("OPERATOR_INSTANCE={}", spec.name)])
+            .collect(),
+        ),
         cmd: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         labels: Some(labels(&spec.name)),
         host_config: Some(HostConfig {

@@ -390,7 +390,7 @@ async fn workspaces_come_back_on_a_clean_engine() {
     let _cleanup = Cleanup(vec![name.clone()]);
     let docker = |host: &str| {
         format!(
-            "[docker]\nhost = {host:?}\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+            "[docker]\nhost = {host:?}\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
         )
     };
     let llm = FakeLlm::start(Vendor::OpenAi).await;

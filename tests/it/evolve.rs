@@ -37,6 +37,7 @@ async fn an_agent_is_evaluated_varied_ranked_and_the_winner_promoted() {
     let world = core(Some(&llm), |s| {
         s.docker.host = String::new();
         s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
         s.docker.network = "none".into();
     })
     .await;

@@ -35,6 +35,7 @@ impl Fleet {
         settings.state.dir = Some(state.path().to_path_buf());
         tweak(&mut settings.docker);
         settings.docker.image = TEST_IMAGE.to_string();
+        settings.docker.packages.clear();
         settings.docker.network = "none".into();
         settings.docker.memory_mb = 256;
         settings.docker.cpus = 0.5;

@@ -28,7 +28,7 @@ async fn an_agent_lives_and_works_on_its_own_instance() {
     llm.reply_text("I am set up.");
     llm.reply_text("Fleet looks fine.");
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(Some(&llm), &docker);
     let out = world

@@ -128,7 +128,7 @@ async fn an_agent_is_told_when_its_background_work_ends() {
     llm.reply_text("Started the build.");
     llm.reply_text("The build finished: all-done.");
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(Some(&llm), &docker);
     let mut child = world.spawn(&["chat"]);

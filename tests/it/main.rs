@@ -30,3 +30,4 @@ mod telegram;
 mod turns;
 mod usage;
 mod voice;
+mod workstation;

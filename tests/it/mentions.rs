@@ -45,7 +45,7 @@ async fn file_mentions_route_to_the_owner_ask_when_ambiguous_and_show_images() {
     llm.reply_when(&format!("Your name: {film}."), "film here: on it");
     llm.reply_text("Film took the report and the board.");
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(Some(&llm), &docker);
     let out = world.chat(&["set up film and desk"]).await;
@@ -59,6 +59,7 @@ async fn file_mentions_route_to_the_owner_ask_when_ambiguous_and_show_images() {
         s.state.dir = Some(world.path().join("state"));
         s.docker.host = String::new();
         s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
         s.docker.network = "none".into();
     })
     .await;

@@ -233,6 +233,7 @@ async fn a_damaged_record_or_a_wrong_key_fails_closed_by_name() {
         let mut s = operator::config::Settings::defaults();
         s.state.dir = Some(fleet.state.path().to_path_buf());
         s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
         s
     };
     ensure_test_image().await;
@@ -282,7 +283,7 @@ async fn a_canary_sent_in_chat_never_leaves_through_any_face() {
     // A model that repeats the value anyway (it never saw it; this is the worst case).
     llm.reply_text(&format!("The canary is {value}."));
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(Some(&llm), &docker);
     let input = format!(

@@ -194,7 +194,7 @@ async fn the_agent_prompt_lists_installed_skills_by_name_and_description_only() 
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.reply_text("Hello.");
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(Some(&llm), &docker);
 
@@ -338,6 +338,7 @@ async fn skill_test_runs_a_prompt_on_a_throwaway_clone_and_removes_it() {
     let world = crate::support::inproc::core(Some(&llm), |s| {
         s.docker.host = String::new();
         s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
         s.docker.network = "none".into();
         s.docker.memory_mb = 256;
     })

@@ -351,7 +351,7 @@ async fn a_document_lands_in_the_agents_instance_and_the_agent_can_send_files_ba
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     let tg = FakeTelegram::start().await;
     let docker = format!(
-        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\nnetwork = \"none\"\nmemory_mb = 256\n"
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
     );
     let world = World::new(
         Some(&llm),

@@ -16,6 +16,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
+mod build;
 mod endpoint;
 mod exec;
 mod volumes;
@@ -147,6 +148,9 @@ impl InstanceBackend for DockerBackend {
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(self.fail(e, "inspecting the image").await),
             }
+            if let Some(recipe) = crate::instance::image::recipe_for(image) {
+                return self.build(&recipe, false, progress).await.map(|_| ());
+            }
             progress(format!("pulling image {image}…"));
             let options = CreateImageOptions {
                 from_image: Some(image.to_string()),
@@ -178,6 +182,26 @@ impl InstanceBackend for DockerBackend {
             }
             Ok(())
         })
+    }
+
+    fn has_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        Box::pin(async move {
+            let docker = self.client().await?;
+            match docker.inspect_image(image).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_not_found(&e) => Ok(false),
+                Err(e) => Err(self.fail(e, "inspecting the image").await),
+            }
+        })
+    }
+
+    fn build_image<'a>(
+        &'a self,
+        recipe: &'a crate::instance::image::Recipe,
+        force: bool,
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        Box::pin(self.build(recipe, force, progress))
     }
 
     fn create<'a>(

@@ -55,6 +55,37 @@ impl InstanceBackend for Fleet {
         })
     }
 
+    fn has_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        Box::pin(async move {
+            for host in &self.hosts {
+                if !host.is_down() && !host.run(host.backend.has_image(image)).await? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Builds the image on every host that answers; built if any host built it.
+    fn build_image<'a>(
+        &'a self,
+        recipe: &'a crate::instance::image::Recipe,
+        force: bool,
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        Box::pin(async move {
+            let mut built = false;
+            for host in &self.hosts {
+                if !host.is_down() {
+                    built |= host
+                        .run(host.backend.build_image(recipe, force, progress))
+                        .await?;
+                }
+            }
+            Ok(built)
+        })
+    }
+
     fn create<'a>(
         &'a self,
         spec: &'a InstanceSpec,

@@ -22,6 +22,17 @@ impl InstanceBackend for Unused {
     ) -> BoxFuture<'a, Result<(), InstanceError>> {
         never()
     }
+    fn has_image<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        never()
+    }
+    fn build_image<'a>(
+        &'a self,
+        _: &'a crate::instance::image::Recipe,
+        _: bool,
+        _: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<bool, InstanceError>> {
+        never()
+    }
     fn create<'a>(
         &'a self,
         _: &'a InstanceSpec,
