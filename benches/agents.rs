@@ -89,6 +89,7 @@ async fn run() {
                 timeout: Duration::from_secs(300),
                 output_cap: 4096,
                 stdin: None,
+                on_output: None,
             },
         )
         .await

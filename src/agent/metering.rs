@@ -13,6 +13,39 @@ pub(super) fn usage_source(caller: &str) -> &str {
 }
 
 impl Runner {
+    /// Records what a CLI runtime reported for its turn (tokens and its own cost).
+    pub(super) async fn record_cli_usage(
+        &self,
+        agent: &crate::store::Agent,
+        conversation: i64,
+        t: &super::runtime::Transcript,
+    ) {
+        if t.result.is_none() && t.input_tokens == 0 && t.output_tokens == 0 {
+            return;
+        }
+        let tokens = crate::usage::Tokens {
+            input: t.input_tokens,
+            output: t.output_tokens,
+            cache_read: t.cache_read_tokens,
+            cache_write: t.cache_write_tokens,
+        };
+        let model = agent.model.clone().unwrap_or_else(|| "claude-code".into());
+        self.inner
+            .limits
+            .meter
+            .record_reported(
+                &self.inner.store,
+                &agent.name,
+                Some(conversation),
+                "chat",
+                "claude-code",
+                &model,
+                tokens,
+                t.cost_usd,
+            )
+            .await;
+    }
+
     /// Records a model request's usage under the provider and model that answered (a fallback,
     /// maybe); returns them, and a budget warning to pass on when a limit passed 80%.
     pub(super) async fn record_usage(

@@ -8,6 +8,7 @@ mod context;
 pub mod llm;
 mod metering;
 mod prompt;
+pub mod runtime;
 mod turn;
 mod vision;
 

@@ -106,6 +106,14 @@ impl Runner {
         let conversation = &turn.conversation;
         // The summary is tracked in memory for the turn; compaction updates it and the store.
         let mut summary = (conversation.summary.clone(), conversation.summary_upto);
+        // An agent whose mind is a CLI runs it inside its instance instead of this loop
+        // (it needs no model of the daemon's own).
+        if conversation.agent != OPERATOR
+            && let Ok(agent) = self.inner.store.agent(&conversation.agent).await
+            && agent.runtime != "builtin"
+        {
+            return self.run_cli_turn(&turn, &agent, progress).await;
+        }
         let Some(llm) = self.inner.llm.clone() else {
             return Outcome::Failed(LlmError::NotConfigured.to_string());
         };

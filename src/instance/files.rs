@@ -43,6 +43,7 @@ async fn run(
         timeout: FILE_TIMEOUT,
         output_cap: cap,
         stdin,
+        on_output: None,
     };
     let out = backend.exec(instance, request).await?;
     match out.exit_code {

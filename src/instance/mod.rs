@@ -100,6 +100,30 @@ pub struct ExecRequest {
     /// Bytes of output kept; the rest is counted and dropped.
     pub output_cap: usize,
     pub stdin: Option<Vec<u8>>,
+    /// Told each piece of output as it comes (a CLI's events shown as progress).
+    pub on_output: Option<OutputSink>,
+}
+
+type OutputFn = dyn Fn(&[u8]) + Send + Sync;
+
+/// A callback for a command's output as it comes.
+#[derive(Clone)]
+pub struct OutputSink(std::sync::Arc<OutputFn>);
+
+impl OutputSink {
+    pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    pub fn tell(&self, bytes: &[u8]) {
+        (self.0)(bytes)
+    }
+}
+
+impl std::fmt::Debug for OutputSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputSink")
+    }
 }
 
 impl ExecRequest {
@@ -110,6 +134,7 @@ impl ExecRequest {
             timeout: Duration::from_secs(60),
             output_cap: 16 * 1024,
             stdin: None,
+            on_output: None,
         }
     }
 }

@@ -31,7 +31,9 @@ pub const CREATE: OpSpec = OpSpec::tool(
                 "persona": { "type": "string", "description": "who the agent is and how it works (its IDENTITY.md)" },
                 "role": { "type": "string", "description": "what the agent is for, in a line" },
                 "tone": { "type": "string", "description": "how it talks, e.g. terse, friendly" },
-                "model": { "type": "string", "description": "model name; omit to use the default model" }
+                "model": { "type": "string", "description": "model name; omit to use the default model" },
+                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"], "description": "what thinks for it: builtin (default) or claude-code (the Claude Code CLI inside its instance; grant it ANTHROPIC_API_KEY)" },
+                "base_url": { "type": "string", "description": "for a CLI runtime: the vendor base URL it uses (a proxy)" }
             },
             "required": ["name"]
         })
@@ -40,7 +42,7 @@ pub const CREATE: OpSpec = OpSpec::tool(
 
 pub const UPDATE: OpSpec = OpSpec::tool(
     "agent_update",
-    "Change an agent's persona, model or daily budget. An empty model returns it to the default model; a budget of none removes the agent's limit.",
+    "Change an agent's persona, model, runtime, base URL or daily budget. An empty model returns it to the default model; a budget of none removes the agent's limit.",
     Access::Owner,
     || {
         json!({
@@ -49,6 +51,8 @@ pub const UPDATE: OpSpec = OpSpec::tool(
                 "name": { "type": "string" },
                 "persona": { "type": "string" },
                 "model": { "type": "string", "description": "a model, or provider/model" },
+                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"] },
+                "base_url": { "type": "string", "description": "for a CLI runtime; empty clears it" },
                 "budget_daily_usd": { "type": ["number", "string", "null"], "description": "the agent's daily spending limit in USD, or none" }
             },
             "required": ["name"]
@@ -88,6 +92,8 @@ pub struct CreateArgs {
     role: Option<String>,
     tone: Option<String>,
     model: Option<String>,
+    runtime: Option<String>,
+    base_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +102,8 @@ pub struct UpdateArgs {
     name: String,
     persona: Option<String>,
     model: Option<String>,
+    runtime: Option<String>,
+    base_url: Option<String>,
     #[serde(default)]
     budget_daily_usd: Option<serde_json::Value>,
 }
@@ -111,8 +119,29 @@ fn agent_json(a: &Agent) -> Value {
         "name": a.name,
         "persona": a.persona,
         "model": a.model,
+        "runtime": a.runtime,
         "created_at": format_millis(a.created_at),
     })
+}
+
+/// A runtime name, checked: codex and acp are named in the contract but not built yet.
+fn runtime_arg(op: &'static str, runtime: Option<&str>) -> Result<Option<String>, OpError> {
+    let Some(runtime) = runtime.map(|r| r.trim().to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    if crate::agent::runtime::NOT_YET.contains(&runtime.as_str()) {
+        return Err(invalid(
+            op,
+            format!("the {runtime} runtime is not available yet; use builtin or claude-code"),
+        ));
+    }
+    if !crate::agent::runtime::RUNTIMES.contains(&runtime.as_str()) {
+        return Err(invalid(
+            op,
+            format!("unknown runtime {runtime:?}: builtin or claude-code"),
+        ));
+    }
+    Ok(Some(runtime))
 }
 
 fn invalid(op: &'static str, message: impl ToString) -> OpError {
@@ -135,7 +164,12 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             .chars()
             .take(60)
             .collect();
-        text.push_str(&format!("\n• {} ({model}) {persona}", a.name));
+        let runtime = if a.runtime == "builtin" {
+            String::new()
+        } else {
+            format!(", {}", a.runtime)
+        };
+        text.push_str(&format!("\n• {} ({model}{runtime}) {persona}", a.name));
     }
     Ok(Output::new(
         text,
@@ -160,7 +194,20 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         persona.push('\n');
     }
     persona.push_str(args.persona.trim());
-    let agent = ops.store().create_agent(&name, &persona, model).await?;
+    let runtime = runtime_arg(CREATE.name, args.runtime.as_deref())?;
+    let base_url = args
+        .base_url
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    let mut agent = ops.store().create_agent(&name, &persona, model).await?;
+    if runtime.is_some() || base_url.is_some() {
+        let patch = AgentPatch {
+            runtime,
+            base_url: Some(base_url),
+            ..AgentPatch::default()
+        };
+        agent = ops.store().update_agent(&agent.name, &patch).await?;
+    }
     let mut data = agent_json(&agent);
     let text = match attach_instance(ops, &agent).await {
         Ok(instance) => {
@@ -232,13 +279,21 @@ pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
         model: args
             .model
             .map(|m| Some(m.trim().to_string()).filter(|m| !m.is_empty())),
+        runtime: runtime_arg(UPDATE.name, args.runtime.as_deref())?,
+        base_url: args
+            .base_url
+            .map(|u| Some(u.trim().to_string()).filter(|u| !u.is_empty())),
     };
     let name = args.name.trim();
     let budget = args.budget_daily_usd;
-    if patch.persona.is_none() && patch.model.is_none() && budget.is_none() {
+    let changes = patch.persona.is_some()
+        || patch.model.is_some()
+        || patch.runtime.is_some()
+        || patch.base_url.is_some();
+    if !changes && budget.is_none() {
         return Err(invalid(
             UPDATE.name,
-            "give a persona, a model or a budget_daily_usd to change",
+            "give a persona, a model, a runtime, a base_url or a budget_daily_usd to change",
         ));
     }
     let mut text = String::new();
@@ -248,7 +303,7 @@ pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
             .await?;
         text = format!(" {}", set.text);
     }
-    let agent = if patch.persona.is_none() && patch.model.is_none() {
+    let agent = if !changes {
         ops.store().agent(name).await?
     } else {
         ops.store().update_agent(name, &patch).await?

@@ -285,6 +285,7 @@ impl Ops {
                                 timeout: Duration::from_secs(120),
                                 output_cap: 2048,
                                 stdin: None,
+                                on_output: None,
                             },
                         )
                         .await?;
@@ -561,6 +562,7 @@ impl Ops {
         let patch = AgentPatch {
             persona: Some(winner.persona.clone()),
             model: Some(winner.model.clone()),
+            ..AgentPatch::default()
         };
         self.store().update_agent(&variant.parent, &patch).await?;
         let all: Vec<String> = self

@@ -12,6 +12,10 @@ pub struct Agent {
     pub name: String,
     pub persona: String,
     pub model: Option<String>,
+    /// What thinks for it: `builtin` or `claude-code`.
+    pub runtime: String,
+    /// The base URL its CLI is pointed at (a proxy), if any.
+    pub base_url: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -21,6 +25,9 @@ pub struct Agent {
 pub struct AgentPatch {
     pub persona: Option<String>,
     pub model: Option<Option<String>>,
+    pub runtime: Option<String>,
+    /// `Some(None)` clears it.
+    pub base_url: Option<Option<String>>,
 }
 
 fn agent_from_row(row: &SqliteRow) -> Result<Agent> {
@@ -29,12 +36,14 @@ fn agent_from_row(row: &SqliteRow) -> Result<Agent> {
         name: row.try_get("name")?,
         persona: row.try_get("persona")?,
         model: row.try_get("model")?,
+        runtime: row.try_get("runtime")?,
+        base_url: row.try_get("base_url")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-const COLUMNS: &str = "id, name, persona, model, created_at, updated_at";
+const COLUMNS: &str = "id, name, persona, model, runtime, base_url, created_at, updated_at";
 
 impl Store {
     pub async fn create_agent(
@@ -82,14 +91,18 @@ impl Store {
         let current = self.agent(name).await?;
         let persona = patch.persona.clone().unwrap_or(current.persona);
         let model = patch.model.clone().unwrap_or(current.model);
+        let runtime = patch.runtime.clone().unwrap_or(current.runtime);
+        let base_url = patch.base_url.clone().unwrap_or(current.base_url);
         let row = sqlx::query(&format!(
-            "UPDATE agents SET persona = $1, model = $2, updated_at = $3 WHERE name = $4 \
-             RETURNING {COLUMNS}"
+            "UPDATE agents SET persona = $1, model = $2, runtime = $5, base_url = $6, \
+             updated_at = $3 WHERE name = $4 RETURNING {COLUMNS}"
         ))
         .bind(persona)
         .bind(model)
         .bind(now_millis())
         .bind(name)
+        .bind(runtime)
+        .bind(base_url)
         .fetch_one(&self.write)
         .await
         .map_err(StoreError::from)

@@ -384,6 +384,24 @@ impl Store {
         Ok(messages)
     }
 
+    /// The session of the CLI that thinks for this conversation's agent, if one was started.
+    pub async fn runtime_session(&self, conversation_id: i64) -> Result<Option<String>> {
+        let session = sqlx::query_scalar("SELECT runtime_session FROM conversations WHERE id = $1")
+            .bind(conversation_id)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(session)
+    }
+
+    pub async fn set_runtime_session(&self, conversation_id: i64, session: &str) -> Result<()> {
+        sqlx::query("UPDATE conversations SET runtime_session = $1 WHERE id = $2")
+            .bind(session)
+            .bind(conversation_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Records that `summary` now stands for every message up to `upto`.
     pub async fn set_summary(&self, conversation_id: i64, summary: &str, upto: i64) -> Result<()> {
         sqlx::query("UPDATE conversations SET summary = $1, summary_upto = $2 WHERE id = $3")

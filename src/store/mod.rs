@@ -173,6 +173,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evaluations",
         include_str!("../../migrations/0015_evaluations.sql"),
     ),
+    (
+        16,
+        "runtimes",
+        include_str!("../../migrations/0016_runtimes.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

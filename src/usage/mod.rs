@@ -152,7 +152,37 @@ impl Meter {
         model: &str,
         tokens: Tokens,
     ) -> Option<String> {
-        let (cost_usd, estimated) = self.cost(model, tokens);
+        self.record_reported(
+            store,
+            agent,
+            conversation_id,
+            source,
+            provider,
+            model,
+            tokens,
+            None,
+        )
+        .await
+    }
+
+    /// Like [`Meter::record`], with the cost a CLI reported for itself (used as it is) when
+    /// it did.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_reported(
+        &self,
+        store: &Store,
+        agent: &str,
+        conversation_id: Option<i64>,
+        source: &str,
+        provider: &str,
+        model: &str,
+        tokens: Tokens,
+        reported_usd: Option<f64>,
+    ) -> Option<String> {
+        let (cost_usd, estimated) = match reported_usd {
+            Some(usd) => (usd, false),
+            None => self.cost(model, tokens),
+        };
         let usage = NewUsage {
             at: now_millis(),
             agent: agent.to_string(),

@@ -24,6 +24,7 @@ mod instances;
 mod jobs;
 mod live;
 mod mentions;
+mod runtimes;
 mod secrets;
 mod skills;
 mod telegram;

@@ -88,6 +88,9 @@ impl DockerBackend {
         let read = tokio::time::timeout(deadline, async {
             while let Some(chunk) = output.next().await {
                 let bytes = chunk?.into_bytes();
+                if let Some(sink) = &request.on_output {
+                    sink.tell(&bytes);
+                }
                 let room = request.output_cap.saturating_sub(kept.len());
                 kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
                 dropped += bytes.len().saturating_sub(room);

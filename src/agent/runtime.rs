@@ -1,0 +1,381 @@
+//! Agent runtimes other than the daemon's own loop: the Claude Code CLI as an agent's mind,
+//! run inside the agent's own instance (an exec with the workspace as working directory, the
+//! instance's granted secrets as its environment), never on the daemon's host.
+//!
+//! `claude -p <message> --output-format stream-json --verbose` prints one JSON event per line:
+//! `system`/`init` (the session id), `assistant` messages (text and `tool_use` blocks, shown as
+//! progress: "Bash: npm test"), `user` tool results, and a final `result` (the reply, or the
+//! error, with cost and usage). The session id is kept per conversation and passed back with
+//! `--resume`, so the next message continues the session; `/new` starts a conversation without
+//! one. `/stop` ends the process and its children in the container.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Runner;
+use super::turn::{Outcome, Progress, Turn};
+use crate::domain::Role;
+use crate::instance::files::shell_quote;
+use crate::instance::{ExecRequest, OutputSink};
+use crate::store::{Agent, NewMessage};
+
+/// The runtimes an agent may have.
+pub const RUNTIMES: &[&str] = &["builtin", "claude-code"];
+/// Named in the issue and the contract, not built yet: refused with this word.
+pub const NOT_YET: &[&str] = &["codex", "acp"];
+
+/// The longest a CLI turn may run.
+const TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Output kept from one CLI turn.
+const OUTPUT_CAP: usize = 8 * 1024 * 1024;
+
+/// What a CLI printed, read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Transcript {
+    pub session: Option<String>,
+    /// The tools it used, as progress lines.
+    pub steps: Vec<String>,
+    /// The final result: the reply, or what went wrong.
+    pub result: Option<Result<String, String>>,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// Lines that were not JSON events (warnings on stderr, a shell's error).
+    pub other: Vec<String>,
+}
+
+/// A tool use as a progress line: "Bash: npm test", "Edit: src/app.py".
+fn step_of(block: &Value) -> String {
+    let name = block["name"].as_str().unwrap_or("tool");
+    let input = &block["input"];
+    let detail = [
+        "command",
+        "file_path",
+        "path",
+        "pattern",
+        "url",
+        "description",
+    ]
+    .iter()
+    .find_map(|k| input[*k].as_str());
+    match detail {
+        Some(d) => {
+            let d: String = d
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect();
+            format!("{name}: {d}")
+        }
+        None => name.to_string(),
+    }
+}
+
+impl Transcript {
+    /// Reads one line of output into the transcript; returns a progress line for a tool use.
+    pub fn read_line(&mut self, line: &str) -> Vec<String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Vec::new();
+        }
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            self.other.push(line.to_string());
+            return Vec::new();
+        };
+        if let Some(session) = event["session_id"].as_str() {
+            self.session = Some(session.to_string());
+        }
+        let mut steps = Vec::new();
+        match event["type"].as_str() {
+            Some("assistant") => {
+                for block in event["message"]["content"].as_array().into_iter().flatten() {
+                    if block["type"] == "tool_use" {
+                        steps.push(step_of(block));
+                    }
+                }
+            }
+            Some("result") => {
+                let text = event["result"].as_str().unwrap_or_default().to_string();
+                let failed = event["is_error"] == true
+                    || event["subtype"].as_str().is_some_and(|s| s != "success");
+                self.result = Some(if failed {
+                    let why = if text.is_empty() {
+                        event["subtype"].as_str().unwrap_or("an error").to_string()
+                    } else {
+                        text
+                    };
+                    Err(why)
+                } else {
+                    Ok(text)
+                });
+                self.cost_usd = event["total_cost_usd"].as_f64();
+                let usage = &event["usage"];
+                let n = |k: &str| usage[k].as_u64().unwrap_or(0);
+                self.input_tokens = n("input_tokens");
+                self.output_tokens = n("output_tokens");
+                self.cache_read_tokens = n("cache_read_input_tokens");
+                self.cache_write_tokens = n("cache_creation_input_tokens");
+            }
+            _ => {}
+        }
+        self.steps.extend(steps.iter().cloned());
+        steps
+    }
+
+    /// Reads a whole output.
+    pub fn read(output: &str) -> Self {
+        let mut t = Self::default();
+        for line in output.lines() {
+            t.read_line(line);
+        }
+        t
+    }
+}
+
+/// The command line of one Claude Code turn.
+pub fn claude_command(
+    message: &str,
+    persona: &str,
+    model: Option<&str>,
+    session: Option<&str>,
+) -> String {
+    let mut cmd = format!(
+        "claude -p {} --output-format stream-json --verbose --dangerously-skip-permissions",
+        shell_quote(message)
+    );
+    if !persona.trim().is_empty() {
+        cmd.push_str(&format!(
+            " --append-system-prompt {}",
+            shell_quote(persona.trim())
+        ));
+    }
+    if let Some(model) = model.filter(|m| !m.trim().is_empty()) {
+        cmd.push_str(&format!(" --model {}", shell_quote(model.trim())));
+    }
+    if let Some(session) = session {
+        cmd.push_str(&format!(" --resume {}", shell_quote(session)));
+    }
+    cmd
+}
+
+/// Where the CLI's process id is kept in the container, to end it on `/stop`.
+fn pid_file(conversation: i64) -> String {
+    format!("/tmp/operator-cli-{conversation}.pid")
+}
+
+/// Ends a process and every descendant (read from /proc, which GNU and busybox both have).
+fn kill_command(conversation: i64) -> String {
+    format!(
+        "kill_tree() {{ for c in $(awk -v p=\"$1\" '$4 == p {{ print $1 }}' /proc/[0-9]*/stat 2>/dev/null); do kill_tree \"$c\"; done; kill -{{SIG}} \"$1\" 2>/dev/null; }}; \
+         p=$(cat {f} 2>/dev/null) || exit 0; SIG=TERM; kill_tree \"$p\"; sleep 1; SIG=KILL; kill_tree \"$p\"; rm -f {f}",
+        f = pid_file(conversation)
+    )
+    .replace("{SIG}", "$SIG")
+}
+
+fn tail(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Runner {
+    /// Runs a turn of an agent whose runtime is a CLI inside its instance.
+    pub(super) async fn run_cli_turn(
+        &self,
+        turn: &Turn,
+        agent: &Agent,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Outcome {
+        let store = &self.inner.store;
+        let ops = &self.inner.ops;
+        let conversation = &turn.conversation;
+        let instance = match store.instance_of_agent(&agent.name).await {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                return Outcome::Failed(format!(
+                    "agent {} runs Claude Code inside its instance, and it has none",
+                    agent.name
+                ));
+            }
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        // What this turn answers: the user messages since the last answer.
+        let messages = match store.messages_after(conversation.id, 0).await {
+            Ok(m) => m,
+            Err(e) => return Outcome::Failed(format!("could not read the conversation: {e}")),
+        };
+        let start = messages
+            .iter()
+            .rposition(|m| m.role != Role::User)
+            .map_or(0, |i| i + 1);
+        let message = messages[start..]
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        if message.trim().is_empty() {
+            return Outcome::Failed("there is no message to send to Claude Code".into());
+        }
+        let session = store.runtime_session(conversation.id).await.ok().flatten();
+        let mut env = match ops.secret_env(&instance).await {
+            Ok(env) => env,
+            Err(e) => return Outcome::Failed(format!("the instance's secrets: {e}")),
+        };
+        if let Some(url) = agent.base_url.as_deref().filter(|u| !u.is_empty()) {
+            env.retain(|(k, _)| k != "ANTHROPIC_BASE_URL");
+            env.push(("ANTHROPIC_BASE_URL".into(), url.to_string()));
+        }
+        let command = format!(
+            "echo $$ > {}; exec {}",
+            pid_file(conversation.id),
+            claude_command(
+                &message,
+                &agent.persona,
+                agent.model.as_deref(),
+                session.as_deref()
+            )
+        );
+        // Events become progress as they come.
+        let pending = Arc::new(Mutex::new((String::new(), Transcript::default())));
+        let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let sink = {
+            let pending = pending.clone();
+            OutputSink::new(move |bytes: &[u8]| {
+                let mut guard = pending.lock().expect("transcript lock");
+                let (partial, transcript) = &mut *guard;
+                partial.push_str(&String::from_utf8_lossy(bytes));
+                while let Some(end) = partial.find('\n') {
+                    let line: String = partial.drain(..=end).collect();
+                    for step in transcript.read_line(&line) {
+                        let _ = steps_tx.send(step);
+                    }
+                }
+            })
+        };
+        let request = ExecRequest {
+            command,
+            env,
+            timeout: TURN_TIMEOUT,
+            output_cap: OUTPUT_CAP,
+            stdin: None,
+            on_output: Some(sink),
+        };
+        progress(Progress::Thinking);
+        let backend = ops.instances().clone();
+        let exec = backend.exec(&instance.name, request);
+        tokio::pin!(exec);
+        let result = loop {
+            tokio::select! {
+                r = &mut exec => break Some(r),
+                Some(step) = steps_rx.recv() => progress(Progress::Status { key: "cli".into(), text: step }),
+                () = turn.cancel.cancelled() => break None,
+            }
+        };
+        let Some(result) = result else {
+            let kill = ExecRequest::new(kill_command(conversation.id));
+            if let Err(e) = backend.exec(&instance.name, kill).await {
+                tracing::warn!("could not end the CLI in {}: {e}", instance.name);
+            }
+            return Outcome::Cancelled;
+        };
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                return Outcome::Failed(format!(
+                    "Claude Code could not run in {}: {e}",
+                    instance.name
+                ));
+            }
+        };
+        let mut transcript = {
+            let mut guard = pending.lock().expect("transcript lock");
+            let (partial, transcript) = &mut *guard;
+            let rest = std::mem::take(partial);
+            transcript.read_line(&rest);
+            std::mem::take(transcript)
+        };
+        if transcript.result.is_none() && transcript.other.is_empty() && !out.output.is_empty() {
+            transcript = Transcript::read(&out.output);
+        }
+        if let Some(session) = &transcript.session
+            && let Err(e) = store.set_runtime_session(conversation.id, session).await
+        {
+            tracing::warn!("cannot keep the CLI session: {e}");
+        }
+        self.record_cli_usage(agent, conversation.id, &transcript)
+            .await;
+        let code = out
+            .exit_code
+            .map_or("unknown".to_string(), |c| c.to_string());
+        match transcript.result {
+            Some(Ok(reply)) if !reply.trim().is_empty() => {
+                let stored = NewMessage::text(reply.clone());
+                if let Err(e) = store
+                    .append_message(conversation.id, Role::Assistant, &stored)
+                    .await
+                {
+                    return Outcome::Failed(format!("could not save the reply: {e}"));
+                }
+                Outcome::Reply(reply)
+            }
+            Some(Ok(_)) => Outcome::Failed("Claude Code gave an empty answer".into()),
+            Some(Err(why)) => Outcome::Failed(format!("Claude Code failed: {why}")),
+            None if out.exit_code == Some(127) => Outcome::Failed(format!(
+                "Claude Code is not installed in instance {}: add \"npm install -g @anthropic-ai/claude-code\" to [docker] setup (and run operator image build), or install it in the instance. Output: {}",
+                instance.name,
+                tail(&transcript.other, 5)
+            )),
+            None => Outcome::Failed(format!(
+                "Claude Code exited (code {code}) without a result. Its last output:\n{}",
+                tail(&transcript.other, 10)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of Claude Code 2.x `--output-format stream-json --verbose` output.
+    const RECORDED: &str = r#"{"type":"system","subtype":"init","cwd":"/workspace","session_id":"5f1c-aa","tools":["Bash","Edit","Read"],"model":"claude-sonnet-4-5","permissionMode":"bypassPermissions"}
+{"type":"assistant","message":{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"echo hi > notes.txt","description":"Write the note"}}],"usage":{"input_tokens":10,"output_tokens":5}},"session_id":"5f1c-aa"}
+{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_1","type":"tool_result","content":"","is_error":false}]},"session_id":"5f1c-aa"}
+{"type":"assistant","message":{"id":"msg_2","type":"message","role":"assistant","content":[{"type":"text","text":"Wrote notes.txt."}],"usage":{"input_tokens":20,"output_tokens":6}},"session_id":"5f1c-aa"}
+{"type":"result","subtype":"success","is_error":false,"duration_ms":2310,"num_turns":2,"result":"Wrote notes.txt.","session_id":"5f1c-aa","total_cost_usd":0.0123,"usage":{"input_tokens":30,"cache_creation_input_tokens":100,"cache_read_input_tokens":200,"output_tokens":11}}
+"#;
+
+    #[test]
+    fn a_recorded_transcript_is_read() {
+        let t = Transcript::read(RECORDED);
+        assert_eq!(t.session.as_deref(), Some("5f1c-aa"));
+        assert_eq!(t.steps, vec!["Bash: echo hi > notes.txt"]);
+        assert_eq!(t.result, Some(Ok("Wrote notes.txt.".into())));
+        assert_eq!((t.input_tokens, t.output_tokens), (30, 11));
+        assert_eq!((t.cache_read_tokens, t.cache_write_tokens), (200, 100));
+        assert_eq!(t.cost_usd, Some(0.0123));
+    }
+
+    #[test]
+    fn an_error_result_and_noise_are_told_apart() {
+        let t = Transcript::read(
+            "warning: something\n{\"type\":\"result\",\"subtype\":\"error_max_turns\",\"is_error\":true,\"session_id\":\"s\"}\n",
+        );
+        assert_eq!(t.result, Some(Err("error_max_turns".into())));
+        assert_eq!(t.other, vec!["warning: something"]);
+    }
+
+    #[test]
+    fn the_command_resumes_and_quotes() {
+        let c = claude_command("it's done?", "", None, Some("abc"));
+        assert_eq!(
+            c,
+            "claude -p 'it'\\''s done?' --output-format stream-json --verbose --dangerously-skip-permissions --resume 'abc'"
+        );
+    }
+}

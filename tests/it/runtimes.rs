@@ -1,0 +1,224 @@
+//! Agent runtimes: an agent whose runtime is `claude-code` thinks with the Claude Code CLI
+//! inside its own instance. Here the CLI is a script in the instance that prints a recorded
+//! transcript of Claude Code's `stream-json` output (the real CLI needs glibc and a fake
+//! Anthropic server inside the container's network namespace; see the issue note): the turn
+//! runs in the container, the tool use is shown as progress, the result is the reply, the
+//! session is resumed on the next message and not after `/new`, `/stop` ends the process and
+//! its children, and the granted key reaches the CLI and nothing else.
+
+use serde_json::json;
+
+use crate::support::World;
+use crate::support::docker::{Cleanup, TEST_IMAGE, ensure_test_image, unique};
+use crate::support::inproc::core;
+use crate::support::process::{BIN, run_with_timeout};
+
+/// A stand-in for `claude`: records its arguments, does what a "Bash" tool use would, and prints
+/// Claude Code's events; a message with "slow" starts a child that outlives a /stop unless the
+/// process tree is ended.
+const FAKE_CLAUDE: &str = r#"#!/bin/sh
+echo "$*" >> /workspace/claude-args.log
+echo "${#ANTHROPIC_API_KEY}" > /workspace/claude-key-length
+session=sess-1
+case "$*" in *--resume*) n=resumed;; *) n=first;; esac
+case "$*" in *slow*)
+  sleep 300 &
+  echo $! > /workspace/child.pid
+  wait
+  ;;
+esac
+printf '%s\n' "{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"$session\",\"cwd\":\"$PWD\"}"
+printf '%s\n' '{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"touch made-by-claude"}}]},"session_id":"sess-1"}'
+touch /workspace/made-by-claude
+printf '%s\n' "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done ($n) in $PWD, key $ANTHROPIC_API_KEY\",\"session_id\":\"$session\",\"total_cost_usd\":0.0125,\"usage\":{\"input_tokens\":7,\"output_tokens\":3}}"
+"#;
+
+#[tokio::test]
+async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
+    ensure_test_image().await;
+    let agent = unique("coder");
+    let _cleanup = Cleanup(vec![agent.clone()]);
+    let key = format!("sk-ant-canary-{:016x}", rand::random::<u64>());
+    let docker = format!(
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
+    );
+    let world = World::new(None, &docker);
+    let in_process = core(None, |s| {
+        s.state.dir = Some(world.path().join("state"));
+        s.docker.host = String::new();
+        s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
+        s.docker.network = "none".into();
+    })
+    .await;
+    let ops = &in_process.core.ops;
+    let owner = operator::ops::Invocation::new(operator::domain::Caller::owner("test"));
+    let invoke = |op: &'static str, args: serde_json::Value| {
+        let owner = &owner;
+        async move { ops.invoke(owner, op, args).await.unwrap() }
+    };
+    // codex and acp are named but not built: refused, saying so.
+    let refused = ops
+        .invoke(
+            &owner,
+            "agent_create",
+            json!({ "name": unique("cx"), "runtime": "codex" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not available yet"),
+        "{refused}"
+    );
+    invoke(
+        "agent_create",
+        json!({ "name": agent, "persona": "You code.", "runtime": "claude-code" }),
+    )
+    .await;
+    invoke(
+        "secret_create",
+        json!({ "name": "ANTHROPIC_API_KEY", "value": key }),
+    )
+    .await;
+    invoke(
+        "secret_grant",
+        json!({ "name": "ANTHROPIC_API_KEY", "instance": agent }),
+    )
+    .await;
+    invoke(
+        "file_write",
+        json!({ "instance": agent, "path": ".local/bin/claude", "content": FAKE_CLAUDE }),
+    )
+    .await;
+    let exec = |command: &str| {
+        let args = json!({ "name": agent, "command": command });
+        async move { invoke("instance_exec", args).await.text }
+    };
+    exec("chmod +x .local/bin/claude").await;
+    let listed = invoke("agent_list", json!({})).await.text;
+    assert!(listed.contains("claude-code"), "{listed}");
+
+    let chat = |lines: Vec<String>| {
+        let mut shell = tokio::process::Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!(
+                "OPERATOR_LOG=debug exec {BIN} chat --config {} 2>{}",
+                world.config.display(),
+                world.path().join("chat.log").display()
+            ))
+            .current_dir(world.path());
+        let input = lines.join("\n") + "\n";
+        async move { run_with_timeout(shell, &input).await }
+    };
+    let out = chat(vec![
+        format!("/use {agent}"),
+        "write a note".into(),
+        "and another".into(),
+    ])
+    .await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("Bash: touch made-by-claude"),
+        "progress: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("done (first) in /workspace"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("done (resumed) in /workspace"),
+        "{}",
+        out.stdout
+    );
+    let args = exec("cat claude-args.log").await;
+    let calls: Vec<&str> = args.lines().filter(|l| l.contains("-p ")).collect();
+    assert_eq!(calls.len(), 2, "{args}");
+    assert!(!calls[0].contains("--resume"), "{args}");
+    assert!(calls[1].contains("--resume sess-1"), "{args}");
+    assert!(
+        calls[0].contains("--output-format stream-json --verbose"),
+        "{args}"
+    );
+    assert!(exec("ls made-by-claude").await.contains("made-by-claude"));
+    // The key reached the CLI (by length) and nothing else.
+    assert!(
+        exec("cat claude-key-length")
+            .await
+            .contains(&key.len().to_string())
+    );
+    assert!(!out.stdout.contains(&key), "{}", out.stdout);
+
+    // /new starts a fresh session; /stop, sent once the long run has started its child, ends
+    // the process and the child.
+    let mut console = world.spawn(&["chat"]);
+    let mut stdin = console.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    stdin
+        .write_all(format!("/use {agent}\n/new\na slow one\n").as_bytes())
+        .await
+        .unwrap();
+    let mut started = false;
+    for _ in 0..300 {
+        if exec("cat child.pid 2>/dev/null && echo PID-OK")
+            .await
+            .contains("PID-OK")
+        {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(started, "the slow run never started");
+    stdin.write_all(b"/stop\n").await.unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), console.wait())
+        .await
+        .expect("the console ends after /stop")
+        .unwrap();
+    assert!(status.success());
+    let args = exec("cat claude-args.log").await;
+    let last = args
+        .lines()
+        .filter(|l| l.contains("-p "))
+        .next_back()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("slow") && !last.contains("--resume"),
+        "{args}"
+    );
+    let child = exec("echo \"pid=$(cat child.pid)=\"").await;
+    let child = child
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split('=').next())
+        .expect("the child's pid")
+        .to_string();
+    let alive = exec(&format!("test -d /proc/{child} && echo alive || echo gone")).await;
+    assert!(
+        alive.contains("gone"),
+        "the child {child} outlived /stop: {alive}"
+    );
+
+    // Usage and cost the CLI reported are recorded (two finished runs at $0.0125 each).
+    let usage = invoke("usage", json!({})).await.text;
+    assert!(
+        usage.contains(&format!(
+            "- {agent}: $0.0250, 2 requests, 14 in / 6 out tokens"
+        )),
+        "{usage}"
+    );
+
+    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
+    assert!(!log.contains(&key), "the key is in the log");
+    for file in ["operator.db", "operator.db-wal"] {
+        let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&key),
+            "the key is in {file}"
+        );
+    }
+}
