@@ -182,8 +182,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
     let args = exec("cat claude-args.log").await;
     let last = args
         .lines()
-        .filter(|l| l.contains("-p "))
-        .next_back()
+        .rfind(|l| l.contains("-p "))
         .unwrap()
         .to_string();
     assert!(
