@@ -47,6 +47,21 @@ command -v ssh >/dev/null 2>&1 || need_package openssh-client
 # The admin page is tested in a real headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_package chromium
 
+# The Claude Code runtime is tested with the real CLI: its native linux-x64 build from npm, run
+# in a test instance against the fake Anthropic server.
+CLAUDE_CODE_VERSION=2.1.335
+claude_dir=/var/cache/operator/claude-code
+if [ ! -x "$claude_dir/claude-$CLAUDE_CODE_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || need_package npm
+    echo "fetching the Claude Code CLI $CLAUDE_CODE_VERSION" >&2
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "@anthropic-ai/claude-code-linux-x64@$CLAUDE_CODE_VERSION" >/dev/null && tar xzf ./*.tgz)
+    mkdir -p "$claude_dir"
+    install -m 0755 "$tmp/package/claude" "$claude_dir/claude-$CLAUDE_CODE_VERSION"
+    rm -rf "$tmp"
+fi
+export OPERATOR_TEST_CLAUDE="$claude_dir/claude-$CLAUDE_CODE_VERSION"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -221,3 +221,156 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
         );
     }
 }
+
+/// The real Claude Code CLI (native linux-x64) inside an instance with network `none`, against
+/// the fake Anthropic server listening in that container's network namespace: a chat message
+/// makes it call its Bash tool (a file appears in /workspace), a second message resumes the
+/// session, `/stop` ends a long run, and the granted key reaches the CLI and nothing else.
+#[tokio::test]
+async fn the_real_claude_code_cli_works_from_chat() {
+    use crate::support::claude::{container_pid, ensure_claude_image};
+    use crate::support::{FakeLlm, Vendor};
+
+    let image = ensure_claude_image().await;
+    let agent = unique("claude");
+    let _cleanup = Cleanup(vec![agent.clone()]);
+    let key = format!("sk-ant-canary-{:016x}", rand::random::<u64>());
+    let docker = format!(
+        "[docker]\nhost = \"\"\nimage = \"{image}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 2048\npids_limit = 512\n"
+    );
+    let world = World::new(None, &docker);
+    let in_process = core(None, |s| {
+        s.state.dir = Some(world.path().join("state"));
+        s.docker.host = String::new();
+        s.docker.image = image.clone();
+        s.docker.packages.clear();
+        s.docker.network = "none".into();
+        s.docker.memory_mb = 2048;
+        s.docker.pids_limit = 512;
+    })
+    .await;
+    let ops = &in_process.core.ops;
+    let owner = operator::ops::Invocation::new(operator::domain::Caller::owner("test"));
+    let invoke = |op: &'static str, args: serde_json::Value| {
+        let owner = &owner;
+        async move { ops.invoke(owner, op, args).await.unwrap() }
+    };
+    invoke(
+        "agent_create",
+        json!({ "name": agent, "persona": "You keep files.", "runtime": "claude-code" }),
+    )
+    .await;
+    let llm = FakeLlm::start_in_netns(Vendor::Anthropic, container_pid(&agent).await).await;
+    invoke(
+        "agent_update",
+        json!({ "name": agent, "base_url": llm.base_url }),
+    )
+    .await;
+    invoke(
+        "secret_create",
+        json!({ "name": "ANTHROPIC_API_KEY", "value": key }),
+    )
+    .await;
+    invoke(
+        "secret_grant",
+        json!({ "name": "ANTHROPIC_API_KEY", "instance": agent }),
+    )
+    .await;
+    let exec = |command: &str| {
+        let args = json!({ "name": agent, "command": command });
+        async move { invoke("instance_exec", args).await.text }
+    };
+
+    llm.reply_tool_calls(&[(
+        "toolu_1",
+        "Bash",
+        r#"{"command":"echo made-by-claude > /workspace/from-claude.txt","description":"Write the file"}"#,
+    )]);
+    llm.reply_text("I wrote from-claude.txt.");
+    llm.reply_text("Earlier I wrote a file for you.");
+    let chat = |lines: Vec<String>| {
+        let mut shell = tokio::process::Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!(
+                "exec {BIN} chat --config {} 2>>{}",
+                world.config.display(),
+                world.path().join("chat.log").display()
+            ))
+            .current_dir(world.path());
+        let input = lines.join("\n") + "\n";
+        async move { run_with_timeout(shell, &input).await }
+    };
+    let out = chat(vec![
+        format!("/use {agent}"),
+        "please write the file".into(),
+        "what did you do?".into(),
+    ])
+    .await;
+    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
+    assert!(out.success(), "{out:?}\n{log}");
+    assert!(
+        out.stdout.contains("I wrote from-claude.txt."),
+        "{}\n{log}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Earlier I wrote a file for you."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Bash: echo made-by-claude"),
+        "progress: {}",
+        out.stdout
+    );
+    assert!(exec("cat from-claude.txt").await.contains("made-by-claude"));
+    // The second message continued the session: its request carries the first exchange.
+    let requests = llm.completions();
+    let last = requests.last().unwrap();
+    let body = last.body.to_string();
+    assert!(
+        body.contains("please write the file") && body.contains("what did you do?"),
+        "{body}"
+    );
+    // The key came from the granted secret, and went nowhere else.
+    assert_eq!(last.headers.get("x-api-key").unwrap(), key.as_str());
+    assert!(!out.stdout.contains(&key));
+
+    // /stop ends a long run: the CLI waits on a model that takes five minutes. (Ending the
+    // commands a CLI started is shown with the recorded transcript above.)
+    llm.reply_text_after("too late", std::time::Duration::from_secs(300));
+    let before = llm.completions().len();
+    let mut console = world.spawn(&["chat"]);
+    let mut stdin = console.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    stdin
+        .write_all(format!("/use {agent}\nwait for a while\n").as_bytes())
+        .await
+        .unwrap();
+    let asked = llm
+        .wait_for_completions(before + 1, std::time::Duration::from_secs(60))
+        .await;
+    assert!(asked, "the long run never started");
+    let running = exec("ps -o pid,args").await;
+    assert!(running.contains("claude -p wait for a while"), "{running}");
+    stdin.write_all(b"/stop\n").await.unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), console.wait())
+        .await
+        .expect("the console ends after /stop")
+        .unwrap();
+    assert!(status.success());
+    let ps = exec("ps -o pid,args").await;
+    assert!(!ps.contains("claude -p"), "before: {running}\nafter: {ps}");
+
+    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
+    assert!(!log.contains(&key), "the key is in the log");
+    for file in ["operator.db", "operator.db-wal"] {
+        let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&key),
+            "the key is in {file}"
+        );
+    }
+}

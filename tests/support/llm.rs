@@ -62,15 +62,38 @@ impl Drop for FakeLlm {
 
 impl FakeLlm {
     pub async fn start(vendor: Vendor) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake LLM");
+        Self::serve(vendor, listener)
+    }
+
+    /// The fake on 127.0.0.1 inside the network namespace of process `pid` (a container's
+    /// init, for a CLI that runs in an instance with network `none`): the listening socket is
+    /// made on a thread that joined that namespace, and served from here.
+    pub async fn start_in_netns(vendor: Vendor, pid: i64) -> Self {
+        let listener = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("the netns");
+            // Only this thread moves; the socket stays in that namespace after it ends.
+            let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind in the netns")
+        })
+        .join()
+        .expect("the netns thread");
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        Self::serve(vendor, listener)
+    }
+
+    fn serve(vendor: Vendor, listener: tokio::net::TcpListener) -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
             .route("/v1/messages", post(complete))
             .route("/v1/models", get(models))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake LLM");
         let addr = listener.local_addr().expect("fake LLM address");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

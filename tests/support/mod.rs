@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod claude;
 pub mod discord;
 pub mod docker;
 pub mod engine;
