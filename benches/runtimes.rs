@@ -6,17 +6,16 @@
 //! Needs a running Docker engine and the Claude Code CLI that scripts/test.sh fetches
 //! (`OPERATOR_TEST_CLAUDE`). Run with `cargo bench --bench runtimes`.
 
-#[path = "../tests/support/docker.rs"]
-#[allow(dead_code)]
-mod docker_support;
 #[allow(dead_code)]
 #[path = "../tests/support/llm.rs"]
 mod llm;
 mod support {
-    pub use super::docker_support as docker;
     #[allow(dead_code)]
     #[path = "../../tests/support/claude.rs"]
     pub mod claude;
+    #[allow(dead_code)]
+    #[path = "../../tests/support/docker.rs"]
+    pub mod docker;
 }
 
 use std::time::{Duration, Instant};
@@ -102,9 +101,9 @@ fn main() {
 async fn run() {
     let image = support::claude::ensure_claude_image().await;
     let state = tempfile::tempdir().unwrap();
-    let builtin = docker_support::unique("rt-builtin");
-    let cli = docker_support::unique("rt-claude");
-    let _cleanup = docker_support::Cleanup(vec![builtin.clone(), cli.clone()]);
+    let builtin = support::docker::unique("rt-builtin");
+    let cli = support::docker::unique("rt-claude");
+    let _cleanup = support::docker::Cleanup(vec![builtin.clone(), cli.clone()]);
     let host_llm = FakeLlm::start(Vendor::Anthropic).await;
     host_llm.reply_when("hello", "hi");
     let core = core(&host_llm, state.path(), &image).await;
