@@ -29,7 +29,7 @@ impl Runner {
             cache_read: t.cache_read_tokens,
             cache_write: t.cache_write_tokens,
         };
-        let model = agent.model.clone().unwrap_or_else(|| "claude-code".into());
+        let model = agent.model.clone().unwrap_or_else(|| agent.runtime.clone());
         self.inner
             .limits
             .meter
@@ -38,7 +38,7 @@ impl Runner {
                 &agent.name,
                 Some(conversation),
                 "chat",
-                "claude-code",
+                &agent.runtime,
                 &model,
                 tokens,
                 t.cost_usd,

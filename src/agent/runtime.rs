@@ -22,9 +22,43 @@ use crate::instance::{ExecRequest, OutputSink};
 use crate::store::{Agent, NewMessage};
 
 /// The runtimes an agent may have.
-pub const RUNTIMES: &[&str] = &["builtin", "claude-code"];
-/// Named in the issue and the contract, not built yet: refused with this word.
-pub const NOT_YET: &[&str] = &["codex", "acp"];
+pub const RUNTIMES: &[&str] = &["builtin", "claude-code", "codex"];
+/// Named in the contract, not built yet: refused with this word.
+pub const NOT_YET: &[&str] = &["acp"];
+
+/// Which CLI prints the transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cli {
+    /// `claude -p … --output-format stream-json --verbose`.
+    #[default]
+    Claude,
+    /// `codex exec --json …`: `thread.started`, `item.*`, `turn.completed` / `turn.failed`.
+    Codex,
+}
+
+impl Cli {
+    pub fn of(runtime: &str) -> Option<Self> {
+        match runtime {
+            "claude-code" => Some(Self::Claude),
+            "codex" => Some(Self::Codex),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Claude => "Claude Code",
+            Self::Codex => "Codex",
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Self::Claude => "npm install -g @anthropic-ai/claude-code",
+            Self::Codex => "npm install -g @openai/codex",
+        }
+    }
+}
 
 /// The longest a CLI turn may run.
 const TURN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -34,6 +68,7 @@ const OUTPUT_CAP: usize = 8 * 1024 * 1024;
 /// What a CLI printed, read.
 #[derive(Debug, Default, PartialEq)]
 pub struct Transcript {
+    pub cli: Cli,
     pub session: Option<String>,
     /// The tools it used, as progress lines.
     pub steps: Vec<String>,
@@ -46,6 +81,8 @@ pub struct Transcript {
     pub cache_write_tokens: u64,
     /// Lines that were not JSON events (warnings on stderr, a shell's error).
     pub other: Vec<String>,
+    /// Codex: the last agent message, which is the reply when the turn completes.
+    last_message: String,
 }
 
 /// A tool use as a progress line: "Bash: npm test", "Edit: src/app.py".
@@ -88,6 +125,11 @@ impl Transcript {
             self.other.push(line.to_string());
             return Vec::new();
         };
+        if self.cli == Cli::Codex {
+            let steps = self.read_codex(&event);
+            self.steps.extend(steps.iter().cloned());
+            return steps;
+        }
         if let Some(session) = event["session_id"].as_str() {
             self.session = Some(session.to_string());
         }
@@ -128,9 +170,77 @@ impl Transcript {
         steps
     }
 
+    /// A Codex event: the thread id is the session; commands, file changes and MCP calls are
+    /// progress; the last agent message is the reply once the turn completes.
+    fn read_codex(&mut self, event: &Value) -> Vec<String> {
+        let item = &event["item"];
+        match event["type"].as_str().unwrap_or_default() {
+            "thread.started" => {
+                if let Some(id) = event["thread_id"].as_str() {
+                    self.session = Some(id.to_string());
+                }
+                Vec::new()
+            }
+            "item.started" if item["type"] == "command_execution" => {
+                let command = item["command"].as_str().unwrap_or_default();
+                let command: String = command
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(80)
+                    .collect();
+                vec![format!("Shell: {command}")]
+            }
+            "item.completed" => match item["type"].as_str().unwrap_or_default() {
+                "agent_message" => {
+                    self.last_message = item["text"].as_str().unwrap_or_default().to_string();
+                    Vec::new()
+                }
+                "file_change" => item["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| format!("Edit: {}", c["path"].as_str().unwrap_or_default()))
+                    .collect(),
+                "mcp_tool_call" => vec![format!(
+                    "MCP: {}/{}",
+                    item["server"].as_str().unwrap_or_default(),
+                    item["tool"].as_str().unwrap_or_default()
+                )],
+                _ => Vec::new(),
+            },
+            "turn.completed" => {
+                let usage = &event["usage"];
+                let n = |k: &str| usage[k].as_u64().unwrap_or(0);
+                self.input_tokens = n("input_tokens").saturating_sub(n("cached_input_tokens"));
+                self.cache_read_tokens = n("cached_input_tokens");
+                self.output_tokens = n("output_tokens");
+                self.result = Some(Ok(std::mem::take(&mut self.last_message)));
+                Vec::new()
+            }
+            "turn.failed" => {
+                let why = event["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the turn failed");
+                self.result = Some(Err(why.to_string()));
+                Vec::new()
+            }
+            "error" => {
+                let why = event["message"].as_str().unwrap_or("an error");
+                self.result = Some(Err(why.to_string()));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Reads a whole output.
-    pub fn read(output: &str) -> Self {
-        let mut t = Self::default();
+    pub fn read(cli: Cli, output: &str) -> Self {
+        let mut t = Self {
+            cli,
+            ..Self::default()
+        };
         for line in output.lines() {
             t.read_line(line);
         }
@@ -164,6 +274,35 @@ pub fn claude_command(
     cmd
 }
 
+/// The command line of one Codex turn (`codex exec --json`, resumed by thread id). Codex has
+/// no flag for a persona, so a new session's first prompt starts with it.
+pub fn codex_command(
+    message: &str,
+    persona: &str,
+    model: Option<&str>,
+    session: Option<&str>,
+) -> String {
+    let mut cmd = String::from(
+        "codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox",
+    );
+    if let Some(model) = model.filter(|m| !m.trim().is_empty()) {
+        cmd.push_str(&format!(" -m {}", shell_quote(model.trim())));
+    }
+    match session {
+        Some(session) => cmd.push_str(&format!(
+            " resume {} {}",
+            shell_quote(session),
+            shell_quote(message)
+        )),
+        None if !persona.trim().is_empty() => cmd.push_str(&format!(
+            " {}",
+            shell_quote(&format!("{}\n\n{message}", persona.trim()))
+        )),
+        None => cmd.push_str(&format!(" {}", shell_quote(message))),
+    }
+    cmd
+}
+
 /// Where the CLI's process id is kept in the container, to end it on `/stop`.
 fn pid_file(conversation: i64) -> String {
     format!("/tmp/operator-cli-{conversation}.pid")
@@ -191,6 +330,13 @@ impl Runner {
         agent: &Agent,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Outcome {
+        let Some(cli) = Cli::of(&agent.runtime) else {
+            return Outcome::Failed(format!(
+                "agent {} has the runtime {:?}, which is not available",
+                agent.name, agent.runtime
+            ));
+        };
+        let name = cli.name();
         let store = &self.inner.store;
         let ops = &self.inner.ops;
         let conversation = &turn.conversation;
@@ -198,7 +344,7 @@ impl Runner {
             Ok(Some(i)) => i,
             Ok(None) => {
                 return Outcome::Failed(format!(
-                    "agent {} runs Claude Code inside its instance, and it has none",
+                    "agent {} runs {name} inside its instance, and it has none",
                     agent.name
                 ));
             }
@@ -219,7 +365,7 @@ impl Runner {
             .collect::<Vec<_>>()
             .join("\n\n");
         if message.trim().is_empty() {
-            return Outcome::Failed("there is no message to send to Claude Code".into());
+            return Outcome::Failed(format!("there is no message to send to {name}"));
         }
         let session = store.runtime_session(conversation.id).await.ok().flatten();
         let mut env = match ops.secret_env(&instance).await {
@@ -227,21 +373,25 @@ impl Runner {
             Err(e) => return Outcome::Failed(format!("the instance's secrets: {e}")),
         };
         if let Some(url) = agent.base_url.as_deref().filter(|u| !u.is_empty()) {
-            env.retain(|(k, _)| k != "ANTHROPIC_BASE_URL");
-            env.push(("ANTHROPIC_BASE_URL".into(), url.to_string()));
+            let var = match cli {
+                Cli::Claude => "ANTHROPIC_BASE_URL",
+                Cli::Codex => "OPENAI_BASE_URL",
+            };
+            env.retain(|(k, _)| k != var);
+            env.push((var.into(), url.to_string()));
         }
-        let command = format!(
-            "echo $$ > {}; exec {}",
-            pid_file(conversation.id),
-            claude_command(
-                &message,
-                &agent.persona,
-                agent.model.as_deref(),
-                session.as_deref()
-            )
-        );
+        let (persona, model) = (&agent.persona, agent.model.as_deref());
+        let line = match cli {
+            Cli::Claude => claude_command(&message, persona, model, session.as_deref()),
+            Cli::Codex => codex_command(&message, persona, model, session.as_deref()),
+        };
+        let command = format!("echo $$ > {}; exec {line}", pid_file(conversation.id));
         // Events become progress as they come.
-        let pending = Arc::new(Mutex::new((String::new(), Transcript::default())));
+        let transcript = Transcript {
+            cli,
+            ..Transcript::default()
+        };
+        let pending = Arc::new(Mutex::new((String::new(), transcript)));
         let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let sink = {
             let pending = pending.clone();
@@ -286,10 +436,7 @@ impl Runner {
         let out = match result {
             Ok(out) => out,
             Err(e) => {
-                return Outcome::Failed(format!(
-                    "Claude Code could not run in {}: {e}",
-                    instance.name
-                ));
+                return Outcome::Failed(format!("{name} could not run in {}: {e}", instance.name));
             }
         };
         let mut transcript = {
@@ -300,7 +447,7 @@ impl Runner {
             std::mem::take(transcript)
         };
         if transcript.result.is_none() && transcript.other.is_empty() && !out.output.is_empty() {
-            transcript = Transcript::read(&out.output);
+            transcript = Transcript::read(cli, &out.output);
         }
         if let Some(session) = &transcript.session
             && let Err(e) = store.set_runtime_session(conversation.id, session).await
@@ -323,15 +470,16 @@ impl Runner {
                 }
                 Outcome::Reply(reply)
             }
-            Some(Ok(_)) => Outcome::Failed("Claude Code gave an empty answer".into()),
-            Some(Err(why)) => Outcome::Failed(format!("Claude Code failed: {why}")),
+            Some(Ok(_)) => Outcome::Failed(format!("{name} gave an empty answer")),
+            Some(Err(why)) => Outcome::Failed(format!("{name} failed: {why}")),
             None if out.exit_code == Some(127) => Outcome::Failed(format!(
-                "Claude Code is not installed in instance {}: add \"npm install -g @anthropic-ai/claude-code\" to [docker] setup (and run operator image build), or install it in the instance. Output: {}",
+                "{name} is not installed in instance {}: add \"{}\" to [docker] setup (and run operator image build), or install it in the instance. Output: {}",
                 instance.name,
+                cli.install_hint(),
                 tail(&transcript.other, 5)
             )),
             None => Outcome::Failed(format!(
-                "Claude Code exited (code {code}) without a result. Its last output:\n{}",
+                "{name} exited (code {code}) without a result. Its last output:\n{}",
                 tail(&transcript.other, 10)
             )),
         }
@@ -352,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_recorded_transcript_is_read() {
-        let t = Transcript::read(RECORDED);
+        let t = Transcript::read(Cli::Claude, RECORDED);
         assert_eq!(t.session.as_deref(), Some("5f1c-aa"));
         assert_eq!(t.steps, vec!["Bash: echo hi > notes.txt"]);
         assert_eq!(t.result, Some(Ok("Wrote notes.txt.".into())));
@@ -364,10 +512,60 @@ mod tests {
     #[test]
     fn an_error_result_and_noise_are_told_apart() {
         let t = Transcript::read(
+            Cli::Claude,
             "warning: something\n{\"type\":\"result\",\"subtype\":\"error_max_turns\",\"is_error\":true,\"session_id\":\"s\"}\n",
         );
         assert_eq!(t.result, Some(Err("error_max_turns".into())));
         assert_eq!(t.other, vec!["warning: something"]);
+    }
+
+    /// The shape of `codex exec --json` output (codex-rs/exec/src/exec_events.rs).
+    const RECORDED_CODEX: &str = r#"{"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}
+{"type":"turn.started"}
+{"type":"item.completed","item":{"id":"item_0","type":"reasoning","text":"**Writing the note**"}}
+{"type":"item.started","item":{"id":"item_1","type":"command_execution","command":"bash -lc 'echo hi > notes.txt'","aggregated_output":"","exit_code":null,"status":"in_progress"}}
+{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc 'echo hi > notes.txt'","aggregated_output":"","exit_code":0,"status":"completed"}}
+{"type":"item.completed","item":{"id":"item_2","type":"file_change","changes":[{"path":"src/app.py","kind":"update"}],"status":"completed"}}
+{"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"Wrote notes.txt and updated src/app.py."}}
+{"type":"turn.completed","usage":{"input_tokens":24763,"cached_input_tokens":24448,"output_tokens":122}}
+"#;
+
+    #[test]
+    fn a_recorded_codex_transcript_is_read() {
+        let t = Transcript::read(Cli::Codex, RECORDED_CODEX);
+        assert_eq!(
+            t.session.as_deref(),
+            Some("0199a213-81c0-7800-8aa1-bbab2a035a53")
+        );
+        assert_eq!(
+            t.steps,
+            vec!["Shell: bash -lc 'echo hi > notes.txt'", "Edit: src/app.py"]
+        );
+        assert_eq!(
+            t.result,
+            Some(Ok("Wrote notes.txt and updated src/app.py.".into()))
+        );
+        assert_eq!(
+            (t.input_tokens, t.cache_read_tokens, t.output_tokens),
+            (315, 24448, 122)
+        );
+        let failed = Transcript::read(
+            Cli::Codex,
+            r#"{"type":"turn.failed","error":{"message":"stream disconnected"}}"#,
+        );
+        assert_eq!(failed.result, Some(Err("stream disconnected".into())));
+    }
+
+    #[test]
+    fn the_codex_command_resumes_by_thread() {
+        assert_eq!(
+            codex_command("go on", "You code.", None, Some("th-1")),
+            "codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox resume 'th-1' 'go on'"
+        );
+        assert!(
+            codex_command("hi", "You code.", Some("gpt-5"), None)
+                .ends_with("-m 'gpt-5' 'You code.\n\nhi'")
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub const CREATE: OpSpec = OpSpec::tool(
                 "role": { "type": "string", "description": "what the agent is for, in a line" },
                 "tone": { "type": "string", "description": "how it talks, e.g. terse, friendly" },
                 "model": { "type": "string", "description": "model name; omit to use the default model" },
-                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"], "description": "what thinks for it: builtin (default) or claude-code (the Claude Code CLI inside its instance; grant it ANTHROPIC_API_KEY)" },
+                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"], "description": "what thinks for it: builtin (default), claude-code (the Claude Code CLI inside its instance; grant it ANTHROPIC_API_KEY) or codex (the Codex CLI; grant it OPENAI_API_KEY)" },
                 "base_url": { "type": "string", "description": "for a CLI runtime: the vendor base URL it uses (a proxy)" }
             },
             "required": ["name"]
@@ -132,13 +132,15 @@ fn runtime_arg(op: &'static str, runtime: Option<&str>) -> Result<Option<String>
     if crate::agent::runtime::NOT_YET.contains(&runtime.as_str()) {
         return Err(invalid(
             op,
-            format!("the {runtime} runtime is not available yet; use builtin or claude-code"),
+            format!(
+                "the {runtime} runtime is not available yet; use builtin, claude-code or codex"
+            ),
         ));
     }
     if !crate::agent::runtime::RUNTIMES.contains(&runtime.as_str()) {
         return Err(invalid(
             op,
-            format!("unknown runtime {runtime:?}: builtin or claude-code"),
+            format!("unknown runtime {runtime:?}: builtin, claude-code or codex"),
         ));
     }
     Ok(Some(runtime))

@@ -57,12 +57,12 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
         let owner = &owner;
         async move { ops.invoke(owner, op, args).await.unwrap() }
     };
-    // codex and acp are named but not built: refused, saying so.
+    // acp is named but not built: refused, saying so.
     let refused = ops
         .invoke(
             &owner,
             "agent_create",
-            json!({ "name": unique("cx"), "runtime": "codex" }),
+            json!({ "name": unique("cx"), "runtime": "acp" }),
         )
         .await
         .unwrap_err();
@@ -373,4 +373,85 @@ async fn the_real_claude_code_cli_works_from_chat() {
             "the key is in {file}"
         );
     }
+}
+
+/// A stand-in for `codex`: records its arguments and prints a recorded transcript of
+/// `codex exec --json` (the event shapes of codex-rs/exec/src/exec_events.rs). No Codex CLI
+/// is run: its model API (OpenAI Responses) has no fake here.
+const FAKE_CODEX: &str = r#"#!/bin/sh
+echo "$*" >> /workspace/codex-args.log
+case "$*" in *" resume "*) n=resumed;; *) n=first;; esac
+printf '%s\n' '{"type":"thread.started","thread_id":"th-42"}'
+printf '%s\n' '{"type":"turn.started"}'
+printf '%s\n' '{"type":"item.started","item":{"id":"item_1","type":"command_execution","command":"touch made-by-codex","aggregated_output":"","exit_code":null,"status":"in_progress"}}'
+touch /workspace/made-by-codex
+printf '%s\n' '{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"touch made-by-codex","aggregated_output":"","exit_code":0,"status":"completed"}}'
+printf '%s\n' "{\"type\":\"item.completed\",\"item\":{\"id\":\"item_2\",\"type\":\"agent_message\",\"text\":\"codex done ($n)\"}}"
+printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":60,"output_tokens":9}}'
+"#;
+
+#[tokio::test]
+async fn a_codex_agent_runs_in_its_instance_and_resumes_its_thread() {
+    ensure_test_image().await;
+    let agent = unique("codex");
+    let _cleanup = Cleanup(vec![agent.clone()]);
+    let docker = format!(
+        "[docker]\nhost = \"\"\nimage = \"{TEST_IMAGE}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
+    );
+    let world = World::new(None, &docker);
+    let in_process = core(None, |s| {
+        s.state.dir = Some(world.path().join("state"));
+        s.docker.host = String::new();
+        s.docker.image = TEST_IMAGE.into();
+        s.docker.packages.clear();
+        s.docker.network = "none".into();
+    })
+    .await;
+    let ops = &in_process.core.ops;
+    let owner = operator::ops::Invocation::new(operator::domain::Caller::owner("test"));
+    for (op, args) in [
+        (
+            "agent_create",
+            json!({ "name": agent, "persona": "You code.", "runtime": "codex" }),
+        ),
+        (
+            "file_write",
+            json!({ "instance": agent, "path": ".local/bin/codex", "content": FAKE_CODEX }),
+        ),
+        (
+            "instance_exec",
+            json!({ "name": agent, "command": "chmod +x .local/bin/codex" }),
+        ),
+    ] {
+        ops.invoke(&owner, op, args).await.unwrap();
+    }
+    let out = world
+        .chat(&[&format!("/use {agent}"), "make a file", "and again"])
+        .await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("Shell: touch made-by-codex"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("codex done (first)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("codex done (resumed)"),
+        "{}",
+        out.stdout
+    );
+    let args = ops
+        .invoke(
+            &owner,
+            "instance_exec",
+            json!({ "name": agent, "command": "cat codex-args.log" }),
+        )
+        .await
+        .unwrap()
+        .text;
+    assert!(args.contains("exec --json --skip-git-repo-check"), "{args}");
+    assert!(
+        args.contains("You code.") && args.contains("resume th-42 and again"),
+        "{args}"
+    );
 }
