@@ -85,6 +85,16 @@ pub struct Transcript {
     last_message: String,
 }
 
+/// The first line of `text`, at most 80 characters: what a progress line shows of a command.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(80)
+        .collect()
+}
+
 /// A tool use as a progress line: "Bash: npm test", "Edit: src/app.py".
 fn step_of(block: &Value) -> String {
     let name = block["name"].as_str().unwrap_or("tool");
@@ -100,16 +110,7 @@ fn step_of(block: &Value) -> String {
     .iter()
     .find_map(|k| input[*k].as_str());
     match detail {
-        Some(d) => {
-            let d: String = d
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(80)
-                .collect();
-            format!("{name}: {d}")
-        }
+        Some(d) => format!("{name}: {}", one_line(d)),
         None => name.to_string(),
     }
 }
@@ -183,14 +184,7 @@ impl Transcript {
             }
             "item.started" if item["type"] == "command_execution" => {
                 let command = item["command"].as_str().unwrap_or_default();
-                let command: String = command
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(80)
-                    .collect();
-                vec![format!("Shell: {command}")]
+                vec![format!("Shell: {}", one_line(command))]
             }
             "item.completed" => match item["type"].as_str().unwrap_or_default() {
                 "agent_message" => {

@@ -44,6 +44,13 @@ pub(super) struct RouterTurns {
     pub(super) router: Router,
 }
 
+/// How an injected turn ended, or that it was dropped.
+fn ended(
+    done: tokio::sync::oneshot::Receiver<(bool, String)>,
+) -> BoxFuture<'static, (bool, String)> {
+    Box::pin(async move { done.await.unwrap_or((false, "the turn was dropped".into())) })
+}
+
 impl TurnRunner for RouterTurns {
     fn run_turn(
         &self,
@@ -52,13 +59,7 @@ impl TurnRunner for RouterTurns {
         caller: Caller,
         text: String,
     ) -> BoxFuture<'static, (bool, String)> {
-        let router = self.router.clone();
-        Box::pin(async move {
-            router
-                .inject(chat, agent, caller, text)
-                .await
-                .unwrap_or((false, "the turn was dropped".into()))
-        })
+        ended(self.router.inject(chat, agent, caller, text))
     }
 
     fn person_turn(
@@ -68,13 +69,7 @@ impl TurnRunner for RouterTurns {
         caller: Caller,
         text: String,
     ) -> BoxFuture<'static, (bool, String)> {
-        let router = self.router.clone();
-        Box::pin(async move {
-            router
-                .inject_person(chat, agent, caller, text)
-                .await
-                .unwrap_or((false, "the turn was dropped".into()))
-        })
+        ended(self.router.inject_person(chat, agent, caller, text))
     }
 
     fn deliver_file(

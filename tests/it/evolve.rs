@@ -35,10 +35,7 @@ async fn an_agent_is_evaluated_varied_ranked_and_the_winner_promoted() {
     let _cleanup = Cleanup(vec![writer.clone()]);
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     let world = core(Some(&llm), |s| {
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
-        s.docker.network = "none".into();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
     })
     .await;
     let ops = &world.core.ops;

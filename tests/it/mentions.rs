@@ -57,10 +57,7 @@ async fn file_mentions_route_to_the_owner_ask_when_ambiguous_and_show_images() {
     // state (models cannot send bytes).
     let in_process = core(None, |s| {
         s.state.dir = Some(world.path().join("state"));
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
-        s.docker.network = "none".into();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
     })
     .await;
     let owner = operator::ops::Invocation::new(operator::domain::Caller::owner("test"));

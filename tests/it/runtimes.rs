@@ -45,10 +45,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
     let world = World::new(None, &docker);
     let in_process = core(None, |s| {
         s.state.dir = Some(world.path().join("state"));
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
-        s.docker.network = "none".into();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
     })
     .await;
     let ops = &in_process.core.ops;
@@ -401,10 +398,7 @@ async fn a_codex_agent_runs_in_its_instance_and_resumes_its_thread() {
     let world = World::new(None, &docker);
     let in_process = core(None, |s| {
         s.state.dir = Some(world.path().join("state"));
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
-        s.docker.network = "none".into();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
     })
     .await;
     let ops = &in_process.core.ops;

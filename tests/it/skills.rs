@@ -336,10 +336,7 @@ async fn skill_test_runs_a_prompt_on_a_throwaway_clone_and_removes_it() {
     )]);
     llm.reply_text("Skill works: it greets people.");
     let world = crate::support::inproc::core(Some(&llm), |s| {
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
-        s.docker.network = "none".into();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
         s.docker.memory_mb = 256;
     })
     .await;

@@ -74,11 +74,8 @@ async fn a_workstation_image_is_built_once_used_and_installs_persist() {
     let _cleanup = Cleanup(vec![name.clone()]);
     let in_process = core(None, |s| {
         s.state.dir = Some(world.path().join("state"));
-        s.docker.host = String::new();
-        s.docker.image = TEST_IMAGE.into();
-        s.docker.packages.clear();
+        crate::support::inproc::use_engine(s, TEST_IMAGE);
         s.docker.setup = setup.iter().map(|l| l.to_string()).collect();
-        s.docker.network = "none".into();
     })
     .await;
     let ops = &in_process.core.ops;

@@ -5,10 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bollard::query_parameters::CreateImageOptions;
-use futures_util::StreamExt;
-
-use super::docker::docker;
+use super::docker::{busybox_rootfs, docker, import_rootfs};
 
 /// Where the CLI is, or a panic that says how to get it.
 pub fn claude_binary() -> PathBuf {
@@ -56,71 +53,22 @@ pub async fn ensure_claude_image() -> String {
     }
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
-    for sub in [
-        "bin",
-        "etc",
-        "workspace",
-        "tmp",
-        "run",
-        "proc",
-        "sys",
-        "dev",
-        "usr/local/bin",
-    ] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static");
-    let list = std::process::Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if !["busybox", "bash"].contains(&applet) {
-            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
-        }
-    }
+    busybox_rootfs(dir, &["bash"]);
+    std::fs::create_dir_all(dir.join("usr/local/bin")).unwrap();
     std::fs::copy("/bin/bash", dir.join("bin/bash")).unwrap();
     for program in [Path::new("/bin/bash"), binary.as_path()] {
         for lib in libraries(program) {
             copy_into(dir, &lib);
         }
     }
+    use std::os::unix::fs::PermissionsExt;
     std::fs::copy(&binary, dir.join("usr/local/bin/claude")).unwrap();
     std::fs::set_permissions(
         dir.join("usr/local/bin/claude"),
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/workspace:/bin/bash\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("etc/group"), "root:x:0:\nagent:x:1000:\n").unwrap();
-    let tar = std::process::Command::new("tar")
-        .args(["--numeric-owner", "-C"])
-        .arg(dir)
-        .args(["-cf", "-", "."])
-        .output()
-        .expect("tar");
-    assert!(tar.status.success(), "tar failed");
-    let (repo, version) = tag.split_once(':').unwrap();
-    let options = CreateImageOptions {
-        from_src: Some("-".into()),
-        repo: Some(repo.into()),
-        tag: Some(version.into()),
-        ..Default::default()
-    };
-    let mut import = docker.create_image(
-        Some(options),
-        Some(bollard::body_full(tar.stdout.into())),
-        None,
-    );
-    while let Some(step) = import.next().await {
-        step.expect("image import");
-    }
+    import_rootfs(&docker, dir, &tag).await;
     tag
 }
 

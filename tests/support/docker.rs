@@ -32,7 +32,13 @@ pub async fn ensure_test_image_on(docker: &Docker) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path();
+    busybox_rootfs(root.path(), &[]);
+    import_rootfs(docker, root.path(), TEST_IMAGE).await;
+}
+
+/// A root filesystem for a test image in `dir`: busybox with its applets (but `except`), the
+/// usual folders (a world-writable /tmp), and user 1000 whose home is /workspace.
+pub fn busybox_rootfs(dir: &std::path::Path, except: &[&str]) {
     for sub in [
         "bin",
         "etc",
@@ -55,7 +61,7 @@ pub async fn ensure_test_image_on(docker: &Docker) {
         .output()
         .expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
+        if applet != "busybox" && !except.contains(&applet) {
             let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
         }
     }
@@ -65,6 +71,10 @@ pub async fn ensure_test_image_on(docker: &Docker) {
     )
     .unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\nagent:x:1000:\n").unwrap();
+}
+
+/// Imports the root filesystem in `dir` as the image `tag` (a tar through the API).
+pub async fn import_rootfs(docker: &Docker, dir: &std::path::Path, tag: &str) {
     let tar = std::process::Command::new("tar")
         .args(["--numeric-owner", "-C"])
         .arg(dir)
@@ -72,11 +82,11 @@ pub async fn ensure_test_image_on(docker: &Docker) {
         .output()
         .expect("tar");
     assert!(tar.status.success(), "tar failed");
-    let (repo, tag) = TEST_IMAGE.split_once(':').unwrap();
+    let (repo, version) = tag.split_once(':').unwrap();
     let options = CreateImageOptions {
         from_src: Some("-".into()),
         repo: Some(repo.into()),
-        tag: Some(tag.into()),
+        tag: Some(version.into()),
         ..Default::default()
     };
     let mut import = docker.create_image(

@@ -53,3 +53,12 @@ pub async fn serve(core: &Core, admin_token_hash: Option<String>) -> Served {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     Served { addr, server }
 }
+
+/// Points `settings` at the local Docker engine with `image`, network `none` and no workstation
+/// packages (the test images are busybox-based).
+pub fn use_engine(settings: &mut Settings, image: &str) {
+    settings.docker.host = String::new();
+    settings.docker.image = image.into();
+    settings.docker.packages.clear();
+    settings.docker.network = "none".into();
+}
