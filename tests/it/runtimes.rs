@@ -13,6 +13,33 @@ use crate::support::docker::{Cleanup, TEST_IMAGE, ensure_test_image, unique};
 use crate::support::inproc::core;
 use crate::support::process::{BIN, run_with_timeout};
 
+/// `operator chat` with these lines, its log (debug) appended to chat.log in the world.
+async fn chat_logged(world: &World, lines: Vec<String>) -> crate::support::process::Finished {
+    let mut shell = tokio::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!(
+            "OPERATOR_LOG=debug exec {BIN} chat --config {} 2>>{}",
+            world.config.display(),
+            world.path().join("chat.log").display()
+        ))
+        .current_dir(world.path());
+    run_with_timeout(shell, &(lines.join("\n") + "\n")).await
+}
+
+/// The granted key is in no log line and no database file of the world.
+fn key_is_nowhere(world: &World, key: &str) {
+    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
+    assert!(!log.contains(key), "the key is in the log");
+    for file in ["operator.db", "operator.db-wal"] {
+        let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(key),
+            "the key is in {file}"
+        );
+    }
+}
+
 /// A stand-in for `claude`: records its arguments, does what a "Bash" tool use would, and prints
 /// Claude Code's events; a message with "slow" starts a child that outlives a /stop unless the
 /// process tree is ended.
@@ -95,19 +122,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
     let listed = invoke("agent_list", json!({})).await.text;
     assert!(listed.contains("claude-code"), "{listed}");
 
-    let chat = |lines: Vec<String>| {
-        let mut shell = tokio::process::Command::new("sh");
-        shell
-            .arg("-c")
-            .arg(format!(
-                "OPERATOR_LOG=debug exec {BIN} chat --config {} 2>{}",
-                world.config.display(),
-                world.path().join("chat.log").display()
-            ))
-            .current_dir(world.path());
-        let input = lines.join("\n") + "\n";
-        async move { run_with_timeout(shell, &input).await }
-    };
+    let chat = |lines: Vec<String>| chat_logged(&world, lines);
     let out = chat(vec![
         format!("/use {agent}"),
         "write a note".into(),
@@ -208,15 +223,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
         "{usage}"
     );
 
-    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
-    assert!(!log.contains(&key), "the key is in the log");
-    for file in ["operator.db", "operator.db-wal"] {
-        let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(&key),
-            "the key is in {file}"
-        );
-    }
+    key_is_nowhere(&world, &key);
 }
 
 /// The real Claude Code CLI (native linux-x64) inside an instance with network `none`, against
@@ -285,19 +292,7 @@ async fn the_real_claude_code_cli_works_from_chat() {
     )]);
     llm.reply_text("I wrote from-claude.txt.");
     llm.reply_text("Earlier I wrote a file for you.");
-    let chat = |lines: Vec<String>| {
-        let mut shell = tokio::process::Command::new("sh");
-        shell
-            .arg("-c")
-            .arg(format!(
-                "exec {BIN} chat --config {} 2>>{}",
-                world.config.display(),
-                world.path().join("chat.log").display()
-            ))
-            .current_dir(world.path());
-        let input = lines.join("\n") + "\n";
-        async move { run_with_timeout(shell, &input).await }
-    };
+    let chat = |lines: Vec<String>| chat_logged(&world, lines);
     let out = chat(vec![
         format!("/use {agent}"),
         "please write the file".into(),
@@ -361,15 +356,7 @@ async fn the_real_claude_code_cli_works_from_chat() {
     let ps = exec("ps -o pid,args").await;
     assert!(!ps.contains("claude -p"), "before: {running}\nafter: {ps}");
 
-    let log = std::fs::read_to_string(world.path().join("chat.log")).unwrap_or_default();
-    assert!(!log.contains(&key), "the key is in the log");
-    for file in ["operator.db", "operator.db-wal"] {
-        let bytes = std::fs::read(world.path().join("state").join(file)).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(&key),
-            "the key is in {file}"
-        );
-    }
+    key_is_nowhere(&world, &key);
 }
 
 /// A stand-in for `codex`: records its arguments and prints a recorded transcript of
