@@ -83,6 +83,8 @@ pub struct Transcript {
     pub other: Vec<String>,
     /// Codex: the last agent message, which is the reply when the turn completes.
     last_message: String,
+    /// What the agent has written so far (its messages between tool uses), shown while it works.
+    pub said: String,
 }
 
 /// The first line of `text`, at most 80 characters: what a progress line shows of a command.
@@ -140,6 +142,10 @@ impl Transcript {
                 for block in event["message"]["content"].as_array().into_iter().flatten() {
                     if block["type"] == "tool_use" {
                         steps.push(step_of(block));
+                    } else if let Some(text) =
+                        block["text"].as_str().filter(|_| block["type"] == "text")
+                    {
+                        self.say(text);
                     }
                 }
             }
@@ -171,6 +177,16 @@ impl Transcript {
         steps
     }
 
+    fn say(&mut self, text: &str) {
+        if text.trim().is_empty() {
+            return;
+        }
+        if !self.said.is_empty() {
+            self.said.push_str("\n\n");
+        }
+        self.said.push_str(text.trim());
+    }
+
     /// A Codex event: the thread id is the session; commands, file changes and MCP calls are
     /// progress; the last agent message is the reply once the turn completes.
     fn read_codex(&mut self, event: &Value) -> Vec<String> {
@@ -189,6 +205,8 @@ impl Transcript {
             "item.completed" => match item["type"].as_str().unwrap_or_default() {
                 "agent_message" => {
                     self.last_message = item["text"].as_str().unwrap_or_default().to_string();
+                    let text = self.last_message.clone();
+                    self.say(&text);
                     Vec::new()
                 }
                 "file_change" => item["changes"]
@@ -386,7 +404,7 @@ impl Runner {
             ..Transcript::default()
         };
         let pending = Arc::new(Mutex::new((String::new(), transcript)));
-        let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let sink = {
             let pending = pending.clone();
             OutputSink::new(move |bytes: &[u8]| {
@@ -395,8 +413,16 @@ impl Runner {
                 partial.push_str(&String::from_utf8_lossy(bytes));
                 while let Some(end) = partial.find('\n') {
                     let line: String = partial.drain(..=end).collect();
+                    let said = transcript.said.len();
                     for step in transcript.read_line(&line) {
-                        let _ = steps_tx.send(step);
+                        let _ = steps_tx.send(Progress::Status {
+                            key: "cli".into(),
+                            text: step,
+                        });
+                    }
+                    // The reply grows with what the agent writes between its tool uses.
+                    if transcript.said.len() != said {
+                        let _ = steps_tx.send(Progress::Text(transcript.said.clone()));
                     }
                 }
             })
@@ -416,7 +442,7 @@ impl Runner {
         let result = loop {
             tokio::select! {
                 r = &mut exec => break Some(r),
-                Some(step) = steps_rx.recv() => progress(Progress::Status { key: "cli".into(), text: step }),
+                Some(seen) = steps_rx.recv() => progress(seen),
                 () = turn.cancel.cancelled() => break None,
             }
         };
@@ -501,6 +527,7 @@ mod tests {
         assert_eq!((t.input_tokens, t.output_tokens), (30, 11));
         assert_eq!((t.cache_read_tokens, t.cache_write_tokens), (200, 100));
         assert_eq!(t.cost_usd, Some(0.0123));
+        assert_eq!(t.said, "Wrote notes.txt.");
     }
 
     #[test]

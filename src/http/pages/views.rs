@@ -545,6 +545,7 @@ pub(super) async fn agents(State(state): State<HttpState>) -> Html<String> {
             field("name", "name"),
             field("role", "what it is for"),
             field("model", "model (default if empty)"),
+            field("runtime", "runtime: builtin, claude-code or codex"),
             Field {
                 name: "persona",
                 label: "persona",
