@@ -8,6 +8,9 @@ use sha2::{Digest, Sha256};
 
 /// The repository of derived images.
 pub const REPOSITORY: &str = "operator-instance";
+/// How a build's start and end read in its progress (the activity feed keeps those lines).
+pub const BUILDING: &str = "building image";
+pub const BUILT: &str = "built image";
 
 /// What a derived image is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -330,8 +330,22 @@ pub(super) async fn provision(
     let host = ops.fleet().on(&record.host)?;
     let image = record.image.clone();
     let key = format!("pull:{image}");
+    let store = ops.store().clone();
+    let (name, instance) = (image.clone(), record.name.clone());
     let progress = move |line: String| {
         tracing::info!(image = %image, "{line}");
+        // A workstation image's build is in the feed: when it starts and when it is done.
+        use crate::instance::image::{BUILDING, BUILT};
+        if line.starts_with(BUILDING) || line.starts_with(BUILT) {
+            store.record(crate::store::NewActivity {
+                kind: "image.build".into(),
+                actor: "docker".into(),
+                instance: Some(instance.clone()),
+                summary: line.clone(),
+                detail: Some(serde_json::json!({ "image": name })),
+                ..Default::default()
+            });
+        }
         super::report_progress(&key, line);
     };
     host.run(host.backend().ensure_image(&record.image, &progress))

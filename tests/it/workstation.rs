@@ -90,10 +90,25 @@ async fn a_workstation_image_is_built_once_used_and_installs_persist() {
                 .unwrap_or_else(|e| e.to_string())
         }
     };
+    // Gone again: the first instance builds it, and the feed says so.
+    remove_image(&tag).await;
     ops.invoke(&owner, "instance_create", json!({ "name": name }))
         .await
         .unwrap();
     assert!(exec("cat /etc/operator-marker").await.contains(&marker));
+    let mut feed = String::new();
+    for _ in 0..50 {
+        feed = ops
+            .invoke(&owner, "activity_read", json!({ "limit": 50 }))
+            .await
+            .unwrap()
+            .text;
+        if feed.contains(&format!("built image {tag}")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(feed.contains(&format!("built image {tag}")), "{feed}");
     let env = exec("echo $HOME $PYTHONUSERBASE $PIP_USER $NPM_CONFIG_PREFIX").await;
     assert!(
         env.contains("/workspace /workspace/.local 1 /workspace/.npm-global"),

@@ -6,7 +6,7 @@ use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
 use super::DockerBackend;
-use crate::instance::image::{Recipe, tail};
+use crate::instance::image::{BUILDING, BUILT, Recipe, tail};
 use crate::instance::{InstanceError, ProgressFn};
 
 /// Lines of build output kept for an error.
@@ -26,7 +26,7 @@ impl DockerBackend {
         }
         // The base first, through the pull with its progress (the build would pull it silently).
         crate::instance::InstanceBackend::ensure_image(self, &recipe.base, progress).await?;
-        progress(format!("building image {tag} from {}…", recipe.base));
+        progress(format!("{BUILDING} {tag} from {}…", recipe.base));
         tracing::info!(image = %tag, base = %recipe.base, "building the workstation image");
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
@@ -88,7 +88,7 @@ impl DockerBackend {
                 image: tag.clone(),
                 detail: format!("the build ended but the image is not there: {e}"),
             })?;
-        progress(format!("built image {tag}"));
+        progress(format!("{BUILT} {tag}"));
         Ok(true)
     }
 }
