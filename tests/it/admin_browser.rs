@@ -97,6 +97,35 @@ async fn in_a_real_browser_an_owner_logs_in_and_runs_the_fleet() {
     assert_eq!(content, json!("hi from the page"));
     browser.screenshot(&artifacts.join("admin-file.png")).await;
 
+    // The chat box's mention popover: typing @hel offers the file by its exact mention, and a
+    // click puts that mention in the message.
+    browser.open(&served.url("/chat")).await;
+    browser
+        .eval(
+            "const m = document.getElementById('message'); m.focus(); m.value = 'look at @hel';\
+             m.setSelectionRange(m.value.length, m.value.length);\
+             m.dispatchEvent(new Event('input')); true",
+        )
+        .await;
+    let mention = format!("@{name}:notes/hello.txt");
+    browser
+        .wait_for(&format!(
+            "[...document.querySelectorAll('#mention-list li')].some(li => li.textContent.startsWith('{mention}'))"
+        ))
+        .await;
+    browser
+        .eval(&format!(
+            "[...document.querySelectorAll('#mention-list li')].find(li => li.textContent.startsWith('{mention}'))\
+             .dispatchEvent(new MouseEvent('mousedown', {{ bubbles: true }})); true"
+        ))
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('message').value")
+            .await,
+        json!(format!("look at {mention} "))
+    );
+
     // The feed of this instance, live: the creation is there, and a stop made elsewhere
     // appears without the page reloading.
     browser
