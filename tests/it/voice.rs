@@ -101,3 +101,41 @@ async fn without_speech_a_voice_note_is_told_voice_is_not_set_up() {
     );
     assert!(llm.completions().is_empty(), "no model was asked");
 }
+
+#[tokio::test]
+async fn a_discord_voice_message_is_transcribed_and_answered() {
+    use crate::support::discord::FakeDiscord;
+    const DM: u64 = 5001;
+    const DISCORD_OWNER: u64 = 4242;
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.echo();
+    let discord = FakeDiscord::start().await;
+    let speech = FakeSpeech::start("book the room for friday").await;
+    let config = discord.config(&format!(
+        "owners = [{DISCORD_OWNER}]\nstreaming = \"off\"\n\n[speech]\nbase_url = {:?}\n",
+        speech.base_url
+    ));
+    let world = World::new(Some(&llm), &config);
+    let daemon = world.daemon(&[]);
+    let ready = discord.wait_until(WAIT, || discord.identifies() >= 1).await;
+    assert!(ready, "{}", stop(daemon).await);
+    discord.voice_message(DM, DISCORD_OWNER);
+    let done = discord
+        .wait_until(WAIT, || {
+            discord
+                .texts(DM)
+                .iter()
+                .any(|t| t.starts_with("echo: book the room for friday"))
+        })
+        .await;
+    let texts = discord.texts(DM);
+    let log = stop(daemon).await;
+    assert!(done, "{texts:?}\n{log}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("“book the room for friday”")),
+        "{texts:?}"
+    );
+    assert_eq!(speech.requests("transcriptions").len(), 1);
+}

@@ -235,6 +235,29 @@ impl FakeDiscord {
         id
     }
 
+    /// A voice message (the voice-message flag, an Ogg attachment with a duration) in `channel`.
+    pub fn voice_message(&self, channel: u64, author: u64) -> u64 {
+        let id = self.id();
+        let file = "voice-message.ogg";
+        let size = format!("contents of {file}").len();
+        let message = json!({
+            "id": id.to_string(), "channel_id": channel.to_string(),
+            "author": user(author, &format!("user{author}"), false),
+            "content": "", "timestamp": "2026-11-29T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": [], "mention_roles": [], "embeds": [], "pinned": false, "type": 0,
+            "flags": 8192,
+            "attachments": [{
+                "id": (id + 1).to_string(), "filename": file, "size": size,
+                "content_type": "audio/ogg", "duration_secs": 2.5, "waveform": "AAAA",
+                "url": format!("{}/attachments/{file}", self.api_url),
+                "proxy_url": format!("{}/attachments/{file}", self.api_url)
+            }]
+        });
+        self.dispatch("MESSAGE_CREATE", message);
+        id
+    }
+
     fn dispatch(&self, kind: &str, data: Value) {
         let mut s = self.shared.lock().unwrap();
         let seq = s.events.len() as u64 + 2; // READY is 1
