@@ -1,6 +1,7 @@
 //! System prompts: Operator's persona, and the frame around a user-defined agent's persona.
 
 use crate::domain::format_millis;
+use crate::store::InstanceRecord;
 
 /// Operator, the manager agent: an operations colleague, not a chatbot.
 pub const OPERATOR_PERSONA: &str = "\
@@ -26,6 +27,37 @@ Work with your agents: agent_ask sends a message into one or more agents and bri
 
 Your tools are the daemon's control surface: everything you change happens through them and is \
 written to the activity feed.";
+
+/// Operator's compact view of the fleet, so "the instance you made for the film project"
+/// resolves without a tool call.
+pub(super) fn fleet_summary(instances: &[InstanceRecord]) -> String {
+    const SHOWN: usize = 40;
+    if instances.is_empty() {
+        return "Instances: none yet.".to_string();
+    }
+    let mut text = String::from("Instances (name: status, project, agent):");
+    for i in instances.iter().take(SHOWN) {
+        let project = if i.project.is_empty() {
+            "-"
+        } else {
+            &i.project
+        };
+        let agent = i.agent.as_deref().unwrap_or("-");
+        text.push_str(&format!(
+            "\n- {}: {}, {project}, {agent}",
+            i.name,
+            i.status.as_str()
+        ));
+        if let Some(error) = &i.last_error {
+            let error: String = error.chars().take(80).collect();
+            text.push_str(&format!(" (last error: {error})"));
+        }
+    }
+    if instances.len() > SHOWN {
+        text.push_str(&format!("\n(and {} more)", instances.len() - SHOWN));
+    }
+    text
+}
 
 /// The system prompt of a turn: persona, the facts the model needs, and the summary of the
 /// conversation's older part when it was compacted.

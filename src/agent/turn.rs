@@ -10,10 +10,10 @@ use super::context::{
     compaction_cut, estimate_tokens, message_tokens, to_llm_messages, transcript,
 };
 use super::llm::{BoxFuture, ChatRequest, LlmError, LlmMessage, ToolSpec};
-use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, system_prompt};
+use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, fleet_summary, system_prompt};
 use crate::domain::{Caller, ImagePart, OPERATOR, Role, ToolCall, now_millis};
 use crate::ops::{Invocation, OpSpec, Ops, ProgressSink};
-use crate::store::{Conversation, InstanceRecord, NewActivity, NewMessage};
+use crate::store::{Conversation, NewActivity, NewMessage};
 
 /// A turn to run: the user's message is already stored in the conversation.
 pub struct Turn {
@@ -65,37 +65,6 @@ struct Profile {
     tools: Vec<ToolSpec>,
 }
 
-/// Operator's compact view of the fleet, so "the instance you made for the film project"
-/// resolves without a tool call.
-fn fleet_summary(instances: &[InstanceRecord]) -> String {
-    const SHOWN: usize = 40;
-    if instances.is_empty() {
-        return "Instances: none yet.".to_string();
-    }
-    let mut text = String::from("Instances (name: status, project, agent):");
-    for i in instances.iter().take(SHOWN) {
-        let project = if i.project.is_empty() {
-            "-"
-        } else {
-            &i.project
-        };
-        let agent = i.agent.as_deref().unwrap_or("-");
-        text.push_str(&format!(
-            "\n- {}: {}, {project}, {agent}",
-            i.name,
-            i.status.as_str()
-        ));
-        if let Some(error) = &i.last_error {
-            let error: String = error.chars().take(80).collect();
-            text.push_str(&format!(" (last error: {error})"));
-        }
-    }
-    if instances.len() > SHOWN {
-        text.push_str(&format!("\n(and {} more)", instances.len() - SHOWN));
-    }
-    text
-}
-
 impl Runner {
     /// Runs the turn to its end. Every model reply and tool result is persisted as it happens.
     pub async fn run_turn(
@@ -106,18 +75,26 @@ impl Runner {
         let conversation = &turn.conversation;
         // The summary is tracked in memory for the turn; compaction updates it and the store.
         let mut summary = (conversation.summary.clone(), conversation.summary_upto);
-        // An agent whose mind is a CLI runs it inside its instance instead of this loop
-        // (it needs no model of the daemon's own).
-        if conversation.agent != OPERATOR
-            && let Ok(agent) = self.inner.store.agent(&conversation.agent).await
-            && agent.runtime != "builtin"
-        {
-            return self.run_cli_turn(&turn, &agent, progress).await;
-        }
+        // The agent is read once; one whose mind is a CLI runs it inside its instance instead
+        // of this loop (it needs no model of the daemon's own).
+        let agent = if conversation.agent == OPERATOR {
+            None
+        } else {
+            match self.inner.store.agent(&conversation.agent).await {
+                Ok(agent) if agent.runtime != "builtin" => {
+                    return self.run_cli_turn(&turn, &agent, progress).await;
+                }
+                Ok(agent) => Some(agent),
+                Err(e) => {
+                    let why = format!("agent {} is not available: {e}", conversation.agent);
+                    return Outcome::Failed(why);
+                }
+            }
+        };
         let Some(llm) = self.inner.llm.clone() else {
             return Outcome::Failed(LlmError::NotConfigured.to_string());
         };
-        let profile = match self.profile(conversation, &turn.caller).await {
+        let profile = match self.profile(&turn.caller, agent).await {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(e),
         };
@@ -298,59 +275,59 @@ impl Runner {
         Outcome::Reply(reply)
     }
 
+    /// The agent the turn runs as: Operator (`agent` is `None`), or the stored agent.
     async fn profile(
         &self,
-        conversation: &Conversation,
         caller: &Caller,
+        agent: Option<crate::store::Agent>,
     ) -> Result<Profile, String> {
         let limits = &self.inner.limits;
         let store = &self.inner.store;
         let specs: Vec<&OpSpec>;
-        let (name, persona, model, facts) = if conversation.agent == OPERATOR {
-            specs = Ops::available_to(caller).collect();
-            let instances = store.list_instances().await.map_err(|e| e.to_string())?;
-            let jobs = self
-                .inner
-                .ops
-                .jobs_summary()
-                .await
-                .map_err(|e| e.to_string())?;
-            let facts = format!("{}\n{jobs}", fleet_summary(&instances));
-            let persona = OPERATOR_PERSONA.to_string();
-            (
-                OPERATOR.to_string(),
-                persona,
-                limits.default_model.clone(),
-                facts,
-            )
-        } else {
-            let agent = store
-                .agent(&conversation.agent)
-                .await
-                .map_err(|e| format!("agent {} is not available: {e}", conversation.agent))?;
-            let instance = store
-                .instance_of_agent(&agent.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let facts = match &instance {
-                Some(i) => {
-                    specs = Ops::workspace_tools().collect();
-                    let mut facts = format!(
-                        "You have your own computer: instance {} ({}), your files are in /workspace. \
+        let (name, persona, model, facts) = match agent {
+            None => {
+                specs = Ops::available_to(caller).collect();
+                let instances = store.list_instances().await.map_err(|e| e.to_string())?;
+                let jobs = self
+                    .inner
+                    .ops
+                    .jobs_summary()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let facts = format!("{}\n{jobs}", fleet_summary(&instances));
+                let persona = OPERATOR_PERSONA.to_string();
+                (
+                    OPERATOR.to_string(),
+                    persona,
+                    limits.default_model.clone(),
+                    facts,
+                )
+            }
+            Some(agent) => {
+                let instance = store
+                    .instance_of_agent(&agent.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let facts = match &instance {
+                    Some(i) => {
+                        specs = Ops::workspace_tools().collect();
+                        let mut facts = format!(
+                            "You have your own computer: instance {} ({}), your files are in /workspace. \
                          IDENTITY.md says who you are; keep what you learn about the user in USER.md.",
-                        i.name,
-                        i.status.as_str()
-                    );
-                    facts.push_str(&self.skills_facts(&i.name).await?);
-                    facts
-                }
-                None => {
-                    specs = Vec::new();
-                    String::new()
-                }
-            };
-            let model = agent.model.unwrap_or_else(|| limits.default_model.clone());
-            (agent.name, agent.persona, model, facts)
+                            i.name,
+                            i.status.as_str()
+                        );
+                        facts.push_str(&self.skills_facts(&i.name).await?);
+                        facts
+                    }
+                    None => {
+                        specs = Vec::new();
+                        String::new()
+                    }
+                };
+                let model = agent.model.unwrap_or_else(|| limits.default_model.clone());
+                (agent.name, agent.persona, model, facts)
+            }
         };
         let tools = specs
             .into_iter()

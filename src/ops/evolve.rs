@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::throwaway::Throwaway;
 use super::{Access, Invocation, OpError, OpSpec, Ops, Output};
 use crate::domain::{AgentName, Caller, ChatRef};
 use crate::instance::ExecRequest;
@@ -181,55 +182,6 @@ struct Scored {
     why: String,
 }
 
-/// Agents and instances made for a while: removed when dropped unless kept, so a call that
-/// fails or is cancelled leaves nothing behind.
-struct Throwaway {
-    ops: Ops,
-    names: Vec<String>,
-}
-
-impl Throwaway {
-    fn new(ops: &Ops) -> Self {
-        Self {
-            ops: ops.clone(),
-            names: Vec::new(),
-        }
-    }
-
-    /// Removes them now, and waits.
-    async fn remove(mut self) {
-        let names = std::mem::take(&mut self.names);
-        remove_all(&self.ops, names).await;
-    }
-
-    /// They stay (variants a later `agent_promote` decides about).
-    fn keep(mut self) {
-        self.names.clear();
-    }
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        let names = std::mem::take(&mut self.names);
-        if !names.is_empty() {
-            let ops = self.ops.clone();
-            tokio::spawn(async move { remove_all(&ops, names).await });
-        }
-    }
-}
-
-async fn remove_all(ops: &Ops, names: Vec<String>) {
-    for name in names {
-        let _ = ops.store().delete_agent(&name).await;
-        let _ = ops.store().delete_variant(&name).await;
-        if let Err(e) = super::instances::delete_instance(ops, &name).await
-            && !matches!(e, OpError::NotFound(_))
-        {
-            tracing::warn!("the throwaway instance {name} was not removed: {e}");
-        }
-    }
-}
-
 impl Ops {
     /// Runs one case on a clone of `instance`, as a throwaway agent with `agent`'s settings.
     async fn run_case(
@@ -246,7 +198,7 @@ impl Ops {
         let outcome = async {
             let turns = self.turn_runner()?;
             super::instance_admin::clone_instance(self, instance, &clone).await?;
-            made.names.push(clone.clone());
+            made.add(clone.clone());
             let name = AgentName::parse(&clone).map_err(|e| OpError::Failed(e.to_string()))?;
             self.store()
                 .create_agent(&name, &agent.persona, agent.model.as_deref())
@@ -482,7 +434,7 @@ impl Ops {
             let stem: String = parent.name.chars().take(24).collect();
             let name = format!("{stem}-v{:04x}", rand::random::<u16>());
             super::instance_admin::clone_instance(self, &instance.name, &name).await?;
-            made.names.push(name.clone());
+            made.add(name.clone());
             let agent_name = AgentName::parse(&name).map_err(|e| OpError::Failed(e.to_string()))?;
             let (persona, model) = match field.as_str() {
                 "persona" => (value.clone(), parent.model.clone()),
@@ -573,10 +525,10 @@ impl Ops {
             .map(|v| v.name)
             .collect();
         let removed = all.len();
-        let cleanup = Throwaway {
-            ops: self.clone(),
-            names: all,
-        };
+        let mut cleanup = Throwaway::new(self);
+        for name in all {
+            cleanup.add(name);
+        }
         cleanup.remove().await;
         Ok(Output::new(
             format!(

@@ -19,12 +19,20 @@ mod instances;
 mod jobs;
 pub mod mentions;
 mod pairing;
+mod progress;
 mod registry;
 mod secrets;
 mod skills;
 mod system;
+mod throwaway;
+mod turns;
 mod usage;
 pub mod webhooks;
+
+use progress::PROGRESS;
+pub use progress::ProgressSink;
+pub(crate) use progress::report_progress;
+pub use turns::TurnRunner;
 mod workspace;
 
 use std::sync::Arc;
@@ -179,28 +187,6 @@ impl Invocation {
     }
 }
 
-/// A callback for progress of long steps: `(key, text)`, where the key names the step so a
-/// channel can update one message in place.
-#[derive(Clone)]
-pub struct ProgressSink(pub Arc<dyn Fn(String, String) + Send + Sync>);
-
-impl std::fmt::Debug for ProgressSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgressSink")
-    }
-}
-
-tokio::task_local! {
-    /// The running invocation's progress sink, so deep steps can report without every
-    /// function in between passing it along.
-    static PROGRESS: ProgressSink;
-}
-
-/// Reports progress of the running operation, if its caller listens.
-pub(crate) fn report_progress(key: &str, text: String) {
-    let _ = PROGRESS.try_with(|sink| (sink.0)(key.to_string(), text));
-}
-
 /// What an operation returns: a few lines for people and structured data for machines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -305,49 +291,6 @@ struct Inner {
     mentions: mentions::MentionIndex,
     /// Prices and spending limits; set by the app.
     meter: std::sync::OnceLock<Arc<crate::usage::Meter>>,
-}
-
-/// Runs one turn of `agent` in `chat` and reports how it ended. The app implements it with the
-/// router, so operations can use a turn without knowing the agent loop.
-pub trait TurnRunner: Send + Sync {
-    fn run_turn(
-        &self,
-        chat: ChatRef,
-        agent: String,
-        caller: Caller,
-        text: String,
-    ) -> crate::agent::llm::BoxFuture<'static, (bool, String)>;
-    /// Like `run_turn`, for a person's own message (the admin page, `/api/chat`): its
-    /// `@file` mentions are looked up for the agent.
-    fn person_turn(
-        &self,
-        chat: ChatRef,
-        agent: String,
-        caller: Caller,
-        text: String,
-    ) -> crate::agent::llm::BoxFuture<'static, (bool, String)>;
-    /// Delivers a file to a chat (an agent's `send_file`).
-    fn deliver_file(
-        &self,
-        chat: ChatRef,
-        name: String,
-        bytes: Vec<u8>,
-    ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
-    /// Shows a request for an owner's yes in a chat, with buttons where the chat has them.
-    /// Fails when the chat cannot show it (a chat of an automation that has no channel).
-    fn ask_approval(
-        &self,
-        chat: ChatRef,
-        code: String,
-        text: String,
-    ) -> crate::agent::llm::BoxFuture<'static, Result<(), String>>;
-    /// Says in the chat how a request was decided (editing the request where possible).
-    fn approval_decided(
-        &self,
-        chat: ChatRef,
-        code: String,
-        text: String,
-    ) -> crate::agent::llm::BoxFuture<'static, ()>;
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.

@@ -393,7 +393,9 @@ pub async fn test(ops: &Ops, inv: &Invocation, args: TestArgs) -> Result<Output,
     let turns = ops.turn_runner()?;
     let clone = format!("skilltest-{:08x}", rand::random::<u32>());
     super::instance_admin::clone_instance(ops, &source.name, &clone).await?;
-    // From here on the clone exists: whatever happens, it is removed before returning.
+    // From here on the clone exists: whatever happens (a cancelled call too), it is removed.
+    let mut made = super::throwaway::Throwaway::new(ops);
+    made.add(clone.clone());
     let outcome = async {
         install_one(ops, &v, &clone).await?;
         let agent =
@@ -414,12 +416,8 @@ pub async fn test(ops: &Ops, inv: &Invocation, args: TestArgs) -> Result<Output,
         )
     }
     .await;
-    let _ = ops.store().delete_agent(&clone).await;
-    let cleanup = super::instances::delete_instance(ops, &clone).await;
+    made.remove().await;
     let (ok, summary) = outcome?;
-    if let Err(e) = cleanup {
-        tracing::warn!("the skill test clone {clone} was not removed: {e}");
-    }
     let verdict = if ok { "answered" } else { "failed" };
     Ok(Output::new(
         format!(
