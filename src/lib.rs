@@ -12,6 +12,7 @@ pub mod http;
 pub mod instance;
 pub mod keys;
 pub mod logging;
+pub mod mcp;
 pub mod media;
 pub mod notify;
 pub mod ops;

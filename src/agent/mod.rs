@@ -9,6 +9,7 @@ pub mod llm;
 mod metering;
 mod prompt;
 pub mod runtime;
+mod tools;
 mod turn;
 mod vision;
 

@@ -320,14 +320,9 @@ fn pid_file(conversation: i64) -> String {
     format!("/tmp/operator-cli-{conversation}.pid")
 }
 
-/// Ends a process and every descendant (read from /proc, which GNU and busybox both have).
+/// Ends the CLI and every process it started.
 fn kill_command(conversation: i64) -> String {
-    format!(
-        "kill_tree() {{ for c in $(awk -v p=\"$1\" '$4 == p {{ print $1 }}' /proc/[0-9]*/stat 2>/dev/null); do kill_tree \"$c\"; done; kill -{{SIG}} \"$1\" 2>/dev/null; }}; \
-         p=$(cat {f} 2>/dev/null) || exit 0; SIG=TERM; kill_tree \"$p\"; sleep 1; SIG=KILL; kill_tree \"$p\"; rm -f {f}",
-        f = pid_file(conversation)
-    )
-    .replace("{SIG}", "$SIG")
+    crate::instance::kill_tree_command(&pid_file(conversation))
 }
 
 fn tail(lines: &[String], n: usize) -> String {

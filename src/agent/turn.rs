@@ -11,8 +11,8 @@ use super::context::{
 };
 use super::llm::{BoxFuture, ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, fleet_summary, system_prompt};
-use crate::domain::{Caller, ImagePart, OPERATOR, Role, ToolCall, now_millis};
-use crate::ops::{Invocation, OpSpec, Ops, ProgressSink};
+use crate::domain::{Caller, OPERATOR, Role, now_millis};
+use crate::ops::{OpSpec, Ops};
 use crate::store::{Conversation, NewActivity, NewMessage};
 
 /// A turn to run: the user's message is already stored in the conversation.
@@ -56,13 +56,15 @@ pub enum Outcome {
 }
 
 /// The agent a turn runs as.
-struct Profile {
-    name: String,
+pub(super) struct Profile {
+    pub(super) name: String,
     persona: String,
     model: String,
     /// What the agent should know about its situation: its instance, or Operator's fleet.
     facts: String,
-    tools: Vec<ToolSpec>,
+    pub(super) tools: Vec<ToolSpec>,
+    /// MCP tools by their model-facing name: (server, tool).
+    pub(super) mcp: std::collections::HashMap<String, (String, String)>,
 }
 
 impl Runner {
@@ -329,7 +331,7 @@ impl Runner {
                 (agent.name, agent.persona, model, facts)
             }
         };
-        let tools = specs
+        let mut tools: Vec<ToolSpec> = specs
             .into_iter()
             .map(|s| ToolSpec {
                 name: s.name.to_string(),
@@ -337,12 +339,24 @@ impl Runner {
                 parameters: s.arguments_schema(),
             })
             .collect();
+        // MCP servers' tools; one that cannot be reached is named in the facts.
+        let mcp = self.inner.ops.mcp_tools_for(&name).await;
+        let mut facts = facts;
+        for problem in &mcp.problems {
+            facts.push_str(&format!("\n(not available now: {problem})"));
+        }
+        tools.extend(mcp.tools.into_iter().map(|(name, tool)| ToolSpec {
+            name,
+            description: tool.description,
+            parameters: tool.schema,
+        }));
         Ok(Profile {
             name,
             persona,
             model,
             facts,
             tools,
+            mcp: mcp.routes,
         })
     }
 
@@ -474,79 +488,7 @@ impl Runner {
         Ok(response.text)
     }
 
-    /// Runs one tool call and returns its result text and whether it failed. Nothing the model
-    /// sends can crash the turn: unknown tools and malformed arguments become error results.
-    async fn call_tool(
-        &self,
-        turn: &Turn,
-        profile: &Profile,
-        call: &ToolCall,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> (String, bool, Vec<ImagePart>) {
-        if !profile.tools.iter().any(|t| t.name == call.name) {
-            let msg = format!("error: there is no tool called {:?}", call.name);
-            self.note(
-                &turn.conversation,
-                &profile.name,
-                "tool.error",
-                msg.clone(),
-                None,
-            );
-            return (msg, true, Vec::new());
-        }
-        let args: Value = match call.arguments.trim() {
-            "" => json!({}),
-            raw => match serde_json::from_str(raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    let msg = format!(
-                        "error: the arguments are not valid JSON ({e}); send a JSON object"
-                    );
-                    self.note(
-                        &turn.conversation,
-                        &profile.name,
-                        "tool.error",
-                        msg.clone(),
-                        None,
-                    );
-                    return (msg, true, Vec::new());
-                }
-            },
-        };
-        // The operation reports long steps into a channel drained here, since the turn's
-        // progress callback is borrowed and cannot travel with the operation.
-        let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel();
-        let sink = ProgressSink(Arc::new(move |key, text| {
-            let _ = status_tx.send((key, text));
-        }));
-        let invocation = Invocation {
-            caller: turn.caller.clone(),
-            chat: Some(turn.conversation.chat.clone()),
-            conversation_id: Some(turn.conversation.id),
-            via_agent: Some(profile.name.clone()),
-            progress: Some(sink),
-        };
-        let invoke = self.inner.ops.invoke(&invocation, &call.name, args);
-        tokio::pin!(invoke);
-        let result = loop {
-            tokio::select! {
-                result = &mut invoke => break result,
-                Some((key, text)) = status_rx.recv() => progress(Progress::Status { key, text }),
-            }
-        };
-        while let Ok((key, text)) = status_rx.try_recv() {
-            progress(Progress::Status { key, text });
-        }
-        match result {
-            Ok(out) => {
-                let body = json!({ "ok": true, "result": out.text, "data": out.data });
-                (body.to_string(), false, out.images)
-            }
-            Err(e) => (format!("error: {e}"), true, Vec::new()),
-        }
-    }
-
-    fn note(
+    pub(super) fn note(
         &self,
         conversation: &Conversation,
         agent: &str,

@@ -101,6 +101,7 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
     ));
     meter.load(&store).await;
     ops.set_meter(meter.clone());
+    ops.set_mcp_servers(settings.mcp.servers.clone());
     let limits_meter = meter.clone();
     let limits = Limits {
         default_model: settings.llm.model.clone(),

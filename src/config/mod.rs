@@ -74,6 +74,8 @@ pub struct Settings {
     pub speech: SpeechSettings,
     #[serde(default)]
     pub budget: BudgetSettings,
+    #[serde(default)]
+    pub mcp: McpSettings,
     pub log: LogSettings,
 }
 
@@ -298,6 +300,26 @@ pub struct SchedulerSettings {
 pub struct BudgetSettings {
     pub daily_usd: Option<f64>,
     pub monthly_usd: Option<f64>,
+}
+
+/// MCP servers every agent gets (`[[mcp.servers]]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSettings {
+    #[serde(default)]
+    pub servers: Vec<McpServerSettings>,
+}
+
+/// One MCP server: a Streamable HTTP `url` (with `headers`, whose values may name secrets as
+/// `${secret:NAME}`), or a stdio `command` started inside each agent's instance.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSettings {
+    pub name: String,
+    pub url: Option<String>,
+    pub command: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Backups the daemon takes by itself.

@@ -19,6 +19,23 @@ impl Settings {
         if self.llm.max_tokens == 0 {
             return invalid("llm.max_tokens", "must be at least 1");
         }
+        for (i, server) in self.mcp.servers.iter().enumerate() {
+            let shape = crate::domain::mcp_server_problem(
+                &server.name,
+                server.url.as_deref(),
+                server.command.as_deref(),
+                &server.headers,
+            );
+            if let Some((field, message)) = shape {
+                return Err(ConfigError::Invalid {
+                    key: format!("mcp.servers[{i}].{field}"),
+                    message,
+                });
+            }
+            if self.mcp.servers[..i].iter().any(|s| s.name == server.name) {
+                return invalid(&format!("mcp.servers[{i}].name"), "is used twice");
+            }
+        }
         if self.operator.max_steps == 0 {
             return invalid("operator.max_steps", "must be at least 1");
         }

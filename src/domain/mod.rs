@@ -4,6 +4,7 @@
 mod chat;
 mod commands;
 mod files;
+mod mcp;
 mod message;
 mod name;
 
@@ -12,6 +13,7 @@ pub use commands::{
     IMMEDIATE_COMMANDS, SESSION_COMMANDS, SessionCommand, is_immediate, split_command,
 };
 pub use files::{MAX_FILE_BYTES, safe_name};
+pub use mcp::{fill_secrets, mcp_server_problem, secret_refs};
 pub use message::{ImagePart, Role, StoredMessage, ToolCall};
 pub use name::{AgentName, NameError, OPERATOR, split_mention};
 

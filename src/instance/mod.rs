@@ -162,6 +162,15 @@ pub enum InstanceError {
     Failed(String),
 }
 
+/// A command kept running with its input and output attached (an MCP server over stdio): what
+/// it writes to stdout comes out of `stdout`, which ends when the command does; its stderr goes
+/// to `stderr`, a line at a time.
+pub struct Attached {
+    pub stdin: tokio::io::WriteHalf<tokio::io::SimplexStream>,
+    pub stdout: tokio::io::ReadHalf<tokio::io::SimplexStream>,
+    pub stderr: tokio::sync::mpsc::Receiver<String>,
+}
+
 /// A progress callback for long steps such as an image pull.
 pub type ProgressFn<'a> = &'a (dyn Fn(String) + Send + Sync);
 
@@ -218,6 +227,14 @@ pub trait InstanceBackend: Send + Sync {
         command: String,
         env: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<(), InstanceError>>;
+    /// Starts a shell command with stdin and stdout attached; it runs until it exits, its
+    /// input is closed, or the daemon stops it through another exec.
+    fn attach<'a>(
+        &'a self,
+        name: &'a str,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<Attached, InstanceError>>;
     /// Names of the instances whose containers carry our label.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>>;
     /// The instance's workspace, read from its container (which may be stopped).
@@ -259,6 +276,17 @@ pub fn fleet_from_settings(
         hosts.push((spec, backend));
     }
     Ok(Fleet::new(hosts))
+}
+
+/// A shell line that ends the process whose id is in `pid_file` and every descendant (read
+/// from /proc, which GNU and busybox both have): TERM, a second, then KILL.
+pub fn kill_tree_command(pid_file: &str) -> String {
+    format!(
+        "kill_tree() {{ for c in $(awk -v p=\"$1\" '$4 == p {{ print $1 }}' /proc/[0-9]*/stat 2>/dev/null); do kill_tree \"$c\"; done; kill -{{SIG}} \"$1\" 2>/dev/null; }}; \
+         p=$(cat {f} 2>/dev/null) || exit 0; SIG=TERM; kill_tree \"$p\"; sleep 1; SIG=KILL; kill_tree \"$p\"; rm -f {f}",
+        f = pid_file
+    )
+    .replace("{SIG}", "$SIG")
 }
 
 /// The container name of an instance.

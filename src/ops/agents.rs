@@ -326,6 +326,8 @@ pub async fn delete(ops: &Ops, args: NameArgs) -> Result<Output, OpError> {
     }
     let instance = ops.store().instance_of_agent(&name).await?;
     ops.store().delete_agent(&name).await?;
+    ops.store().remove_mcp_servers(&name, None).await?;
+    ops.mcp_forget(&name).await;
     // The instance and its files are kept: deleting work is a separate, explicit decision.
     let mut text = format!("Deleted agent {name}.");
     if let Some(instance) = &instance {

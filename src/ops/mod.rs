@@ -17,6 +17,7 @@ mod instance_admin;
 mod instance_tools;
 mod instances;
 mod jobs;
+mod mcp;
 pub mod mentions;
 mod pairing;
 mod progress;
@@ -53,6 +54,7 @@ use tokio::sync::Notify;
 pub use bots::BotConnector;
 pub use hosts::{Reconciled, loads as host_loads};
 pub use jobs::JobEvents;
+pub use mcp::AgentMcpTools;
 pub use registry::SPECS;
 
 /// Who may run an operation.
@@ -291,6 +293,7 @@ struct Inner {
     mentions: mentions::MentionIndex,
     /// Prices and spending limits; set by the app.
     meter: std::sync::OnceLock<Arc<crate::usage::Meter>>,
+    mcp: mcp::Mcp,
 }
 
 /// Operations the model is never offered: they take secret values, which come from people.
@@ -350,6 +353,7 @@ impl Ops {
                 waiting: approvals::Waiting::default(),
                 mentions: mentions::MentionIndex::default(),
                 meter: std::sync::OnceLock::new(),
+                mcp: mcp::Mcp::default(),
             }),
         }
     }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{
     Invocation, OpError, OpSpec, Ops, Output, agents, approvals, ask, automations, bots,
-    chat_files, evolve, hosts, instance_admin, instance_tools, instances, pairing, parse, secrets,
+    chat_files, evolve, hosts, mcp, instance_admin, instance_tools, instances, pairing, parse, secrets,
     skills, system, usage, webhooks, workspace,
 };
 
@@ -22,6 +22,10 @@ pub static SPECS: &[OpSpec] = &[
     evolve::EVALUATE,
     evolve::VARIANTS,
     evolve::PROMOTE,
+    mcp::ADD,
+    mcp::LIST,
+    mcp::REMOVE,
+    mcp::TEST,
     instances::LIST,
     instances::CREATE,
     instances::DELETE,
@@ -111,6 +115,10 @@ impl Ops {
             "agent_evaluate" => self.agent_evaluate(inv, parse(spec, args)?).await,
             "agent_variants" => self.agent_variants(inv, parse(spec, args)?).await,
             "agent_promote" => self.agent_promote(parse(spec, args)?).await,
+            "mcp_add" => self.mcp_add(parse(spec, args)?).await,
+            "mcp_list" => self.mcp_list(parse(spec, args)?).await,
+            "mcp_remove" => self.mcp_remove(parse(spec, args)?).await,
+            "mcp_test" => self.mcp_test(parse(spec, args)?).await,
             "instance_list" => instances::list(self).await,
             "instance_create" => instances::create(self, parse(spec, args)?).await,
             "instance_delete" => instances::delete(self, parse(spec, args)?).await,

@@ -110,6 +110,9 @@ pub async fn status(ops: &Ops) -> Result<Output, OpError> {
     for host in &hosts {
         text.push_str(&format!("\n{}", host.status_line()));
     }
+    for line in ops.mcp_status_lines().await {
+        text.push_str(&format!("\nmcp {line}"));
+    }
     // A model request that fell back to another provider in the last day.
     let fallback = ops
         .store()

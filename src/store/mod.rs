@@ -12,6 +12,7 @@ mod conversations;
 mod evolve;
 mod instances;
 mod jobs;
+mod mcp;
 mod secrets;
 mod skills;
 mod turns;
@@ -103,6 +104,7 @@ pub use conversations::{Conversation, NewMessage};
 pub use evolve::{Evaluation, Variant};
 pub use instances::{InstanceRecord, InstanceStatus};
 pub use jobs::{JobRecord, JobStatus, NewJob};
+pub use mcp::McpServerRecord;
 pub use secrets::{GrantTarget, SecretRecord};
 pub use skills::{SkillInstall, SkillVersion};
 pub use turns::Unanswered;
@@ -178,6 +180,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "runtimes",
         include_str!("../../migrations/0016_runtimes.sql"),
     ),
+    (17, "mcp", include_str!("../../migrations/0017_mcp.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -118,6 +118,75 @@ impl DockerBackend {
         })
     }
 
+    /// Starts a command with its input and output attached. A task copies its stdout into a
+    /// pipe and its stderr to a channel by lines; both end when the command does.
+    pub(super) async fn run_attached(
+        &self,
+        name: &str,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> Result<crate::instance::Attached, InstanceError> {
+        let docker = self.client().await?;
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options = CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            env: Some(env.iter().map(String::as_str).collect()),
+            cmd: Some(vec!["sh", "-c", &command]),
+            user: Some(INSTANCE_USER),
+            working_dir: Some("/workspace"),
+            ..Default::default()
+        };
+        let exec = self.create_exec(&docker, name, options).await?;
+        let (mut output, mut input) = match docker.start_exec(&exec, None).await {
+            Ok(StartExecResults::Attached { output, input }) => (output, input),
+            Ok(StartExecResults::Detached) => {
+                return Err(InstanceError::Failed("the command detached".into()));
+            }
+            Err(e) => return Err(self.fail(e, "starting the command").await),
+        };
+        // Input goes through a pipe too, so what holds it is an ordinary `Send + Sync` writer;
+        // closing it closes the command's stdin.
+        let (mut stdin_rx, stdin) = tokio::io::simplex(64 * 1024);
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut stdin_rx, &mut input).await;
+            let _ = input.shutdown().await;
+        });
+        let (stdout, mut writer) = tokio::io::simplex(64 * 1024);
+        let (err_tx, stderr) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut line = Vec::new();
+            while let Some(Ok(chunk)) = output.next().await {
+                match chunk {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        if writer.write_all(&message).await.is_err() {
+                            break;
+                        }
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        for &b in message.iter() {
+                            if b == b'\n' {
+                                let text = String::from_utf8_lossy(&line).into_owned();
+                                let _ = err_tx.try_send(text);
+                                line.clear();
+                            } else if line.len() < 4096 {
+                                line.push(b);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        Ok(crate::instance::Attached {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Starts a command detached from the daemon.
     pub(super) async fn run_detached(
         &self,

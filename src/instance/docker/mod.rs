@@ -369,6 +369,15 @@ impl InstanceBackend for DockerBackend {
         Box::pin(self.run_exec(name, request))
     }
 
+    fn attach<'a>(
+        &'a self,
+        name: &'a str,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<crate::instance::Attached, InstanceError>> {
+        Box::pin(self.run_attached(name, command, env))
+    }
+
     fn spawn<'a>(
         &'a self,
         name: &'a str,

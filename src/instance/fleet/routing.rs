@@ -170,6 +170,18 @@ impl InstanceBackend for Fleet {
         })
     }
 
+    fn attach<'a>(
+        &'a self,
+        name: &'a str,
+        command: String,
+        env: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<crate::instance::Attached, InstanceError>> {
+        Box::pin(async move {
+            let host = self.host_of(name)?;
+            host.run(host.backend.attach(name, command, env)).await
+        })
+    }
+
     /// The managed containers of every host that answers.
     fn managed(&self) -> BoxFuture<'_, Result<Vec<String>, InstanceError>> {
         Box::pin(async move {

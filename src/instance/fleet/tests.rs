@@ -33,6 +33,14 @@ impl InstanceBackend for Unused {
     ) -> BoxFuture<'a, Result<bool, InstanceError>> {
         never()
     }
+    fn attach<'a>(
+        &'a self,
+        _: &'a str,
+        _: String,
+        _: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<crate::instance::Attached, InstanceError>> {
+        never()
+    }
     fn create<'a>(
         &'a self,
         _: &'a InstanceSpec,
