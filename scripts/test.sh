@@ -62,6 +62,19 @@ if [ ! -x "$claude_dir/claude-$CLAUDE_CODE_VERSION" ]; then
 fi
 export OPERATOR_TEST_CLAUDE="$claude_dir/claude-$CLAUDE_CODE_VERSION"
 
+# MCP is tested against a real server from npm (the reference "everything" server): over stdio
+# inside a test instance (with the host's node copied in) and over Streamable HTTP on 127.0.0.1.
+MCP_EVERYTHING_VERSION=2026.8.31
+mcp_dir=/var/cache/operator/mcp-$MCP_EVERYTHING_VERSION
+command -v node >/dev/null 2>&1 || need_package nodejs
+if [ ! -f "$mcp_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+    command -v npm >/dev/null 2>&1 || need_package npm
+    echo "fetching @modelcontextprotocol/server-everything $MCP_EVERYTHING_VERSION" >&2
+    mkdir -p "$mcp_dir"
+    (cd "$mcp_dir" && npm install --silent --no-audit --no-fund "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION" >/dev/null)
+fi
+export OPERATOR_TEST_MCP="$mcp_dir"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

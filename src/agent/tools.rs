@@ -50,7 +50,9 @@ impl Runner {
             },
         };
         if let Some((server, tool)) = profile.mcp.get(&call.name) {
-            return self.call_mcp(turn, profile, server, tool, args, progress).await;
+            return self
+                .call_mcp(turn, profile, server, tool, args, progress)
+                .await;
         }
         // The operation reports long steps into a channel drained here, since the turn's
         // progress callback is borrowed and cannot travel with the operation.
@@ -103,7 +105,10 @@ impl Runner {
             progress: None,
         };
         let ops = &self.inner.ops;
-        match ops.mcp_call(&invocation, &profile.name, server, tool, args).await {
+        match ops
+            .mcp_call(&invocation, &profile.name, server, tool, args)
+            .await
+        {
             Ok(r) => (r.text, r.is_error, r.images),
             Err(e) => {
                 progress(Progress::Status {
@@ -114,5 +119,4 @@ impl Runner {
             }
         }
     }
-
 }

@@ -26,7 +26,10 @@ pub fn mcp_server_problem(
     }
     match (url, command) {
         (Some(_), Some(_)) | (None, None) => {
-            return Some(("url", "give either url (HTTP) or command (stdio), not both".into()));
+            return Some((
+                "url",
+                "give either url (HTTP) or command (stdio), not both".into(),
+            ));
         }
         (Some(url), None) => {
             if !(url.starts_with("http://") || url.starts_with("https://"))
@@ -100,21 +103,58 @@ mod tests {
     #[test]
     fn definitions_are_checked_field_by_field() {
         let none = BTreeMap::new();
-        assert_eq!(mcp_server_problem("time", None, Some("uvx mcp-server-time"), &none), None);
-        assert_eq!(mcp_server_problem("gh", Some("https://x.test/mcp"), None, &none), None);
-        assert_eq!(mcp_server_problem("a__b", None, Some("x"), &none).unwrap().0, "name");
-        assert_eq!(mcp_server_problem("Time", None, Some("x"), &none).unwrap().0, "name");
+        assert_eq!(
+            mcp_server_problem("time", None, Some("uvx mcp-server-time"), &none),
+            None
+        );
+        assert_eq!(
+            mcp_server_problem("gh", Some("https://x.test/mcp"), None, &none),
+            None
+        );
+        assert_eq!(
+            mcp_server_problem("a__b", None, Some("x"), &none)
+                .unwrap()
+                .0,
+            "name"
+        );
+        assert_eq!(
+            mcp_server_problem("Time", None, Some("x"), &none)
+                .unwrap()
+                .0,
+            "name"
+        );
         assert_eq!(mcp_server_problem("t", None, None, &none).unwrap().0, "url");
-        assert_eq!(mcp_server_problem("t", Some("ftp://x"), None, &none).unwrap().0, "url");
-        let headers = BTreeMap::from([("Authorization".to_string(), "Bearer ${secret:X".to_string())]);
-        assert_eq!(mcp_server_problem("t", Some("http://x"), None, &headers).unwrap().0, "headers");
+        assert_eq!(
+            mcp_server_problem("t", Some("ftp://x"), None, &none)
+                .unwrap()
+                .0,
+            "url"
+        );
+        let headers =
+            BTreeMap::from([("Authorization".to_string(), "Bearer ${secret:X".to_string())]);
+        assert_eq!(
+            mcp_server_problem("t", Some("http://x"), None, &headers)
+                .unwrap()
+                .0,
+            "headers"
+        );
     }
 
     #[test]
     fn secret_references_are_filled_in() {
         let lookup = |n: &str| (n == "TOKEN").then(|| "s3cret".to_string());
-        assert_eq!(fill_secrets("Bearer ${secret:TOKEN}", &lookup).unwrap(), "Bearer s3cret");
-        assert_eq!(secret_refs("a ${secret:A} b ${secret:B}").unwrap(), vec!["A", "B"]);
-        assert!(fill_secrets("${secret:NOPE}", &lookup).unwrap_err().contains("NOPE"));
+        assert_eq!(
+            fill_secrets("Bearer ${secret:TOKEN}", &lookup).unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(
+            secret_refs("a ${secret:A} b ${secret:B}").unwrap(),
+            vec!["A", "B"]
+        );
+        assert!(
+            fill_secrets("${secret:NOPE}", &lookup)
+                .unwrap_err()
+                .contains("NOPE")
+        );
     }
 }

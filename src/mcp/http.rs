@@ -32,9 +32,13 @@ pub(super) struct Client(reqwest::Client);
 type HttpError = StreamableHttpError<reqwest::Error>;
 
 fn is(content_type: Option<&HeaderValue>, mime: &str) -> bool {
-    content_type
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(mime))
+    content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(mime)
+    })
 }
 
 fn request(
@@ -114,7 +118,10 @@ impl StreamableHttpClient for Client {
             .get(HEADER_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .cloned();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             // A JSON-RPC error in a failed response is the server's answer to the request.
@@ -130,7 +137,10 @@ impl StreamableHttpClient for Client {
             return Ok(StreamableHttpPostResponse::Sse(events(response), session));
         }
         if is(content_type.as_ref(), JSON_MIME_TYPE) {
-            let body = response.bytes().await.map_err(StreamableHttpError::Client)?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(StreamableHttpError::Client)?;
             if body.len() > JSON_CAP {
                 return Err(StreamableHttpError::ResponseBodyTooLarge { max_size: JSON_CAP });
             }
@@ -227,7 +237,8 @@ pub(super) async fn connect(
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(custom);
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(custom);
     let transport = StreamableHttpClientTransport::with_client(Client(client), config);
     rmcp::serve_client(handler, transport)
         .await

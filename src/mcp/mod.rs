@@ -77,6 +77,8 @@ pub struct Hub {
 struct Slot {
     session: tokio::sync::Mutex<Option<Session>>,
     state: std::sync::Mutex<ServerState>,
+    /// Sessions started so far; every one after the first is a restart.
+    started: std::sync::atomic::AtomicU32,
 }
 
 struct Session {
@@ -246,7 +248,10 @@ impl Hub {
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(failed(
                 &slot,
-                format!("the tool {tool} did not answer within {} s", timeout.as_secs()),
+                format!(
+                    "the tool {tool} did not answer within {} s",
+                    timeout.as_secs()
+                ),
             )),
             Ok(Ok(result)) => Ok(result::convert(result)),
             Ok(Err(e)) => {
@@ -308,7 +313,8 @@ async fn detached<T: Send + 'static>(
     }
     let task = tokio::spawn(future);
     let _abort = Abort(task.abort_handle());
-    task.await.unwrap_or(Err(rmcp::ServiceError::TransportClosed))
+    task.await
+        .unwrap_or(Err(rmcp::ServiceError::TransportClosed))
 }
 
 /// Keeps `why` as the slot's last error and returns it.
@@ -326,7 +332,6 @@ async fn live_session<'g>(
 ) -> Result<&'g mut Session, String> {
     if guard.as_ref().is_some_and(Session::dead) {
         *guard = None;
-        slot.state.lock().unwrap().restarts += 1;
     }
     if guard.is_none() {
         let how = connect().await?;
@@ -334,6 +339,10 @@ async fn live_session<'g>(
             .await
             .map_err(|_| "the server did not start within 60 s".to_string())??;
         *guard = Some(session);
+        let before = slot.started.fetch_add(1, Ordering::SeqCst);
+        let mut state = slot.state.lock().unwrap();
+        state.connected = true;
+        state.restarts = before;
     }
     Ok(guard.as_mut().expect("just set"))
 }
@@ -345,7 +354,8 @@ async fn start(key: &str, how: Connect) -> Result<Session, String> {
     };
     match how {
         Connect::Http { url, headers } => {
-            let connecting = tokio::spawn(async move { http::connect(handler, &url, headers).await });
+            let connecting =
+                tokio::spawn(async move { http::connect(handler, &url, headers).await });
             let service = connecting.await.map_err(|e| e.to_string())??;
             Ok(Session {
                 service,

@@ -157,7 +157,12 @@ impl Ops {
     }
 
     fn shared_servers(&self) -> &[McpServerSettings] {
-        self.inner.mcp.shared.get().map(Vec::as_slice).unwrap_or(&[])
+        self.inner
+            .mcp
+            .shared
+            .get()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The servers an agent has: the config's (HTTP ones only for Operator), then its own.
@@ -218,9 +223,14 @@ impl Ops {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| {
-                        format!("agent {agent} has no instance, and a stdio MCP server runs inside one")
+                        format!(
+                            "agent {agent} has no instance, and a stdio MCP server runs inside one"
+                        )
                     })?;
-                let env = this.secret_env(&instance).await.map_err(|e| e.to_string())?;
+                let env = this
+                    .secret_env(&instance)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(Connect::Stdio {
                     backend: this.instances().clone(),
                     instance: instance.name,
@@ -253,7 +263,8 @@ impl Ops {
         let servers = match self.servers_of(agent).await {
             Ok(s) => s,
             Err(e) => {
-                out.problems.push(format!("MCP servers could not be read: {e}"));
+                out.problems
+                    .push(format!("MCP servers could not be read: {e}"));
                 return out;
             }
         };
@@ -271,7 +282,8 @@ impl Ops {
                 }
                 Err(e) => {
                     let e = Redactor::global().redact(&e).into_owned();
-                    out.problems.push(format!("MCP server {}: {e}", server.name));
+                    out.problems
+                        .push(format!("MCP server {}: {e}", server.name));
                 }
             }
         }
@@ -291,11 +303,19 @@ impl Ops {
         let server = servers
             .into_iter()
             .find(|s| s.name == server)
-            .ok_or_else(|| OpError::NotFound(format!("agent {agent} has no MCP server {server}")))?;
+            .ok_or_else(|| {
+                OpError::NotFound(format!("agent {agent} has no MCP server {server}"))
+            })?;
         let hub = &self.inner.mcp.hub;
         let key = server.key(agent);
         let result = hub
-            .call(&key, tool, args, CALL_TIMEOUT, self.connector(agent, &server))
+            .call(
+                &key,
+                tool,
+                args,
+                CALL_TIMEOUT,
+                self.connector(agent, &server),
+            )
             .await;
         let redactor = Redactor::global();
         let result = match result {
@@ -306,7 +326,9 @@ impl Ops {
             Err(e) => Err(OpError::Failed(redactor.redact(&e).into_owned())),
         };
         let summary = match &result {
-            Ok(r) if r.is_error => format!("mcp {}/{tool}: the tool reported an error", server.name),
+            Ok(r) if r.is_error => {
+                format!("mcp {}/{tool}: the tool reported an error", server.name)
+            }
             Ok(_) => format!("mcp {}/{tool}", server.name),
             Err(e) => format!("mcp {}/{tool} failed: {e}", server.name),
         };
@@ -347,7 +369,9 @@ impl Ops {
         for value in args.headers.values() {
             for secret in crate::domain::secret_refs(value).map_err(invalid)? {
                 self.store().secret(&secret).await.map_err(|_| {
-                    invalid(format!("the headers name secret {secret}, which does not exist"))
+                    invalid(format!(
+                        "the headers name secret {secret}, which does not exist"
+                    ))
                 })?;
             }
         }
@@ -381,14 +405,21 @@ impl Ops {
 
     pub(super) async fn mcp_remove(&self, args: ServerArgs) -> Result<Output, OpError> {
         let agent = args.agent.unwrap_or_default();
-        let removed = self.store().remove_mcp_servers(&agent, Some(&args.name)).await?;
+        let removed = self
+            .store()
+            .remove_mcp_servers(&agent, Some(&args.name))
+            .await?;
         if removed == 0 {
             return Err(OpError::NotFound(format!(
                 "agent {agent} has no MCP server {} of its own",
                 args.name
             )));
         }
-        self.inner.mcp.hub.close(&format!("{agent}/{}", args.name)).await;
+        self.inner
+            .mcp
+            .hub
+            .close(&format!("{agent}/{}", args.name))
+            .await;
         Ok(Output::new(
             format!("Agent {agent} no longer has MCP server {}.", args.name),
             json!({ "agent": agent, "name": args.name }),
@@ -437,7 +468,11 @@ impl Ops {
         let mut rows = Vec::new();
         for (agent, server) in entries {
             let state = self.inner.mcp.hub.state(&server.key(&agent));
-            let target = server.url.clone().or(server.command.clone()).unwrap_or_default();
+            let target = server
+                .url
+                .clone()
+                .or(server.command.clone())
+                .unwrap_or_default();
             let state_text = match (&state, server.shared && server.url.is_none()) {
                 (None, true) if args.agent.is_none() => {
                     "started in each agent's instance when it is used".to_string()
@@ -466,9 +501,12 @@ impl Ops {
     pub(super) async fn mcp_test(&self, args: ServerArgs) -> Result<Output, OpError> {
         let agent = args.agent.unwrap_or_else(|| OPERATOR.to_string());
         let servers = self.servers_of(&agent).await?;
-        let server = servers.into_iter().find(|s| s.name == args.name).ok_or_else(|| {
-            OpError::NotFound(format!("agent {agent} has no MCP server {}", args.name))
-        })?;
+        let server = servers
+            .into_iter()
+            .find(|s| s.name == args.name)
+            .ok_or_else(|| {
+                OpError::NotFound(format!("agent {agent} has no MCP server {}", args.name))
+            })?;
         let hub = &self.inner.mcp.hub;
         let tools = hub
             .tools(&server.key(&agent), self.connector(&agent, &server))
@@ -490,7 +528,9 @@ impl Ops {
     /// One line per server with a session, for `/status`.
     pub(super) async fn mcp_status_lines(&self) -> Vec<String> {
         match self.mcp_list(AgentArgs { agent: None }).await {
-            Ok(out) if !out.text.starts_with("No MCP") => out.text.lines().map(str::to_string).collect(),
+            Ok(out) if !out.text.starts_with("No MCP") => {
+                out.text.lines().map(str::to_string).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -516,4 +556,3 @@ fn describe(state: Option<&ServerState>) -> String {
         ),
     }
 }
-

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::{
     Invocation, OpError, OpSpec, Ops, Output, agents, approvals, ask, automations, bots,
-    chat_files, evolve, hosts, mcp, instance_admin, instance_tools, instances, pairing, parse, secrets,
-    skills, system, usage, webhooks, workspace,
+    chat_files, evolve, hosts, instance_admin, instance_tools, instances, mcp, pairing, parse,
+    secrets, skills, system, usage, webhooks, workspace,
 };
 
 /// Every operation, in the order help lists them.

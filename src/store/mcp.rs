@@ -68,13 +68,12 @@ impl Store {
 
     /// Removes one server (or all of an agent's, with `name` `None`); returns how many.
     pub async fn remove_mcp_servers(&self, agent: &str, name: Option<&str>) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM mcp_servers WHERE agent = $1 AND ($2 IS NULL OR name = $2)",
-        )
-        .bind(agent)
-        .bind(name)
-        .execute(&self.write)
-        .await?;
+        let done =
+            sqlx::query("DELETE FROM mcp_servers WHERE agent = $1 AND ($2 IS NULL OR name = $2)")
+                .bind(agent)
+                .bind(name)
+                .execute(&self.write)
+                .await?;
         Ok(done.rows_affected())
     }
 }

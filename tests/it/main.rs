@@ -23,6 +23,7 @@ mod instance_chat;
 mod instances;
 mod jobs;
 mod live;
+mod mcp;
 mod mentions;
 mod runtimes;
 mod secrets;

@@ -21,7 +21,7 @@ pub fn claude_binary() -> PathBuf {
 }
 
 /// The shared libraries a host program needs, as `ldd` lists them (the loader included).
-fn libraries(program: &Path) -> Vec<PathBuf> {
+pub fn libraries(program: &Path) -> Vec<PathBuf> {
     let out = std::process::Command::new("ldd")
         .arg(program)
         .output()
@@ -36,7 +36,7 @@ fn libraries(program: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn copy_into(root: &Path, file: &Path) {
+pub fn copy_into(root: &Path, file: &Path) {
     let to = root.join(file.strip_prefix("/").unwrap());
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(std::fs::canonicalize(file).unwrap(), &to).unwrap();

@@ -10,6 +10,7 @@ pub mod docker;
 pub mod engine;
 pub mod inproc;
 pub mod llm;
+pub mod mcp;
 pub mod process;
 pub mod speech;
 pub mod sshd;
