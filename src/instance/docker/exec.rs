@@ -159,10 +159,10 @@ impl DockerBackend {
             let mut line = Vec::new();
             while let Some(Ok(chunk)) = output.next().await {
                 match chunk {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        if writer.write_all(&message).await.is_err() {
-                            break;
-                        }
+                    bollard::container::LogOutput::StdOut { message }
+                        if writer.write_all(&message).await.is_err() =>
+                    {
+                        break;
                     }
                     bollard::container::LogOutput::StdErr { message } => {
                         for &b in message.iter() {
