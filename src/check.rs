@@ -135,6 +135,7 @@ pub async fn run(loaded: &Loaded) -> Report {
     }
 
     check_docker(&mut report, settings).await;
+    check_mcp(&mut report, settings).await;
 
     let listen = &settings.admin.listen;
     let loopback = listen
@@ -224,6 +225,118 @@ async fn check_docker(report: &mut Report, settings: &crate::config::Settings) {
             Err(e) => report.push(Level::Warn, "image", format!("{tag}: cannot tell whether it is built: {e}")),
         }
     }
+}
+
+/// The config's MCP servers: an HTTP one is connected to (its header secrets filled in from the
+/// store) and its tools counted; a stdio one runs only inside agents' instances.
+async fn check_mcp(report: &mut Report, settings: &crate::config::Settings) {
+    for server in &settings.mcp.servers {
+        let Some(url) = &server.url else {
+            let command = server.command.as_deref().unwrap_or_default();
+            report.push(
+                Level::Ok,
+                "mcp",
+                format!(
+                    "{}: stdio `{command}`, started inside each agent's instance when it is used",
+                    server.name
+                ),
+            );
+            continue;
+        };
+        let headers = match mcp_headers(&settings.state_dir(), &server.headers).await {
+            Ok(h) => h,
+            Err(e) => {
+                report.push(Level::Error, "mcp", format!("{}: {e}", server.name));
+                continue;
+            }
+        };
+        let hub = crate::mcp::Hub::default();
+        let connect = crate::mcp::Connect::Http {
+            url: url.clone(),
+            headers,
+        };
+        let tools = hub.tools(
+            "check",
+            Box::new(move || Box::pin(async move { Ok(connect) })),
+        );
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), tools).await;
+        let redactor = crate::secrets::Redactor::global();
+        match outcome {
+            Ok(Ok(tools)) => report.push(
+                Level::Ok,
+                "mcp",
+                format!(
+                    "{} ({url}) answers with {} tool(s)",
+                    server.name,
+                    tools.len()
+                ),
+            ),
+            Ok(Err(e)) => report.push(
+                Level::Error,
+                "mcp",
+                format!("{} ({url}): {}", server.name, redactor.redact(&e)),
+            ),
+            Err(_) => report.push(
+                Level::Error,
+                "mcp",
+                format!("{} ({url}): no answer within 10 s", server.name),
+            ),
+        }
+        hub.close("check").await;
+    }
+}
+
+/// Header values with the secrets they name filled in (and registered for redaction).
+async fn mcp_headers(
+    dir: &Path,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let wanted = crate::domain::secret_refs(value)?;
+        let mut found = std::collections::HashMap::new();
+        if !wanted.is_empty() {
+            let key = match crate::secrets::MasterKey::load_existing(dir) {
+                Ok(Some((key, _))) => key,
+                _ => {
+                    return Err(format!(
+                        "header {name} names secrets, and there is no master key to open them"
+                    ));
+                }
+            };
+            let store = Store::open(dir).await.map_err(|e| e.to_string())?;
+            for secret in wanted {
+                let record = store.secret(&secret).await;
+                let value = record
+                    .map_err(|_| {
+                        format!("header {name} names secret {secret}, which does not exist")
+                    })
+                    .and_then(|r| {
+                        key.open(&r.name, &r.sealed, &r.key_id)
+                            .map_err(|e| e.to_string())
+                    })
+                    .and_then(|v| {
+                        String::from_utf8(v).map_err(|_| format!("secret {secret} is not text"))
+                    });
+                match value {
+                    Ok(v) => {
+                        crate::secrets::Redactor::global().set(&secret, &v);
+                        found.insert(secret, v);
+                    }
+                    Err(e) => {
+                        store.close().await;
+                        return Err(e);
+                    }
+                }
+            }
+            store.close().await;
+        }
+        out.push((
+            name.clone(),
+            crate::domain::fill_secrets(value, &|n| found.get(n).cloned())?,
+        ));
+    }
+    Ok(out)
 }
 
 /// What each host holds, from the database when it can be read.

@@ -388,10 +388,18 @@ impl Runner {
             env.push((var.into(), url.to_string()));
         }
         let (persona, model) = (&agent.persona, agent.model.as_deref());
-        let line = match cli {
+        let mut line = match cli {
             Cli::Claude => claude_command(&message, persona, model, session.as_deref()),
             Cli::Codex => codex_command(&message, persona, model, session.as_deref()),
         };
+        // Claude Code gets the agent's MCP servers through its own configuration.
+        if cli == Cli::Claude {
+            match ops.mcp_claude_config(&agent.name).await {
+                Ok(Some(json)) => line.push_str(&format!(" --mcp-config {}", shell_quote(&json))),
+                Ok(None) => {}
+                Err(e) => return Outcome::Failed(format!("the agent's MCP servers: {e}")),
+            }
+        }
         let command = format!("echo $$ > {}; exec {line}", pid_file(conversation.id));
         // Events become progress as they come.
         let transcript = Transcript {

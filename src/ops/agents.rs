@@ -155,6 +155,7 @@ fn invalid(op: &'static str, message: impl ToString) -> OpError {
 
 pub async fn list(ops: &Ops) -> Result<Output, OpError> {
     let agents = ops.store().list_agents().await?;
+    let (mcp, shared_mcp) = ops.mcp_by_agent().await?;
     let mut text = format!("{} agent(s) besides Operator", agents.len());
     for a in &agents {
         let model = a.model.as_deref().unwrap_or("default model");
@@ -172,6 +173,15 @@ pub async fn list(ops: &Ops) -> Result<Output, OpError> {
             format!(", {}", a.runtime)
         };
         text.push_str(&format!("\n• {} ({model}{runtime}) {persona}", a.name));
+        if let Some(servers) = mcp.get(&a.name) {
+            text.push_str(&format!("\n  MCP: {}", servers.join("; ")));
+        }
+    }
+    if !shared_mcp.is_empty() {
+        text.push_str(&format!(
+            "\nMCP servers of every agent: {}",
+            shared_mcp.join("; ")
+        ));
     }
     Ok(Output::new(
         text,

@@ -345,6 +345,34 @@ impl Ops {
         result
     }
 
+    /// The agent's servers as Claude Code's `--mcp-config` JSON (stdio ones as `sh -c`, HTTP
+    /// ones with their header secrets filled in), or `None` when it has none.
+    pub async fn mcp_claude_config(&self, agent: &str) -> Result<Option<String>, OpError> {
+        let mut servers = serde_json::Map::new();
+        for server in self.servers_of(agent).await? {
+            let entry = match &server.url {
+                Some(url) => {
+                    let mut headers = serde_json::Map::new();
+                    if let Connect::Http {
+                        headers: filled, ..
+                    } = (self.connector(agent, &server))()
+                        .await
+                        .map_err(OpError::Failed)?
+                    {
+                        for (k, v) in filled {
+                            headers.insert(k, Value::String(v));
+                        }
+                    }
+                    json!({ "type": "http", "url": url, "headers": headers })
+                }
+                None => json!({ "type": "stdio", "command": "sh",
+                    "args": ["-c", server.command.clone().unwrap_or_default()] }),
+            };
+            servers.insert(server.name.clone(), entry);
+        }
+        Ok((!servers.is_empty()).then(|| json!({ "mcpServers": servers }).to_string()))
+    }
+
     /// Ends an agent's sessions (its servers changed, or it is gone).
     pub(super) async fn mcp_forget(&self, agent: &str) {
         self.inner.mcp.hub.close_prefix(&format!("{agent}/")).await;
@@ -523,6 +551,38 @@ impl Ops {
             ),
             json!({ "agent": agent, "name": server.name, "tools": names }),
         ))
+    }
+
+    /// Each agent's own servers in a few words ("github: connected, 12 tools"), and the
+    /// config's, for `/agents`.
+    pub(super) async fn mcp_by_agent(
+        &self,
+    ) -> Result<(HashMap<String, Vec<String>>, Vec<String>), OpError> {
+        let short = |state: Option<ServerState>| match state {
+            Some(s) if s.connected => format!("connected, {} tools", s.tools),
+            Some(_) => "not connected".to_string(),
+            None => "not started".to_string(),
+        };
+        let mut own: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.store().mcp_servers(None).await? {
+            let state = self.inner.mcp.hub.state(&format!("{}/{}", r.agent, r.name));
+            own.entry(r.agent)
+                .or_default()
+                .push(format!("{}: {}", r.name, short(state)));
+        }
+        let shared = self
+            .shared_servers()
+            .iter()
+            .map(|s| match &s.url {
+                Some(_) => format!(
+                    "{}: {}",
+                    s.name,
+                    short(self.inner.mcp.hub.state(&format!("*/{}", s.name)))
+                ),
+                None => format!("{}: stdio in each instance", s.name),
+            })
+            .collect();
+        Ok((own, shared))
     }
 
     /// One line per server with a session, for `/status`.

@@ -199,6 +199,14 @@ async fn an_http_server_on_loopback_serves_operator_through_the_config() {
         results.iter().any(|r| r.contains("is 5")),
         "the sum reached the model: {results:?}"
     );
+    let agents = invoke(&world, "agent_list", json!({})).await;
+    assert!(
+        agents
+            .text
+            .contains("MCP servers of every agent: web: connected"),
+        "{}",
+        agents.text
+    );
     let status = invoke(&world, "status", json!({})).await;
     assert!(
         status
@@ -331,4 +339,30 @@ async fn a_server_that_dies_mid_call_is_restarted_and_changed_tools_are_seen() {
         "{names:?}"
     );
     assert!(names.contains(&"mcp__more__echo".to_string()), "{names:?}");
+}
+
+#[tokio::test]
+async fn check_reports_the_config_servers_and_a_bad_one_by_key() {
+    let server = HeaderServer::start().await;
+    let config = format!(
+        "[[mcp.servers]]\nname = \"hdr\"\nurl = \"{}\"\n\n[[mcp.servers]]\nname = \"time\"\ncommand = \"uvx mcp-server-time\"\n\n[[mcp.servers]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+        server.url()
+    );
+    let world = crate::support::World::new(None, &config);
+    let out = world.run(&["check"], "").await;
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("hdr ("), "{said}");
+    assert!(said.contains("answers with 1 tool(s)"), "{said}");
+    assert!(
+        said.contains("time: stdio `uvx mcp-server-time`, started inside each agent's instance"),
+        "{said}"
+    );
+    assert!(said.contains("gone (http://127.0.0.1:9/mcp)"), "{said}");
+    assert!(!out.success(), "an unreachable server is an error: {said}");
+
+    let world =
+        crate::support::World::new(None, "[[mcp.servers]]\nname = \"Bad\"\ncommand = \"x\"\n");
+    let out = world.run(&["check"], "").await;
+    assert!(!out.success());
+    assert!(out.stderr.contains("mcp.servers[0].name"), "{}", out.stderr);
 }

@@ -121,6 +121,12 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
     exec("chmod +x .local/bin/claude").await;
     let listed = invoke("agent_list", json!({})).await.text;
     assert!(listed.contains("claude-code"), "{listed}");
+    // Its MCP servers reach Claude Code through the CLI's own configuration.
+    invoke(
+        "mcp_add",
+        json!({ "agent": agent, "name": "notes", "command": "notes-mcp --stdio" }),
+    )
+    .await;
 
     let chat = |lines: Vec<String>| chat_logged(&world, lines);
     let out = chat(vec![
@@ -152,6 +158,10 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
     assert!(calls[1].contains("--resume sess-1"), "{args}");
     assert!(
         calls[0].contains("--output-format stream-json --verbose"),
+        "{args}"
+    );
+    assert!(
+        calls[0].contains(r#"--mcp-config {"mcpServers":{"notes":{"args":["-c","notes-mcp --stdio"],"command":"sh","type":"stdio"}}}"#),
         "{args}"
     );
     assert!(exec("ls made-by-claude").await.contains("made-by-claude"));
