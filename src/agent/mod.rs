@@ -4,6 +4,7 @@
 //! through the control surface (`ops`), and it never talks to a channel: progress goes to a
 //! callback, and the reply is returned to the caller.
 
+mod acp;
 mod context;
 pub mod llm;
 mod metering;

@@ -22,9 +22,7 @@ use crate::instance::{ExecRequest, OutputSink};
 use crate::store::{Agent, NewMessage};
 
 /// The runtimes an agent may have.
-pub const RUNTIMES: &[&str] = &["builtin", "claude-code", "codex"];
-/// Named in the contract, not built yet: refused with this word.
-pub const NOT_YET: &[&str] = &["acp"];
+pub const RUNTIMES: &[&str] = &["builtin", "claude-code", "codex", "acp"];
 
 /// Which CLI prints the transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -83,6 +83,9 @@ impl Runner {
             None
         } else {
             match self.inner.store.agent(&conversation.agent).await {
+                Ok(agent) if agent.runtime == "acp" => {
+                    return self.run_acp_turn(&turn, &agent, progress).await;
+                }
                 Ok(agent) if agent.runtime != "builtin" => {
                     return self.run_cli_turn(&turn, &agent, progress).await;
                 }

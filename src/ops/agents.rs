@@ -32,8 +32,9 @@ pub const CREATE: OpSpec = OpSpec::tool(
                 "role": { "type": "string", "description": "what the agent is for, in a line" },
                 "tone": { "type": "string", "description": "how it talks, e.g. terse, friendly" },
                 "model": { "type": "string", "description": "model name; omit to use the default model" },
-                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"], "description": "what thinks for it: builtin (default), claude-code (the Claude Code CLI inside its instance; grant it ANTHROPIC_API_KEY) or codex (the Codex CLI; grant it OPENAI_API_KEY)" },
-                "base_url": { "type": "string", "description": "for a CLI runtime: the vendor base URL it uses (a proxy)" }
+                "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"], "description": "what thinks for it: builtin (default), claude-code (the Claude Code CLI inside its instance; grant it ANTHROPIC_API_KEY), codex (the Codex CLI; grant it OPENAI_API_KEY) or acp (any Agent Client Protocol agent, started with command)" },
+                "base_url": { "type": "string", "description": "for a CLI runtime: the vendor base URL it uses (a proxy)" },
+                "command": { "type": "string", "description": "for acp: the command line that starts the agent in its instance, e.g. npx @zed-industries/claude-code-acp" }
             },
             "required": ["name"]
         })
@@ -53,6 +54,7 @@ pub const UPDATE: OpSpec = OpSpec::tool(
                 "model": { "type": "string", "description": "a model, or provider/model" },
                 "runtime": { "type": "string", "enum": ["builtin", "claude-code", "codex", "acp"] },
                 "base_url": { "type": "string", "description": "for a CLI runtime; empty clears it" },
+                "command": { "type": "string", "description": "for acp: the command line that starts the agent; empty clears it" },
                 "budget_daily_usd": { "type": ["number", "string", "null"], "description": "the agent's daily spending limit in USD, or none" }
             },
             "required": ["name"]
@@ -94,6 +96,7 @@ pub struct CreateArgs {
     model: Option<String>,
     runtime: Option<String>,
     base_url: Option<String>,
+    command: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +107,7 @@ pub struct UpdateArgs {
     model: Option<String>,
     runtime: Option<String>,
     base_url: Option<String>,
+    command: Option<String>,
     #[serde(default)]
     budget_daily_usd: Option<serde_json::Value>,
 }
@@ -120,6 +124,7 @@ fn agent_json(a: &Agent) -> Value {
         "persona": a.persona,
         "model": a.model,
         "runtime": a.runtime,
+        "command": a.command,
         "created_at": format_millis(a.created_at),
     })
 }
@@ -129,18 +134,10 @@ fn runtime_arg(op: &'static str, runtime: Option<&str>) -> Result<Option<String>
     let Some(runtime) = runtime.map(|r| r.trim().to_ascii_lowercase()) else {
         return Ok(None);
     };
-    if crate::agent::runtime::NOT_YET.contains(&runtime.as_str()) {
-        return Err(invalid(
-            op,
-            format!(
-                "the {runtime} runtime is not available yet; use builtin, claude-code or codex"
-            ),
-        ));
-    }
     if !crate::agent::runtime::RUNTIMES.contains(&runtime.as_str()) {
         return Err(invalid(
             op,
-            format!("unknown runtime {runtime:?}: builtin, claude-code or codex"),
+            format!("unknown runtime {runtime:?}: builtin, claude-code, codex or acp"),
         ));
     }
     Ok(Some(runtime))
@@ -211,11 +208,22 @@ pub async fn create(ops: &Ops, args: CreateArgs) -> Result<Output, OpError> {
         .base_url
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
+    let command = args
+        .command
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    if runtime.as_deref() == Some("acp") && command.is_none() {
+        return Err(invalid(
+            CREATE.name,
+            "the acp runtime needs a command: the line that starts the agent in its instance",
+        ));
+    }
     let mut agent = ops.store().create_agent(&name, &persona, model).await?;
-    if runtime.is_some() || base_url.is_some() {
+    if runtime.is_some() || base_url.is_some() || command.is_some() {
         let patch = AgentPatch {
             runtime,
             base_url: Some(base_url),
+            command: Some(command),
             ..AgentPatch::default()
         };
         agent = ops.store().update_agent(&agent.name, &patch).await?;
@@ -295,17 +303,21 @@ pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
         base_url: args
             .base_url
             .map(|u| Some(u.trim().to_string()).filter(|u| !u.is_empty())),
+        command: args
+            .command
+            .map(|c| Some(c.trim().to_string()).filter(|c| !c.is_empty())),
     };
     let name = args.name.trim();
     let budget = args.budget_daily_usd;
     let changes = patch.persona.is_some()
         || patch.model.is_some()
         || patch.runtime.is_some()
-        || patch.base_url.is_some();
+        || patch.base_url.is_some()
+        || patch.command.is_some();
     if !changes && budget.is_none() {
         return Err(invalid(
             UPDATE.name,
-            "give a persona, a model, a runtime, a base_url or a budget_daily_usd to change",
+            "give a persona, a model, a runtime, a base_url, a command or a budget_daily_usd to change",
         ));
     }
     let mut text = String::new();

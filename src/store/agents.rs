@@ -16,6 +16,8 @@ pub struct Agent {
     pub runtime: String,
     /// The base URL its CLI is pointed at (a proxy), if any.
     pub base_url: Option<String>,
+    /// For `acp`: the command line that starts its agent in the instance.
+    pub command: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -28,6 +30,8 @@ pub struct AgentPatch {
     pub runtime: Option<String>,
     /// `Some(None)` clears it.
     pub base_url: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    pub command: Option<Option<String>>,
 }
 
 fn agent_from_row(row: &SqliteRow) -> Result<Agent> {
@@ -38,12 +42,14 @@ fn agent_from_row(row: &SqliteRow) -> Result<Agent> {
         model: row.try_get("model")?,
         runtime: row.try_get("runtime")?,
         base_url: row.try_get("base_url")?,
+        command: row.try_get("command")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-const COLUMNS: &str = "id, name, persona, model, runtime, base_url, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, persona, model, runtime, base_url, command, created_at, updated_at";
 
 impl Store {
     pub async fn create_agent(
@@ -93,9 +99,10 @@ impl Store {
         let model = patch.model.clone().unwrap_or(current.model);
         let runtime = patch.runtime.clone().unwrap_or(current.runtime);
         let base_url = patch.base_url.clone().unwrap_or(current.base_url);
+        let command = patch.command.clone().unwrap_or(current.command);
         let row = sqlx::query(&format!(
             "UPDATE agents SET persona = $1, model = $2, runtime = $5, base_url = $6, \
-             updated_at = $3 WHERE name = $4 RETURNING {COLUMNS}"
+             command = $7, updated_at = $3 WHERE name = $4 RETURNING {COLUMNS}"
         ))
         .bind(persona)
         .bind(model)
@@ -103,6 +110,7 @@ impl Store {
         .bind(name)
         .bind(runtime)
         .bind(base_url)
+        .bind(command)
         .fetch_one(&self.write)
         .await
         .map_err(StoreError::from)

@@ -181,6 +181,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0016_runtimes.sql"),
     ),
     (17, "mcp", include_str!("../../migrations/0017_mcp.sql")),
+    (18, "acp", include_str!("../../migrations/0018_acp.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod acp;
 mod admin;
 mod admin_browser;
 mod admin_forms;

@@ -14,7 +14,10 @@ use crate::support::inproc::core;
 use crate::support::process::{BIN, run_with_timeout};
 
 /// `operator chat` with these lines, its log (debug) appended to chat.log in the world.
-async fn chat_logged(world: &World, lines: Vec<String>) -> crate::support::process::Finished {
+pub(crate) async fn chat_logged(
+    world: &World,
+    lines: Vec<String>,
+) -> crate::support::process::Finished {
     let mut shell = tokio::process::Command::new("sh");
     shell
         .arg("-c")
@@ -81,7 +84,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
         let owner = &owner;
         async move { ops.invoke(owner, op, args).await.unwrap() }
     };
-    // acp is named but not built: refused, saying so.
+    // acp needs the command that starts its agent: refused without one, saying so.
     let refused = ops
         .invoke(
             &owner,
@@ -90,10 +93,7 @@ async fn a_claude_code_agent_runs_in_its_instance_resumes_and_stops() {
         )
         .await
         .unwrap_err();
-    assert!(
-        refused.to_string().contains("not available yet"),
-        "{refused}"
-    );
+    assert!(refused.to_string().contains("needs a command"), "{refused}");
     invoke(
         "agent_create",
         json!({ "name": agent, "persona": "You code.", "runtime": "claude-code" }),

@@ -23,6 +23,8 @@ pub const EVERYTHING_IN_IMAGE: &str =
     "node /opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js stdio";
 /// Our flaky server inside the MCP test image.
 pub const FLAKY_IN_IMAGE: &str = "node /opt/mcp/flaky.mjs";
+/// Our Agent Client Protocol agent inside the MCP test image.
+pub const ACP_AGENT_IN_IMAGE: &str = "node /opt/mcp/acp-agent.mjs";
 
 /// The folder with `node_modules/@modelcontextprotocol/server-everything`.
 pub fn mcp_dir() -> PathBuf {
@@ -70,7 +72,9 @@ pub async fn ensure_mcp_image() -> String {
     let dir = mcp_dir();
     let node = node();
     let flaky = include_str!("mcp_flaky.mjs");
-    let size = std::fs::metadata(&node).unwrap().len() ^ flaky.len() as u64;
+    let acp = include_str!("acp_agent.mjs");
+    let size =
+        std::fs::metadata(&node).unwrap().len() ^ ((flaky.len() as u64) << 20 | acp.len() as u64);
     let tag = format!("operator-test:mcp-{size:x}");
     let docker = docker().await;
     if docker.inspect_image(&tag).await.is_ok() {
@@ -87,6 +91,7 @@ pub async fn ensure_mcp_image() -> String {
     std::fs::create_dir_all(rootfs.join("opt/mcp")).unwrap();
     copy_tree(&dir.join("node_modules"), &rootfs.join("opt/mcp"));
     std::fs::write(rootfs.join("opt/mcp/flaky.mjs"), flaky).unwrap();
+    std::fs::write(rootfs.join("opt/mcp/acp-agent.mjs"), acp).unwrap();
     import_rootfs(&docker, rootfs, &tag).await;
     tag
 }
