@@ -8,6 +8,7 @@
 
 mod http;
 mod result;
+mod sse;
 mod stdio;
 
 use std::collections::HashMap;
@@ -354,8 +355,24 @@ async fn start(key: &str, how: Connect) -> Result<Session, String> {
     };
     match how {
         Connect::Http { url, headers } => {
-            let connecting =
-                tokio::spawn(async move { http::connect(handler, &url, headers).await });
+            // A URL ending in /sse is the older HTTP+SSE form; any other is Streamable HTTP,
+            // and a server that refuses that is asked in the older form before giving up.
+            let connecting = tokio::spawn(async move {
+                let path = url
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('/');
+                if path.ends_with("/sse") {
+                    return sse::connect(handler, &url, headers).await;
+                }
+                match http::connect(handler.clone(), &url, headers.clone()).await {
+                    Ok(service) => Ok(service),
+                    Err(modern) => sse::connect(handler, &url, headers)
+                        .await
+                        .map_err(|older| format!("{modern} (and in the older SSE form: {older})")),
+                }
+            });
             let service = connecting.await.map_err(|e| e.to_string())??;
             Ok(Session {
                 service,

@@ -218,6 +218,27 @@ async fn an_http_server_on_loopback_serves_operator_through_the_config() {
 }
 
 #[tokio::test]
+async fn a_server_with_only_the_older_sse_form_is_reached_too() {
+    let server = EverythingHttp::start_sse().await;
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let url = server.url();
+    let world = core(Some(&llm), |s| {
+        s.mcp.servers.push(operator::config::McpServerSettings {
+            name: "old".into(),
+            url: Some(url),
+            ..Default::default()
+        });
+    })
+    .await;
+    llm.reply_tool_calls(&[("o1", "mcp__old__get-sum", r#"{"a":20,"b":22}"#)]);
+    llm.reply_text("42.");
+    let reply = operator_says(&world, "add 20 and 22").await;
+    assert!(reply.contains("42."), "{reply}");
+    let results = tool_results(&llm.completions().last().unwrap().body);
+    assert!(results.iter().any(|r| r.contains("is 42")), "{results:?}");
+}
+
+#[tokio::test]
 async fn a_secret_in_a_header_reaches_the_server_and_nothing_else() {
     let server = HeaderServer::start().await;
     let llm = FakeLlm::start(Vendor::OpenAi).await;

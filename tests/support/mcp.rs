@@ -101,6 +101,8 @@ pub async fn ensure_mcp_image() -> String {
 pub struct EverythingHttp {
     child: std::process::Child,
     pub port: u16,
+    /// `/mcp` (Streamable HTTP) or `/sse` (the older HTTP+SSE form).
+    path: &'static str,
 }
 
 impl Drop for EverythingHttp {
@@ -112,6 +114,15 @@ impl Drop for EverythingHttp {
 
 impl EverythingHttp {
     pub async fn start() -> Self {
+        Self::start_as("streamableHttp", "/mcp").await
+    }
+
+    /// The same server in the older HTTP+SSE form (`GET /sse`, `POST /message`).
+    pub async fn start_sse() -> Self {
+        Self::start_as("sse", "/sse").await
+    }
+
+    async fn start_as(mode: &str, path: &'static str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -119,13 +130,13 @@ impl EverythingHttp {
             .port();
         let child = std::process::Command::new(node())
             .arg(everything_entry(&mcp_dir()))
-            .arg("streamableHttp")
+            .arg(mode)
             .env("PORT", port.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("node");
-        let server = Self { child, port };
+        let server = Self { child, port, path };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -139,7 +150,7 @@ impl EverythingHttp {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
+        format!("http://127.0.0.1:{}{}", self.port, self.path)
     }
 }
 
