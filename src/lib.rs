@@ -14,6 +14,7 @@ pub mod keys;
 pub mod logging;
 pub mod mcp;
 pub mod media;
+pub mod memory;
 pub mod notify;
 pub mod ops;
 pub mod router;

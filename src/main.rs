@@ -111,6 +111,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = config::load(cli.config.as_deref())?;
     let quiet = !matches!(cli.command, Command::Run);
     logging::init(&loaded.settings.log, quiet)?;
+    operator::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -126,6 +126,7 @@ pub async fn build(settings: &Settings, channels: Vec<String>) -> anyhow::Result
         hub.clone(),
         settings.operator.queue,
     );
+    router.set_max_turns(settings.operator.max_turns);
     ops.set_turn_runner(Arc::new(RouterTurns {
         router: router.clone(),
     }));

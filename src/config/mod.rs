@@ -276,6 +276,9 @@ pub struct AdminSettings {
 #[serde(deny_unknown_fields)]
 pub struct OperatorSettings {
     pub max_steps: u32,
+    /// Turns running at once across all chats; 0: eight per CPU core (at least eight).
+    #[serde(default)]
+    pub max_turns: u32,
     pub context_tokens: u32,
     pub queue: QueueMode,
 }

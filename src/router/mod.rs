@@ -72,6 +72,10 @@ struct Inner {
     backups: std::sync::OnceLock<BackupRunner>,
     /// Voice notes in, spoken replies out; set by the app when `[speech]` is configured.
     speech: std::sync::OnceLock<Arc<crate::media::speech::Speech>>,
+    /// Slots for turns running at once (`[operator] max_turns`); unset: no limit.
+    turn_slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
+    /// Turns running now; when the last one ends, free memory is given back.
+    running_turns: std::sync::atomic::AtomicUsize,
 }
 
 impl Router {
@@ -89,11 +93,27 @@ impl Router {
                 tasks: TaskTracker::new(),
                 backups: std::sync::OnceLock::new(),
                 speech: std::sync::OnceLock::new(),
+                turn_slots: std::sync::OnceLock::new(),
+                running_turns: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
 
     /// Gives voice notes a speech API (called once by the app when `[speech]` is set).
+    /// Caps the turns running at once (called once by the app); 0 picks eight per core.
+    pub fn set_max_turns(&self, max: u32) -> usize {
+        let slots = match max {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()) * 8,
+            n => n as usize,
+        }
+        .max(if max == 0 { 8 } else { 1 });
+        let _ = self
+            .inner
+            .turn_slots
+            .set(Arc::new(tokio::sync::Semaphore::new(slots)));
+        slots
+    }
+
     pub fn set_speech(&self, speech: crate::media::speech::Speech) {
         let _ = self.inner.speech.set(Arc::new(speech));
     }
@@ -249,7 +269,18 @@ impl Router {
             let token = CancellationToken::new();
             queues.set_running(&chat, Some(token.clone()));
             let done = job.done.take();
+            // A turn waits for a slot; its chat's order is kept, since this worker waits.
+            let slot = match self.inner.turn_slots.get() {
+                Some(slots) => slots.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            let running = &self.inner.running_turns;
+            running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let result = self.turn(job, token).await;
+            drop(slot);
+            if running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                crate::memory::give_back();
+            }
             queues.set_running(&chat, None);
             if let Some(done) = done {
                 let _ = done.send(result);

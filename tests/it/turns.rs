@@ -149,3 +149,45 @@ async fn an_extra_field_is_named_and_the_corrected_call_is_stored() {
     let second = tool_results(&requests[2].body);
     assert!(second[1].contains("\"ok\":true"), "{}", second[1]);
 }
+
+/// `[operator] max_turns` caps turns running at once across chats: with one slot, a second
+/// chat's turn starts only when the first one has ended, and both are answered.
+#[tokio::test]
+async fn max_turns_makes_other_chats_wait_for_a_slot() {
+    use operator::domain::{Caller, ChatRef};
+    use std::time::Duration;
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    llm.reply_text_after("first", Duration::from_millis(800));
+    llm.reply_text("second");
+    let world = crate::support::inproc::core(Some(&llm), |s| {
+        s.operator.max_turns = 1;
+    })
+    .await;
+    let router = &world.core.router;
+    let one = router.inject(
+        ChatRef::new("test", "a"),
+        "operator".into(),
+        Caller::owner("a"),
+        "hello from a".into(),
+    );
+    assert!(llm.wait_for_completions(1, Duration::from_secs(30)).await);
+    let two = router.inject(
+        ChatRef::new("test", "b"),
+        "operator".into(),
+        Caller::owner("b"),
+        "hello from b".into(),
+    );
+    // While the first turn waits on its model, the second has no slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(llm.completions().len(), 1, "the second turn started early");
+    let one = tokio::time::timeout(Duration::from_secs(30), one).await;
+    let two = tokio::time::timeout(Duration::from_secs(30), two).await;
+    assert!(one.is_ok() && two.is_ok(), "both turns end");
+    assert_eq!(llm.completions().len(), 2);
+    let bodies: Vec<String> = llm
+        .completions()
+        .iter()
+        .map(|c| c.body.to_string())
+        .collect();
+    assert!(bodies[0].contains("hello from a") && bodies[1].contains("hello from b"));
+}
