@@ -25,6 +25,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Mcp {
     hub: Hub,
     shared: OnceLock<Vec<McpServerSettings>>,
+    /// Every agent's own servers, read once and read again after a change (a turn asks for
+    /// them, and most agents have none).
+    own: tokio::sync::RwLock<Option<HashMap<String, Vec<McpServerRecord>>>>,
 }
 
 /// A server an agent has, from the config (`shared`) or its own.
@@ -189,7 +192,7 @@ impl Ops {
             })
             .collect();
         if agent != OPERATOR {
-            for r in self.store().mcp_servers(Some(agent)).await? {
+            for r in self.own_servers(agent).await? {
                 servers.retain(|s| s.name != r.name);
                 servers.push(Server {
                     name: r.name,
@@ -201,6 +204,31 @@ impl Ops {
             }
         }
         Ok(servers)
+    }
+
+    /// An agent's own servers, from the copy kept in memory.
+    async fn own_servers(&self, agent: &str) -> Result<Vec<McpServerRecord>, OpError> {
+        let own = &self.inner.mcp.own;
+        if let Some(all) = own.read().await.as_ref() {
+            return Ok(all.get(agent).cloned().unwrap_or_default());
+        }
+        let mut guard = own.write().await;
+        if guard.is_none() {
+            let mut all: HashMap<String, Vec<McpServerRecord>> = HashMap::new();
+            for r in self.store().mcp_servers(None).await? {
+                all.entry(r.agent.clone()).or_default().push(r);
+            }
+            *guard = Some(all);
+        }
+        Ok(guard
+            .as_ref()
+            .and_then(|all| all.get(agent).cloned())
+            .unwrap_or_default())
+    }
+
+    /// Forgets the kept copy of the agents' own servers (one was added or removed).
+    async fn own_changed(&self) {
+        *self.inner.mcp.own.write().await = None;
     }
 
     /// How to start a session with `server` for `agent`, resolved only when one is needed.
@@ -416,6 +444,7 @@ impl Ops {
 
     /// Ends an agent's sessions (its servers changed, or it is gone).
     pub(super) async fn mcp_forget(&self, agent: &str) {
+        self.own_changed().await;
         self.inner.mcp.hub.close_prefix(&format!("{agent}/")).await;
     }
 
@@ -458,6 +487,7 @@ impl Ops {
             headers: args.headers,
         };
         self.store().add_mcp_server(&record).await?;
+        self.own_changed().await;
         let how = match (&args.url, &args.command) {
             (Some(url), _) => format!("at {url}"),
             (_, Some(command)) => format!("`{command}` in its instance"),
@@ -478,6 +508,7 @@ impl Ops {
             .store()
             .remove_mcp_servers(&agent, Some(&args.name))
             .await?;
+        self.own_changed().await;
         if removed == 0 {
             return Err(OpError::NotFound(format!(
                 "agent {agent} has no MCP server {} of its own",

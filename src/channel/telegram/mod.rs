@@ -103,8 +103,8 @@ pub struct TelegramBot {
 }
 
 impl TelegramBot {
-    /// Checks the token with `getMe`, records the bot and registers its command menu when it
-    /// changed. A rejected token is an error; an unreachable API is too (the caller decides
+    /// Checks the token with `getMe`, records the bot, and registers its command menu in the
+    /// background when it changed. A rejected token is an error; an unreachable API is too (the caller decides
     /// whether to go on with [`TelegramBot::offline`]).
     pub async fn connect(store: Store, config: BotConfig) -> Result<Arc<Self>, TelegramError> {
         let bot = Arc::new(Self::offline(store, config)?);
@@ -121,7 +121,9 @@ impl TelegramBot {
             )
             .await
             .map_err(|e| TelegramError::Other(e.to_string()))?;
-        bot.register_commands().await;
+        // Polling starts without waiting for the command menu (a read and maybe a request).
+        let menu = bot.clone();
+        tokio::spawn(async move { menu.register_commands().await });
         Ok(bot)
     }
 
