@@ -18,11 +18,29 @@ pub async fn image_build(settings: &Settings, force: bool) -> anyhow::Result<Str
         crate::instance::fleet_from_settings(&settings.docker, &settings.state_dir().join("run"))
             .map_err(anyhow::Error::msg)?;
     let progress = |line: String| println!("{line}");
-    let built = fleet.build_image(&recipe, force, &progress).await?;
+    let built = fleet.build_image(&recipe, force, &progress).await;
     let tag = recipe.tag();
-    Ok(if built {
-        format!("built {tag} from {}", recipe.base)
-    } else {
-        format!("{tag} is already built (use --force to build it again)")
-    })
+    let summary = match &built {
+        Ok(true) => format!("built {tag} from {}", recipe.base),
+        Ok(false) => format!("{tag} is already built (use --force to build it again)"),
+        Err(e) => format!("building {tag} failed: {e}"),
+    };
+    // The activity feed hears of a build from the command line as of one an instance caused.
+    if !matches!(built, Ok(false)) {
+        match crate::store::Store::open_and_migrate(&settings.state_dir()).await {
+            Ok(store) => {
+                store.record(crate::store::NewActivity {
+                    kind: "image.build".into(),
+                    actor: "operator image build".into(),
+                    summary: summary.clone(),
+                    detail: Some(serde_json::json!({ "image": tag, "ok": built.is_ok() })),
+                    ..Default::default()
+                });
+                store.close().await;
+            }
+            Err(e) => eprintln!("warning: the build is not in the activity feed: {e}"),
+        }
+    }
+    built?;
+    Ok(summary)
 }

@@ -26,7 +26,7 @@ pub const UPDATE: OpSpec = OpSpec::tool(
             "type": "object",
             "properties": {
                 "name": { "type": "string" },
-                "image": { "type": "string" },
+                "image": { "type": "string", "description": "an image, or \"workstation\" for the current image of [docker] (the workstation image of its packages and setup, built if needed)" },
                 "memory_mb": { "type": "integer", "minimum": 64 },
                 "cpus": { "type": "number", "minimum": 0.1 },
                 "network": { "type": "string" },
@@ -97,8 +97,14 @@ pub async fn settings(ops: &Ops, args: NameArgs) -> Result<Output, OpError> {
 
 pub async fn update(ops: &Ops, args: UpdateArgs) -> Result<Output, OpError> {
     let mut record = ops.store().instance(args.name.trim()).await?;
+    // "workstation": whatever new instances get now (the workstation image when [docker]
+    // packages or setup are set).
+    let image = args.image.map(|i| match i.trim() {
+        "workstation" => ops.instance_defaults().image.clone(),
+        other => other.to_string(),
+    });
     let changes = Settings {
-        image: args.image,
+        image,
         memory_mb: args.memory_mb,
         cpus: args.cpus,
         network: args.network,

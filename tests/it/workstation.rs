@@ -133,6 +133,33 @@ async fn a_workstation_image_is_built_once_used_and_installs_persist() {
         !after.contains(&marker),
         "the update moved it off the image: {after}"
     );
+    // "workstation" moves it back onto the current workstation image, the install kept.
+    ops.invoke(
+        &owner,
+        "instance_update",
+        json!({ "name": name, "image": "workstation" }),
+    )
+    .await
+    .unwrap();
+    let back = exec("mytool; cat /etc/operator-marker").await;
+    assert!(
+        back.contains("tool-ok") && back.contains(&marker),
+        "back on the workstation image: {back}"
+    );
+    // The command line's build is in the feed too.
+    let feed = ops
+        .invoke(
+            &owner,
+            "activity_read",
+            json!({ "limit": 200, "kind": "image.build" }),
+        )
+        .await
+        .unwrap()
+        .text;
+    assert!(
+        feed.contains(&format!("built {tag} from")),
+        "operator image build is in the feed: {feed}"
+    );
     remove_image(&tag).await;
 }
 
