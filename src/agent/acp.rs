@@ -211,29 +211,10 @@ impl Runner {
                 agent.name
             ));
         };
-        let instance = match store.instance_of_agent(&agent.name).await {
-            Ok(Some(i)) => i,
-            Ok(None) => {
-                return Outcome::Failed(format!(
-                    "agent {} runs its ACP agent inside its instance, and it has none",
-                    agent.name
-                ));
-            }
-            Err(e) => return Outcome::Failed(e.to_string()),
+        let (instance, message) = match self.cli_inputs(turn, agent, "its ACP agent").await {
+            Ok(inputs) => inputs,
+            Err(failed) => return failed,
         };
-        let messages = match store.messages_after(conversation.id, 0).await {
-            Ok(m) => m,
-            Err(e) => return Outcome::Failed(format!("could not read the conversation: {e}")),
-        };
-        let start = messages
-            .iter()
-            .rposition(|m| m.role != Role::User)
-            .map_or(0, |i| i + 1);
-        let message = messages[start..]
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n");
         let env = match ops.secret_env(&instance).await {
             Ok(env) => env,
             Err(e) => return Outcome::Failed(format!("the instance's secrets: {e}")),

@@ -328,6 +328,50 @@ fn tail(lines: &[String], n: usize) -> String {
 }
 
 impl Runner {
+    /// What a turn of an agent whose mind runs in its instance (`what`) needs: the instance,
+    /// and the user messages since the last answer, joined.
+    pub(super) async fn cli_inputs(
+        &self,
+        turn: &Turn,
+        agent: &Agent,
+        what: &str,
+    ) -> Result<(crate::store::InstanceRecord, String), Outcome> {
+        let store = &self.inner.store;
+        let instance = match store.instance_of_agent(&agent.name).await {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                return Err(Outcome::Failed(format!(
+                    "agent {} runs {what} inside its instance, and it has none",
+                    agent.name
+                )));
+            }
+            Err(e) => return Err(Outcome::Failed(e.to_string())),
+        };
+        let messages = match store.messages_after(turn.conversation.id, 0).await {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(Outcome::Failed(format!(
+                    "could not read the conversation: {e}"
+                )));
+            }
+        };
+        let start = messages
+            .iter()
+            .rposition(|m| m.role != Role::User)
+            .map_or(0, |i| i + 1);
+        let message = messages[start..]
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        if message.trim().is_empty() {
+            return Err(Outcome::Failed(format!(
+                "there is no message to send to {what}"
+            )));
+        }
+        Ok((instance, message))
+    }
+
     /// Runs a turn of an agent whose runtime is a CLI inside its instance.
     pub(super) async fn run_cli_turn(
         &self,
@@ -345,33 +389,10 @@ impl Runner {
         let store = &self.inner.store;
         let ops = &self.inner.ops;
         let conversation = &turn.conversation;
-        let instance = match store.instance_of_agent(&agent.name).await {
-            Ok(Some(i)) => i,
-            Ok(None) => {
-                return Outcome::Failed(format!(
-                    "agent {} runs {name} inside its instance, and it has none",
-                    agent.name
-                ));
-            }
-            Err(e) => return Outcome::Failed(e.to_string()),
+        let (instance, message) = match self.cli_inputs(turn, agent, name).await {
+            Ok(inputs) => inputs,
+            Err(failed) => return failed,
         };
-        // What this turn answers: the user messages since the last answer.
-        let messages = match store.messages_after(conversation.id, 0).await {
-            Ok(m) => m,
-            Err(e) => return Outcome::Failed(format!("could not read the conversation: {e}")),
-        };
-        let start = messages
-            .iter()
-            .rposition(|m| m.role != Role::User)
-            .map_or(0, |i| i + 1);
-        let message = messages[start..]
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        if message.trim().is_empty() {
-            return Outcome::Failed(format!("there is no message to send to {name}"));
-        }
         let session = store.runtime_session(conversation.id).await.ok().flatten();
         let mut env = match ops.secret_env(&instance).await {
             Ok(env) => env,

@@ -59,6 +59,42 @@ async fn operator_says(world: &InProcess, message: &str) -> String {
     answer["reply"].as_str().unwrap_or_default().to_string()
 }
 
+/// A core whose config gives every agent (and Operator) the HTTP server `name` at `url`.
+async fn with_config_server(
+    llm: &FakeLlm,
+    name: &str,
+    url: String,
+    headers: &[(&str, &str)],
+) -> InProcess {
+    let server = operator::config::McpServerSettings {
+        name: name.into(),
+        url: Some(url),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    core(Some(llm), move |s| s.mcp.servers.push(server)).await
+}
+
+/// Asks Operator to add `a` and `b` with the server's `get-sum` and returns the tool results
+/// its model read.
+async fn sum_through(
+    world: &InProcess,
+    llm: &FakeLlm,
+    server: &str,
+    a: i64,
+    b: i64,
+) -> Vec<String> {
+    let tool = format!("mcp__{server}__get-sum");
+    llm.reply_tool_calls(&[("s1", tool.as_str(), &json!({ "a": a, "b": b }).to_string())]);
+    llm.reply_text("Added.");
+    let reply = operator_says(world, &format!("add {a} and {b}")).await;
+    assert!(reply.contains("Added."), "{reply}");
+    tool_results(&llm.completions().last().unwrap().body)
+}
+
 /// The tool names of a recorded model request.
 fn tool_names(body: &Value) -> Vec<String> {
     body["tools"]
@@ -159,10 +195,10 @@ async fn an_npm_server_runs_over_stdio_inside_the_instance_and_its_tool_is_calle
         let out = invoke(
             &world,
             "instance_exec",
-            json!({ "name": agent, "command": "grep -l 'server-everythin[g]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l" }),
+            json!({ "name": agent, "command": "echo COUNT=$(grep -l 'server-everythin[g]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)" }),
         )
         .await;
-        if out.text.trim_start().starts_with('0') || out.text.contains("\n0") {
+        if out.text.contains("COUNT=0") {
             gone = true;
             break;
         }
@@ -175,29 +211,17 @@ async fn an_npm_server_runs_over_stdio_inside_the_instance_and_its_tool_is_calle
 async fn an_http_server_on_loopback_serves_operator_through_the_config() {
     let server = EverythingHttp::start().await;
     let llm = FakeLlm::start(Vendor::OpenAi).await;
-    let url = server.url();
-    let world = core(Some(&llm), |s| {
-        s.mcp.servers.push(operator::config::McpServerSettings {
-            name: "web".into(),
-            url: Some(url),
-            ..Default::default()
-        });
-    })
-    .await;
-    llm.reply_tool_calls(&[("s1", "mcp__web__get-sum", r#"{"a":2,"b":3}"#)]);
-    llm.reply_text("It is 5.");
-    let reply = operator_says(&world, "what is 2 + 3? use the tool").await;
-    assert!(reply.contains("It is 5."), "{reply}");
-    let requests = llm.completions();
-    assert!(
-        tool_names(&requests[0].body).contains(&"mcp__web__get-sum".to_string()),
-        "{:?}",
-        tool_names(&requests[0].body)
-    );
-    let results = tool_results(&requests.last().unwrap().body);
+    let world = with_config_server(&llm, "web", server.url(), &[]).await;
+    let results = sum_through(&world, &llm, "web", 2, 3).await;
     assert!(
         results.iter().any(|r| r.contains("is 5")),
         "the sum reached the model: {results:?}"
+    );
+    let first = &llm.completions()[0].body;
+    assert!(
+        tool_names(first).contains(&"mcp__web__get-sum".to_string()),
+        "{:?}",
+        tool_names(first)
     );
     let agents = invoke(&world, "agent_list", json!({})).await;
     assert!(
@@ -221,20 +245,8 @@ async fn an_http_server_on_loopback_serves_operator_through_the_config() {
 async fn a_server_with_only_the_older_sse_form_is_reached_too() {
     let server = EverythingHttp::start_sse().await;
     let llm = FakeLlm::start(Vendor::OpenAi).await;
-    let url = server.url();
-    let world = core(Some(&llm), |s| {
-        s.mcp.servers.push(operator::config::McpServerSettings {
-            name: "old".into(),
-            url: Some(url),
-            ..Default::default()
-        });
-    })
-    .await;
-    llm.reply_tool_calls(&[("o1", "mcp__old__get-sum", r#"{"a":20,"b":22}"#)]);
-    llm.reply_text("42.");
-    let reply = operator_says(&world, "add 20 and 22").await;
-    assert!(reply.contains("42."), "{reply}");
-    let results = tool_results(&llm.completions().last().unwrap().body);
+    let world = with_config_server(&llm, "old", server.url(), &[]).await;
+    let results = sum_through(&world, &llm, "old", 20, 22).await;
     assert!(results.iter().any(|r| r.contains("is 42")), "{results:?}");
 }
 
@@ -242,21 +254,9 @@ async fn a_server_with_only_the_older_sse_form_is_reached_too() {
 async fn a_secret_in_a_header_reaches_the_server_and_nothing_else() {
     let server = HeaderServer::start().await;
     let llm = FakeLlm::start(Vendor::OpenAi).await;
-    let url = server.url();
     let canary = format!("canary-{}", unique("tok"));
-    let world = core(Some(&llm), |s| {
-        s.mcp.servers.push(operator::config::McpServerSettings {
-            name: "gh".into(),
-            url: Some(url),
-            headers: [(
-                "Authorization".to_string(),
-                "Bearer ${secret:GH_TOKEN}".to_string(),
-            )]
-            .into(),
-            ..Default::default()
-        });
-    })
-    .await;
+    let auth = [("Authorization", "Bearer ${secret:GH_TOKEN}")];
+    let world = with_config_server(&llm, "gh", server.url(), &auth).await;
     invoke(
         &world,
         "secret_create",
