@@ -75,6 +75,21 @@ if [ ! -f "$mcp_dir/node_modules/@modelcontextprotocol/server-everything/dist/in
 fi
 export OPERATOR_TEST_MCP="$mcp_dir"
 
+# The workstation image's package path (apt-get in the generated Dockerfile) is tested on a real
+# Debian base: a minimal bookworm root filesystem made once with debootstrap from the Debian
+# mirror apt already uses, imported by the test through the API.
+debian_tar=/var/cache/operator/debian-bookworm-minbase.tar
+if [ ! -s "$debian_tar" ]; then
+    command -v debootstrap >/dev/null 2>&1 || need_package debootstrap
+    echo "making a Debian bookworm base with debootstrap" >&2
+    tmp=$(mktemp -d)
+    debootstrap --variant=minbase bookworm "$tmp/root" http://deb.debian.org/debian >/dev/null
+    tar --numeric-owner -C "$tmp/root" -cf "$debian_tar.partial" .
+    mv "$debian_tar.partial" "$debian_tar"
+    rm -rf "$tmp"
+fi
+export OPERATOR_TEST_DEBIAN="$debian_tar"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -181,3 +181,64 @@ async fn a_failing_setup_line_is_named_with_its_output() {
     );
     assert!(said.contains("non-zero code: 3"), "{said}");
 }
+
+/// The package path on a real Debian base: `packages` installs with apt-get during the build
+/// (the build reaches the mirror through the host network; the instance itself has none), adds
+/// user 1000, and an instance on the image runs the package's program as that user.
+#[tokio::test]
+async fn packages_are_installed_with_apt_on_a_debian_base() {
+    let base = crate::support::docker::ensure_debian_image().await;
+    let docker_section = |network: &str| {
+        format!(
+            "[docker]\nhost = \"\"\nimage = \"{base}\"\npackages = [\"jq\"]\nsetup = []\nnetwork = \"{network}\"\nmemory_mb = 256\n"
+        )
+    };
+    let world = World::new(None, &docker_section("host"));
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        world.run(&["image", "build", "--force"], ""),
+    )
+    .await
+    .expect("the build ends");
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("apt-get install"), "{}", out.stdout);
+    let tag = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("operator-instance:"))
+        .expect("the tag")
+        .to_string();
+    let name = unique("apt");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let in_process = core(None, |s| {
+        s.state.dir = Some(world.path().join("state"));
+        crate::support::inproc::use_engine(s, &base);
+        s.docker.packages = vec!["jq".into()];
+    })
+    .await;
+    let ops = &in_process.core.ops;
+    let owner = operator::ops::Invocation::new(operator::domain::Caller::owner("test"));
+    let created = ops
+        .invoke(&owner, "instance_create", json!({ "name": name }))
+        .await
+        .unwrap();
+    assert!(
+        created.text.contains(&tag) || created.data.to_string().contains(&tag),
+        "{}",
+        created.text
+    );
+    let out = ops
+        .invoke(
+            &owner,
+            "instance_exec",
+            json!({ "name": name, "command": "echo '{\"a\":41}' | jq '.a + 1'; id -u; getent passwd 1000 | cut -d: -f1" }),
+        )
+        .await
+        .unwrap()
+        .text;
+    assert!(
+        out.contains("42") && out.contains("1000") && out.contains("agent"),
+        "{out}"
+    );
+    remove_image(&tag).await;
+}

@@ -99,6 +99,39 @@ pub async fn import_rootfs(docker: &Docker, dir: &std::path::Path, tag: &str) {
     }
 }
 
+/// A minimal Debian bookworm image (scripts/test.sh makes its root filesystem with debootstrap
+/// and names the tar in `OPERATOR_TEST_DEBIAN`), imported unless it exists; returns its tag.
+pub async fn ensure_debian_image() -> String {
+    let tar = std::env::var_os("OPERATOR_TEST_DEBIAN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/operator/debian-bookworm-minbase.tar".into());
+    assert!(
+        tar.is_file(),
+        "no Debian base at {} (scripts/test.sh makes it with debootstrap)",
+        tar.display()
+    );
+    let size = std::fs::metadata(&tar).unwrap().len();
+    let tag = format!("operator-test:debian-{size:x}");
+    let docker = docker().await;
+    if docker.inspect_image(&tag).await.is_ok() {
+        return tag;
+    }
+    let (repo, version) = tag.split_once(':').unwrap();
+    let options = CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(version.into()),
+        ..Default::default()
+    };
+    let bytes = std::fs::read(&tar).unwrap();
+    let mut import =
+        docker.create_image(Some(options), Some(bollard::body_full(bytes.into())), None);
+    while let Some(step) = import.next().await {
+        step.expect("image import");
+    }
+    tag
+}
+
 /// Removes the named instances' containers and volumes when dropped.
 pub struct Cleanup(pub Vec<String>);
 
