@@ -421,8 +421,10 @@ pub async fn run(
         tracing::warn!("turns still running after {DRAIN_DEADLINE:?}; cancelling them");
         core.router.cancel_all();
     }
-    // The answers of drained turns are in the outboxes; give them a moment to go out.
-    tokio::join!(bots.finish(), discord.finish());
+    // The answers of drained turns are in the outboxes; give them a moment to go out. MCP
+    // servers started in instances are ended meanwhile.
+    let mcp = tokio::time::timeout(DRAIN_DEADLINE, core.ops.mcp_shutdown());
+    let _ = tokio::join!(bots.finish(), discord.finish(), mcp);
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!("admin listener failed: {e}"),
@@ -564,6 +566,7 @@ pub async fn chat(settings: Settings) -> anyhow::Result<()> {
     let _ = watching.await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, scheduling).await;
     serving.await.context("the router task failed")?;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, core.ops.mcp_shutdown()).await;
     core.store.close().await;
     result
 }

@@ -276,13 +276,27 @@ impl Hub {
         }
     }
 
-    /// Ends the session (and its process in the instance) of one key.
+    /// Ends the session (and its process in the instance) of one key, and waits for that.
     pub async fn close(&self, key: &str) {
         let slot = self.sessions.lock().unwrap().remove(key);
         if let Some(slot) = slot {
-            // Dropping it cancels the service and ends the process.
-            drop(slot.session.lock().await.take());
+            let session = slot.session.lock().await.take();
+            if let Some(mut session) = session {
+                let stop = session.stop.take();
+                // Dropping it cancels the service; the process is ended here.
+                drop(session);
+                if let Some(stop) = stop {
+                    stop.now().await;
+                }
+            }
         }
+    }
+
+    /// Ends every session (the daemon is stopping): no server is left running in an instance.
+    pub async fn close_all(&self) {
+        let keys: Vec<String> = self.sessions.lock().unwrap().keys().cloned().collect();
+        let closing = keys.iter().map(|key| self.close(key));
+        futures_util::future::join_all(closing).await;
     }
 
     /// Ends every session whose key starts with `prefix` (an agent's, `<agent>/`).

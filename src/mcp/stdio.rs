@@ -23,12 +23,15 @@ impl Stop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            let request = ExecRequest::new(kill_tree_command(&self.pid_file));
-            if let Err(e) = self.backend.exec(&self.instance, request).await {
-                tracing::debug!(instance = %self.instance, "ending an MCP server: {e}");
-            }
-        });
+        runtime.spawn(self.now());
+    }
+
+    /// Ends the process tree and waits for that.
+    pub(super) async fn now(self) {
+        let request = ExecRequest::new(kill_tree_command(&self.pid_file));
+        if let Err(e) = self.backend.exec(&self.instance, request).await {
+            tracing::debug!(instance = %self.instance, "ending an MCP server: {e}");
+        }
     }
 }
 

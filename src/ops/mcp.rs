@@ -442,6 +442,11 @@ impl Ops {
             .collect())
     }
 
+    /// Ends every MCP session and the servers' processes (the daemon is stopping).
+    pub async fn mcp_shutdown(&self) {
+        self.inner.mcp.hub.close_all().await;
+    }
+
     /// Ends an agent's sessions (its servers changed, or it is gone).
     pub(super) async fn mcp_forget(&self, agent: &str) {
         self.own_changed().await;

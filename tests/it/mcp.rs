@@ -387,3 +387,48 @@ async fn check_reports_the_config_servers_and_a_bad_one_by_key() {
     assert!(!out.success());
     assert!(out.stderr.contains("mcp.servers[0].name"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn a_stopping_daemon_leaves_no_server_running_in_an_instance() {
+    let image = ensure_mcp_image().await;
+    let agent = unique("mcpend");
+    let _cleanup = Cleanup(vec![agent.clone()]);
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let docker = format!(
+        "[docker]\nhost = \"\"\nimage = \"{image}\"\npackages = []\nnetwork = \"none\"\nmemory_mb = 256\n"
+    );
+    let world = crate::support::World::new(Some(&llm), &docker);
+    let in_process = core(None, |s| {
+        s.state.dir = Some(world.path().join("state"));
+        use_engine(s, &image);
+    })
+    .await;
+    invoke(
+        &in_process,
+        "agent_create",
+        json!({ "name": agent, "persona": "You use tools." }),
+    )
+    .await;
+    invoke(
+        &in_process,
+        "mcp_add",
+        json!({ "agent": agent, "name": "flaky", "command": FLAKY_IN_IMAGE }),
+    )
+    .await;
+    llm.reply_tool_calls(&[("p1", "mcp__flaky__pid", "{}")]);
+    llm.reply_text("Done.");
+    let out = world
+        .chat(&[&format!("/use {agent}"), "what is your pid?"])
+        .await;
+    assert!(out.stdout.contains("Done."), "{out:?}");
+    let results = tool_results(&llm.completions().last().unwrap().body);
+    assert!(results.iter().any(|r| r.starts_with("pid ")), "{results:?}");
+    // The console has exited; the server it started in the instance is gone with it.
+    let left = invoke(
+        &in_process,
+        "instance_exec",
+        json!({ "name": agent, "command": "echo COUNT=$(grep -l 'flaky[.]mjs' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)" }),
+    )
+    .await;
+    assert!(left.text.contains("COUNT=0"), "{}", left.text);
+}

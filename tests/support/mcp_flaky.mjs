@@ -1,7 +1,8 @@
 // A small MCP server over stdio (newline-delimited JSON-RPC, no dependencies), shipped in the
 // MCP test image next to the npm "everything" server: `pid` answers with its process id,
 // `crash` exits in the middle of the call, `grow` adds the tool `extra` and says the tool
-// list changed.
+// list changed. Like many servers, it keeps running after its input closes (a timer holds it),
+// so only the daemon ending it stops it.
 import readline from 'node:readline';
 
 let grown = false;
@@ -38,3 +39,5 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       return send({ jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: 'no such method' } });
   }
 });
+
+setInterval(() => {}, 1 << 30);
