@@ -6,8 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Caps glibc's arenas; call before any thread starts.
+/// Caps glibc's arenas at two; call before any thread starts. `MALLOC_ARENA_MAX` in the
+/// environment (glibc's own knob) wins.
 pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before other threads exist.
     unsafe {

@@ -29,6 +29,8 @@ pub use result::{ToolResult, sanitize_schema};
 pub const TOOL_PREFIX: &str = "mcp__";
 /// How long connecting (starting the server, `initialize`, listing tools) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after a failed start a server is not tried again (a test connects at once).
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Lines of a stdio server's stderr written to the log per session; the rest are counted.
 const STDERR_LINES: usize = 200;
 
@@ -80,6 +82,8 @@ struct Slot {
     state: std::sync::Mutex<ServerState>,
     /// Sessions started so far; every one after the first is a restart.
     started: std::sync::atomic::AtomicU32,
+    /// When the last start failed, and why.
+    failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 struct Session {
@@ -135,6 +139,13 @@ impl Hub {
     fn slot(&self, key: &str) -> Arc<Slot> {
         let mut sessions = self.sessions.lock().unwrap();
         sessions.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Lets the next use try to start a server that failed to start just now.
+    pub fn forget_failure(&self, key: &str) {
+        if let Some(slot) = self.sessions.lock().unwrap().get(key) {
+            *slot.failed.lock().unwrap() = None;
+        }
     }
 
     /// The session's state, if it was ever used.
@@ -349,10 +360,28 @@ async fn live_session<'g>(
         *guard = None;
     }
     if guard.is_none() {
-        let how = connect().await?;
-        let session = tokio::time::timeout(CONNECT_TIMEOUT, start(key, how))
-            .await
-            .map_err(|_| "the server did not start within 60 s".to_string())??;
+        // A server that just failed to start is not tried again at once, so one that hangs
+        // does not hold up every turn.
+        if let Some((at, why)) = slot.failed.lock().unwrap().as_ref()
+            && at.elapsed() < RETRY_AFTER
+        {
+            let wait = (RETRY_AFTER - at.elapsed()).as_secs() + 1;
+            return Err(format!("{why} (tried again in {wait} s)"));
+        }
+        let started = async {
+            let how = connect().await?;
+            tokio::time::timeout(CONNECT_TIMEOUT, start(key, how))
+                .await
+                .map_err(|_| "the server did not start within 60 s".to_string())?
+        };
+        let session = match started.await {
+            Ok(session) => session,
+            Err(why) => {
+                *slot.failed.lock().unwrap() = Some((std::time::Instant::now(), why.clone()));
+                return Err(why);
+            }
+        };
+        *slot.failed.lock().unwrap() = None;
         *guard = Some(session);
         let before = slot.started.fetch_add(1, Ordering::SeqCst);
         let mut state = slot.state.lock().unwrap();

@@ -613,6 +613,8 @@ impl Ops {
                 OpError::NotFound(format!("agent {agent} has no MCP server {}", args.name))
             })?;
         let hub = &self.inner.mcp.hub;
+        // A test is a fresh attempt: a failed start's pause does not apply.
+        hub.forget_failure(&server.key(&agent));
         let tools = hub
             .tools(&server.key(&agent), self.connector(&agent, &server))
             .await

@@ -432,3 +432,37 @@ async fn a_stopping_daemon_leaves_no_server_running_in_an_instance() {
     .await;
     assert!(left.text.contains("COUNT=0"), "{}", left.text);
 }
+
+#[tokio::test]
+async fn a_server_that_cannot_be_reached_is_named_and_not_retried_every_turn() {
+    let llm = FakeLlm::start(Vendor::OpenAi).await;
+    let world = with_config_server(&llm, "down", "http://127.0.0.1:9/mcp".into(), &[]).await;
+    llm.reply_text("Working without it.");
+    llm.reply_text("Still without it.");
+    assert!(
+        operator_says(&world, "hello")
+            .await
+            .contains("Working without it.")
+    );
+    assert!(
+        operator_says(&world, "again")
+            .await
+            .contains("Still without it.")
+    );
+    let requests = llm.completions();
+    let first = requests[0].body.to_string();
+    let second = requests[1].body.to_string();
+    assert!(
+        first.contains("not available now: MCP server down"),
+        "the model is told: {first}"
+    );
+    assert!(
+        second.contains("tried again in"),
+        "the next turn does not wait on it again: {second}"
+    );
+    assert!(
+        !tool_names(&requests[0].body)
+            .iter()
+            .any(|t| t.starts_with("mcp__"))
+    );
+}
