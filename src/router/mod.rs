@@ -276,6 +276,7 @@ impl Router {
             };
             let running = &self.inner.running_turns;
             running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            crate::memory::busy();
             let result = self.turn(job, token).await;
             drop(slot);
             if running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
