@@ -19,22 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chat_daemon::rss_kib;
 use llm::{FakeLlm, Vendor};
 use telegram::FakeTelegram;
 
 const BIN: &str = env!("CARGO_BIN_EXE_operator");
 const CHATS: u64 = 200;
 const MESSAGES: usize = 2000;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 struct Figures {
     idle: u64,

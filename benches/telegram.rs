@@ -16,6 +16,7 @@ mod telegram;
 
 use std::time::{Duration, Instant};
 
+use chat_daemon::rss_kib;
 use llm::{FakeLlm, Vendor};
 use telegram::FakeTelegram;
 
@@ -30,16 +31,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(run());
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU time the process has used (user + system), from /proc (clock ticks of 10 ms).

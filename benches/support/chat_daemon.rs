@@ -70,3 +70,14 @@ impl Daemon {
 /// The platform keys every chat benchmark uses: anyone may talk, no pacing.
 pub const OPEN_AND_UNPACED: &str = "owners = [1]\ndm_policy = \"open\"\n\
      messages_per_second = 1000000.0\nchat_messages_per_second = 1000000.0\n";
+
+/// The resident memory of a process, from /proc, in KiB (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

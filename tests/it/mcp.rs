@@ -107,6 +107,24 @@ fn tool_names(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Creates `agent` (with its instance) and gives it the stdio server `name` running `command`;
+/// returns what mcp_add said.
+async fn agent_with_server(world: &InProcess, agent: &str, name: &str, command: &str) -> String {
+    invoke(
+        world,
+        "agent_create",
+        json!({ "name": agent, "persona": "You use tools." }),
+    )
+    .await;
+    invoke(
+        world,
+        "mcp_add",
+        json!({ "agent": agent, "name": name, "command": command }),
+    )
+    .await
+    .text
+}
+
 /// The requests the model saw from `agent` (by its name in the system prompt).
 fn requests_of(llm: &FakeLlm, agent: &str) -> Vec<Value> {
     llm.completions()
@@ -123,19 +141,8 @@ async fn an_npm_server_runs_over_stdio_inside_the_instance_and_its_tool_is_calle
     let _cleanup = Cleanup(vec![agent.clone()]);
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     let world = core(Some(&llm), |s| use_engine(s, &image)).await;
-    invoke(
-        &world,
-        "agent_create",
-        json!({ "name": agent, "persona": "You use tools." }),
-    )
-    .await;
-    let added = invoke(
-        &world,
-        "mcp_add",
-        json!({ "agent": agent, "name": "everything", "command": EVERYTHING_IN_IMAGE }),
-    )
-    .await;
-    assert!(added.text.contains("mcp__everything__"), "{}", added.text);
+    let added = agent_with_server(&world, &agent, "everything", EVERYTHING_IN_IMAGE).await;
+    assert!(added.contains("mcp__everything__"), "{added}");
     let tested = invoke(
         &world,
         "mcp_test",
@@ -311,18 +318,7 @@ async fn a_server_that_dies_mid_call_is_restarted_and_changed_tools_are_seen() {
     let _cleanup = Cleanup(vec![agent.clone()]);
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     let world = core(Some(&llm), |s| use_engine(s, &image)).await;
-    invoke(
-        &world,
-        "agent_create",
-        json!({ "name": agent, "persona": "You use tools." }),
-    )
-    .await;
-    invoke(
-        &world,
-        "mcp_add",
-        json!({ "agent": agent, "name": "flaky", "command": FLAKY_IN_IMAGE }),
-    )
-    .await;
+    agent_with_server(&world, &agent, "flaky", FLAKY_IN_IMAGE).await;
     llm.reply_tool_calls(&[("f1", "mcp__flaky__pid", "{}")]);
     llm.reply_tool_calls(&[("f2", "mcp__flaky__crash", "{}")]);
     llm.reply_tool_calls(&[("f3", "mcp__flaky__pid", "{}")]);
@@ -403,18 +399,7 @@ async fn a_stopping_daemon_leaves_no_server_running_in_an_instance() {
         use_engine(s, &image);
     })
     .await;
-    invoke(
-        &in_process,
-        "agent_create",
-        json!({ "name": agent, "persona": "You use tools." }),
-    )
-    .await;
-    invoke(
-        &in_process,
-        "mcp_add",
-        json!({ "agent": agent, "name": "flaky", "command": FLAKY_IN_IMAGE }),
-    )
-    .await;
+    agent_with_server(&in_process, &agent, "flaky", FLAKY_IN_IMAGE).await;
     llm.reply_tool_calls(&[("p1", "mcp__flaky__pid", "{}")]);
     llm.reply_text("Done.");
     let out = world

@@ -82,6 +82,11 @@ pub async fn import_rootfs(docker: &Docker, dir: &std::path::Path, tag: &str) {
         .output()
         .expect("tar");
     assert!(tar.status.success(), "tar failed");
+    import_tar(docker, tar.stdout, tag).await;
+}
+
+/// Imports a root filesystem tar as the image `tag`.
+pub async fn import_tar(docker: &Docker, tar: Vec<u8>, tag: &str) {
     let (repo, version) = tag.split_once(':').unwrap();
     let options = CreateImageOptions {
         from_src: Some("-".into()),
@@ -89,11 +94,7 @@ pub async fn import_rootfs(docker: &Docker, dir: &std::path::Path, tag: &str) {
         tag: Some(version.into()),
         ..Default::default()
     };
-    let mut import = docker.create_image(
-        Some(options),
-        Some(bollard::body_full(tar.stdout.into())),
-        None,
-    );
+    let mut import = docker.create_image(Some(options), Some(bollard::body_full(tar.into())), None);
     while let Some(step) = import.next().await {
         step.expect("image import");
     }
@@ -116,19 +117,7 @@ pub async fn ensure_debian_image() -> String {
     if docker.inspect_image(&tag).await.is_ok() {
         return tag;
     }
-    let (repo, version) = tag.split_once(':').unwrap();
-    let options = CreateImageOptions {
-        from_src: Some("-".into()),
-        repo: Some(repo.into()),
-        tag: Some(version.into()),
-        ..Default::default()
-    };
-    let bytes = std::fs::read(&tar).unwrap();
-    let mut import =
-        docker.create_image(Some(options), Some(bollard::body_full(bytes.into())), None);
-    while let Some(step) = import.next().await {
-        step.expect("image import");
-    }
+    import_tar(&docker, std::fs::read(&tar).unwrap(), &tag).await;
     tag
 }
 
