@@ -237,7 +237,6 @@ impl Router {
         });
     }
 
-    /// Delivers an answer to messages and settles their receipts.
     async fn answer(&self, chat: &ChatRef, receipts: &[Receipt], reply: Option<Outbound>) {
         self.inner.hub.answer(chat, receipts, reply).await;
     }
@@ -269,7 +268,7 @@ impl Router {
             let token = CancellationToken::new();
             queues.set_running(&chat, Some(token.clone()));
             let done = job.done.take();
-            // A turn waits for a slot; its chat's order is kept, since this worker waits.
+            // A turn waits for a slot; its chat's order holds, since this worker waits.
             let slot = match self.inner.turn_slots.get() {
                 Some(slots) => slots.clone().acquire_owned().await.ok(),
                 None => None,
@@ -277,7 +276,8 @@ impl Router {
             let running = &self.inner.running_turns;
             running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             crate::memory::busy();
-            let result = self.turn(job, token).await;
+            // Boxed: a waiting worker is small, the turn's state exists only while it runs.
+            let result = Box::pin(self.turn(job, token)).await;
             drop(slot);
             if running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
                 crate::memory::give_back();
