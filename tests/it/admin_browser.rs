@@ -29,6 +29,10 @@ async fn in_a_real_browser_an_owner_logs_in_and_runs_the_fleet() {
         ))
         .await;
     browser.wait_for("location.pathname === '/'").await;
+    // The overview is rendered once its page has loaded (slow on a busy machine).
+    browser
+        .wait_for("document.body && document.body.innerText.includes('Queued messages')")
+        .await;
     let overview = browser.text().await;
     assert!(overview.contains("Queued messages"), "{overview}");
 
