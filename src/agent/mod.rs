@@ -5,6 +5,7 @@
 //! callback, and the reply is returned to the caller.
 
 mod acp;
+mod cli_lines;
 mod context;
 pub mod llm;
 mod metering;
