@@ -242,5 +242,5 @@ pub(super) async fn connect(
     let transport = StreamableHttpClientTransport::with_client(Client(client), config);
     rmcp::serve_client(handler, transport)
         .await
-        .map_err(|e| format!("could not connect to {url}: {e}"))
+        .map_err(|e| format!("could not connect to {url}: {}", super::root_cause(&e)))
 }

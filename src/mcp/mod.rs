@@ -411,9 +411,12 @@ async fn start(key: &str, how: Connect) -> Result<Session, String> {
                 }
                 match http::connect(handler.clone(), &url, headers.clone()).await {
                     Ok(service) => Ok(service),
-                    Err(modern) => sse::connect(handler, &url, headers)
-                        .await
-                        .map_err(|older| format!("{modern} (and in the older SSE form: {older})")),
+                    Err(modern) => match sse::connect(handler, &url, headers).await {
+                        Ok(service) => Ok(service),
+                        // Nothing answers there: that alone is the news.
+                        Err(older) if older.starts_with(sse::UNREACHABLE) => Err(older),
+                        Err(older) => Err(format!("{modern} (and in the older SSE form: {older})")),
+                    },
                 }
             });
             let service = connecting.await.map_err(|e| e.to_string())??;
@@ -444,6 +447,16 @@ async fn start(key: &str, how: Connect) -> Result<Session, String> {
             })
         }
     }
+}
+
+/// What went wrong at the bottom of an error's chain ("Connection refused"), without the SDK's
+/// layers and type names; the whole text when there is no chain.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// The model-facing name of a server's tool: `mcp__<server>__<tool>`, with characters the

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 
 use super::Handler;
 
+/// How a failure to reach the server at all begins (the caller reports it alone).
+pub(super) const UNREACHABLE: &str = "could not reach";
+
 fn with_headers(
     mut request: reqwest::RequestBuilder,
     headers: &[(String, String)],
@@ -34,7 +37,10 @@ pub(super) async fn connect(
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .send()
         .await
-        .map_err(|e| format!("could not open the event stream at {url}: {e}"))?;
+        .map_err(|e| {
+            let cause = super::root_cause(&e);
+            format!("{UNREACHABLE} {url}: {cause}")
+        })?;
     if !response.status().is_success() {
         return Err(format!(
             "{url} answered HTTP {} to the event stream",
@@ -100,9 +106,12 @@ pub(super) async fn connect(
         to_server,
         incoming,
     };
-    rmcp::serve_client(handler, transport)
-        .await
-        .map_err(|e| format!("could not connect to {url} over SSE: {e}"))
+    rmcp::serve_client(handler, transport).await.map_err(|e| {
+        format!(
+            "could not connect to {url} over SSE: {}",
+            super::root_cause(&e)
+        )
+    })
 }
 
 /// The session's side of the two tasks: messages out to the POST task, in from the stream's.

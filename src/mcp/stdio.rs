@@ -92,7 +92,8 @@ pub(super) async fn connect(
                 format!("; it said:\n{said}")
             };
             Err(format!(
-                "`{command}` in instance {instance} did not start as an MCP server ({e}){said}"
+                "`{command}` in instance {instance} did not start as an MCP server ({}){said}",
+                super::root_cause(&e)
             ))
         }
     }
