@@ -86,6 +86,8 @@ async fn run() {
     let p99 = samples[samples.len() * 99 / 100];
 
     // Throughput: many updates at once over many chats, until every one is answered.
+    let db_reading = daemon.db_totals();
+    let db_before = daemon.db_totals();
     let before = tg.accepted_sends();
     let cpu_before = cpu_ms(pid);
     let started = Instant::now();
@@ -100,6 +102,15 @@ async fn run() {
     let elapsed = started.elapsed();
     let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / THROUGHPUT_UPDATES as f64;
     let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
+    // Let the activity writer's last batch land, then count (less one /metrics read of its own).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db_after = daemon.db_totals();
+    let per_update = |i: usize| {
+        let pick = |t: (u64, u64)| if i == 0 { t.0 } else { t.1 } as f64;
+        (pick(db_after) - pick(db_before) - (pick(db_before) - pick(db_reading)))
+            / THROUGHPUT_UPDATES as f64
+    };
+    let (statements, commits) = (per_update(0), per_update(1));
 
     // Memory after many distinct chats.
     let before = tg.accepted_sends();
@@ -123,6 +134,8 @@ async fn run() {
         "| updates answered per second ({THROUGHPUT_UPDATES} over 1,000 chats)   | {per_second:>8.0} /s  |"
     );
     println!("| daemon CPU per update under load                     | {cpu_per_update:>9.2} ms |");
+    println!("| SQL statements per answered update                   | {statements:>12.1} |");
+    println!("| commits per answered update                          | {commits:>12.2} |");
     println!(
         "| update -> sendMessage latency, median                | {:>9.2} ms |",
         median.as_secs_f64() * 1000.0

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 /// A running daemon and the directory it lives in (removed on drop, after the process).
 pub struct Daemon {
     pub child: Child,
+    /// Its admin listener, `127.0.0.1:<port>`.
+    pub admin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -31,11 +33,15 @@ impl Daemon {
             std::fs::create_dir_all(&into).unwrap();
             std::fs::copy(state.join("operator.db"), into.join("operator.db")).unwrap();
         }
+        let admin = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().to_string()
+        };
         let config = dir.path().join("operator.toml");
         std::fs::write(
             &config,
             format!(
-                "[state]\ndir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                "[state]\ndir = {:?}\n[admin]\nlisten = {admin:?}\n\
                  [llm]\nprovider = \"openai\"\nbase_url = {llm_base_url:?}\napi_key = \"k\"\nmodel = \"m\"\n\
                  [docker]\nhost = \"unix:///nonexistent.sock\"\n{platform}",
                 dir.path().join("state").display().to_string(),
@@ -50,12 +56,39 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn operator");
-        Self { child, _dir: dir }
+        Self {
+            child,
+            admin,
+            _dir: dir,
+        }
     }
 
     /// Its state directory.
     pub fn state_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("state")
+    }
+
+    /// (statements, commits) it has run against its database, from `/metrics`.
+    pub fn db_totals(&self) -> (u64, u64) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.admin).expect("admin listener");
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        )
+        .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        let value = |name: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        };
+        (
+            value("operator_db_statements_total"),
+            value("operator_db_commits_total"),
+        )
     }
 
     /// Stops it with SIGTERM and waits.

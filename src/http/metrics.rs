@@ -81,6 +81,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             count(kind)
         );
     }
+    let (statements, commits) = crate::store::counters::totals();
+    let _ = writeln!(
+        out,
+        "# HELP operator_db_statements_total SQL statements run since start.\n# TYPE operator_db_statements_total counter\noperator_db_statements_total {statements}\n\
+         # HELP operator_db_commits_total Write transactions committed since start.\n# TYPE operator_db_commits_total counter\noperator_db_commits_total {commits}"
+    );
     let depth = (state.queue_depth)();
     let _ = writeln!(
         out,

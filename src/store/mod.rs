@@ -9,6 +9,7 @@ mod approvals;
 mod automations;
 mod chatbots;
 mod conversations;
+pub mod counters;
 mod evolve;
 mod instances;
 mod jobs;
@@ -253,12 +254,14 @@ impl Store {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .after_connect(|conn, _| Box::pin(counters::install(conn, true)))
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Db)?;
         let read = SqlitePoolOptions::new()
             .max_connections(3)
             .min_connections(1)
+            .after_connect(|conn, _| Box::pin(counters::install(conn, false)))
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::Db)?;
