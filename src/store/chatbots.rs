@@ -3,6 +3,9 @@
 
 use sqlx::Row;
 
+use sqlx::SqliteConnection;
+
+use super::writer::{Alone, WriteFuture};
 use super::{Result, Store, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
@@ -139,33 +142,14 @@ impl Store {
         updates: &[(i64, String)],
         next_offset: Option<i64>,
     ) -> Result<Vec<i64>> {
-        let now = now_millis();
-        let mut tx = self.write.begin().await?;
-        let mut fresh = Vec::new();
-        for (id, payload) in updates {
-            let done = sqlx::query(
-                "INSERT INTO inbound_updates (channel, update_id, payload, received_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(channel)
-            .bind(id)
-            .bind(payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                fresh.push(*id);
-            }
-        }
-        if let Some(offset) = next_offset {
-            sqlx::query("UPDATE bots SET poll_offset = MAX(poll_offset, $2) WHERE channel = $1")
-                .bind(channel)
-                .bind(offset)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(fresh)
+        let received = Received {
+            channel: channel.to_string(),
+            updates: updates.to_vec(),
+            next_offset,
+            at: now_millis(),
+        };
+        let alone = Alone::Transaction;
+        self.writer.write(alone, received, insert_updates).await
     }
 
     /// Updates stored but not yet answered, oldest first.
@@ -208,30 +192,20 @@ impl Store {
         answer: &[NewOutbox],
         live: Option<(&str, &str)>,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        if let Some((chat_id, thread_id)) = live {
-            sqlx::query(
-                "DELETE FROM live_replies WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
-            )
-            .bind(channel)
-            .bind(chat_id)
-            .bind(thread_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for update_id in update_ids {
-            sqlx::query(
-                "UPDATE inbound_updates SET state = 'done', payload = '' \
-                 WHERE channel = $1 AND update_id = $2",
-            )
-            .bind(channel)
-            .bind(update_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_outbox(&mut tx, channel, answer).await?;
-        tx.commit().await?;
-        Ok(())
+        let settled = Settled {
+            channel: channel.to_string(),
+            update_ids: update_ids.to_vec(),
+            answer: answer.to_vec(),
+            live: live.map(|(chat, thread)| (chat.to_string(), thread.to_string())),
+            at: now_millis(),
+        };
+        let statements = settled.update_ids.len() + settled.answer.len() + usize::from(live.is_some());
+        let alone = if statements > 1 {
+            Alone::Transaction
+        } else {
+            Alone::OneStatement
+        };
+        self.writer.write(alone, settled, settle_rows).await
     }
 
     /// Records a message created to show a reply while it is written.
@@ -329,11 +303,9 @@ impl Store {
     }
 
     pub async fn outbox_delivered(&self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE id = $1")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        self.writer
+            .write(Alone::OneStatement, id, delete_outbox_row)
+            .await
     }
 
     /// The pending pairing of a user, if any and unexpired.
@@ -442,12 +414,104 @@ fn pairing_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PairingRecord> {
     })
 }
 
+/// Updates as received, with the offset that confirms them.
+struct Received {
+    channel: String,
+    updates: Vec<(i64, String)>,
+    next_offset: Option<i64>,
+    at: Millis,
+}
+
+/// The ids of the updates that were new.
+fn insert_updates<'a>(r: &'a Received, conn: &'a mut SqliteConnection) -> WriteFuture<'a, Vec<i64>> {
+    Box::pin(async move {
+        let mut fresh = Vec::new();
+        for (id, payload) in &r.updates {
+            let done = sqlx::query(
+                "INSERT INTO inbound_updates (channel, update_id, payload, received_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.channel)
+            .bind(id)
+            .bind(payload)
+            .bind(r.at)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 1 {
+                fresh.push(*id);
+            }
+        }
+        if let Some(offset) = r.next_offset {
+            sqlx::query("UPDATE bots SET poll_offset = MAX(poll_offset, $2) WHERE channel = $1")
+                .bind(&r.channel)
+                .bind(offset)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(fresh)
+    })
+}
+
+/// An answer with what it settles.
+struct Settled {
+    channel: String,
+    update_ids: Vec<i64>,
+    answer: Vec<NewOutbox>,
+    /// The chat (id, thread) whose growing reply the answer replaces.
+    live: Option<(String, String)>,
+    at: Millis,
+}
+
+fn settle_rows<'a>(s: &'a Settled, conn: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
+    Box::pin(async move {
+        if let Some((chat_id, thread_id)) = &s.live {
+            sqlx::query(
+                "DELETE FROM live_replies WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
+            )
+            .bind(&s.channel)
+            .bind(chat_id)
+            .bind(thread_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for update_id in &s.update_ids {
+            sqlx::query(
+                "UPDATE inbound_updates SET state = 'done', payload = '' \
+                 WHERE channel = $1 AND update_id = $2",
+            )
+            .bind(&s.channel)
+            .bind(update_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        insert_outbox_at(conn, &s.channel, &s.answer, s.at).await
+    })
+}
+
+fn delete_outbox_row<'a>(id: &'a i64, conn: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
+    Box::pin(async move {
+        sqlx::query("DELETE FROM outbox WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    })
+}
+
 async fn insert_outbox(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     channel: &str,
     messages: &[NewOutbox],
 ) -> Result<()> {
-    let now = now_millis();
+    insert_outbox_at(tx, channel, messages, now_millis()).await
+}
+
+async fn insert_outbox_at(
+    conn: &mut SqliteConnection,
+    channel: &str,
+    messages: &[NewOutbox],
+    now: Millis,
+) -> Result<()> {
     for m in messages {
         sqlx::query(
             "INSERT INTO outbox (channel, chat_id, thread_id, kind, text, created_at) \
@@ -459,7 +523,7 @@ async fn insert_outbox(
         .bind(m.kind)
         .bind(&m.text)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())

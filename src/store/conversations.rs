@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::writer::{Alone, WriteFuture};
 use super::{Result, Store, StoreError};
 use crate::domain::{ChatRef, ImagePart, Millis, Role, StoredMessage, ToolCall, now_millis};
 use crate::secrets::Redactor;
@@ -102,6 +103,81 @@ async fn insert_images(
         .await?;
     }
     Ok(())
+}
+
+/// A message as it is written (redacted).
+struct MessageRow {
+    conversation_id: i64,
+    role: Role,
+    content: String,
+    tool_calls: Option<String>,
+    tool_call_id: Option<String>,
+    tool_name: Option<String>,
+    is_error: bool,
+    at: Millis,
+    images: Vec<ImagePart>,
+}
+
+fn insert_message<'a>(
+    m: &'a MessageRow,
+    conn: &'a mut sqlx::SqliteConnection,
+) -> WriteFuture<'a, StoredMessage> {
+    Box::pin(async move {
+        let row = sqlx::query(
+            "INSERT INTO messages \
+             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, images) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        )
+        .bind(m.conversation_id)
+        .bind(m.role.as_str())
+        .bind(&m.content)
+        .bind(&m.tool_calls)
+        .bind(&m.tool_call_id)
+        .bind(&m.tool_name)
+        .bind(i64::from(m.is_error))
+        .bind(m.at)
+        .bind(m.images.len() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut stored = message_from_row(&row)?;
+        insert_images(conn, stored.id, &m.images).await?;
+        stored.images = m.images.clone();
+        Ok(stored)
+    })
+}
+
+/// What a person said, as it is written (redacted).
+struct UserRow {
+    conversation_id: i64,
+    content: String,
+    receipt: Option<i64>,
+    at: Millis,
+    images: Vec<ImagePart>,
+}
+
+/// Whether the message was new (one with a receipt already stored is not stored again).
+fn insert_user_message<'a>(
+    m: &'a UserRow,
+    conn: &'a mut sqlx::SqliteConnection,
+) -> WriteFuture<'a, bool> {
+    Box::pin(async move {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \
+             VALUES ($1, 'user', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(m.conversation_id)
+        .bind(&m.content)
+        .bind(m.receipt)
+        .bind(m.at)
+        .bind(m.images.len() as i64)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        insert_images(conn, id, &m.images).await?;
+        Ok(true)
+    })
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -262,28 +338,23 @@ impl Store {
                     StoreError::Conflict(format!("tool calls cannot be stored: {e}"))
                 })?)
             };
-        let mut tx = self.write.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO messages \
-             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, images) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
-        )
-        .bind(conversation_id)
-        .bind(role.as_str())
-        .bind(redact(&message.content))
-        .bind(tool_calls.as_deref().map(redact))
-        .bind(&message.tool_call_id)
-        .bind(&message.tool_name)
-        .bind(i64::from(message.is_error))
-        .bind(now_millis())
-        .bind(message.images.len() as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut stored = message_from_row(&row)?;
-        insert_images(&mut tx, stored.id, &message.images).await?;
-        tx.commit().await?;
-        stored.images = message.images.clone();
-        Ok(stored)
+        let row = MessageRow {
+            conversation_id,
+            role,
+            content: redact(&message.content),
+            tool_calls: tool_calls.as_deref().map(redact),
+            tool_call_id: message.tool_call_id.clone(),
+            tool_name: message.tool_name.clone(),
+            is_error: message.is_error,
+            at: now_millis(),
+            images: message.images.clone(),
+        };
+        let alone = if message.images.is_empty() {
+            Alone::OneStatement
+        } else {
+            Alone::Transaction
+        };
+        self.writer.write(alone, row, insert_message).await
     }
 
     /// Stores what a person said, once: a message that carries the platform's receipt and is
@@ -296,26 +367,19 @@ impl Store {
         receipt: Option<i64>,
         images: &[ImagePart],
     ) -> Result<bool> {
-        let insert = "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \
-             VALUES ($1, 'user', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id";
-        let query = |sql| {
-            sqlx::query_scalar::<_, i64>(sql)
-                .bind(conversation_id)
-                .bind(redact(content))
-                .bind(receipt)
-                .bind(now_millis())
-                .bind(images.len() as i64)
+        let row = UserRow {
+            conversation_id,
+            content: redact(content),
+            receipt,
+            at: now_millis(),
+            images: images.to_vec(),
         };
-        if images.is_empty() {
-            return Ok(query(insert).fetch_optional(&self.write).await?.is_some());
-        }
-        let mut tx = self.write.begin().await?;
-        let Some(id) = query(insert).fetch_optional(&mut *tx).await? else {
-            return Ok(false);
+        let alone = if images.is_empty() {
+            Alone::OneStatement
+        } else {
+            Alone::Transaction
         };
-        insert_images(&mut tx, id, images).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.writer.write(alone, row, insert_user_message).await
     }
 
     /// The final answer stored after the user message with this receipt, if the turn it

@@ -18,6 +18,7 @@ mod secrets;
 mod skills;
 mod turns;
 mod usage;
+mod writer;
 
 mod kv {
     //! Daemon-wide key/value settings.
@@ -225,6 +226,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     read: SqlitePool,
     write: SqlitePool,
+    /// Group commit of the hot path's writes.
+    writer: writer::Writer,
     activity: tokio::sync::mpsc::UnboundedSender<activity::Command>,
     live: tokio::sync::broadcast::Sender<ActivityEntry>,
 }
@@ -267,9 +270,11 @@ impl Store {
             .map_err(StoreError::Db)?;
         let live = activity::live_channel();
         let activity = activity::spawn_writer(write.clone(), live.clone());
+        let writer = writer::Writer::spawn(write.clone());
         Ok(Self {
             read,
             write,
+            writer,
             activity,
             live,
         })
@@ -369,6 +374,7 @@ impl Store {
 
     /// Writes what is queued, then closes every connection.
     pub async fn close(&self) {
+        self.writer.flush().await;
         self.flush_activity().await;
         self.read.close().await;
         self.write.close().await;

@@ -22,22 +22,11 @@ pub struct NewUsage {
     pub estimated: bool,
 }
 
-/// Usage summed over a group (an agent, a model, a day, or everything).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct UsageRow {
-    pub key: String,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read: i64,
-    pub cache_write: i64,
-    pub cost_usd: f64,
-    /// Some of the cost was counted at the highest price (a model without its own).
-    pub estimated: bool,
-}
-
-impl Store {
-    pub async fn record_usage(&self, u: &NewUsage) -> Result<()> {
+fn insert_usage<'a>(
+    u: &'a NewUsage,
+    conn: &'a mut sqlx::SqliteConnection,
+) -> super::writer::WriteFuture<'a, ()> {
+    Box::pin(async move {
         sqlx::query(
             "INSERT INTO usage (at, agent, conversation_id, source, provider, model, input_tokens, \
              output_tokens, cache_read, cache_write, cost_usd, estimated) \
@@ -55,9 +44,30 @@ impl Store {
         .bind(u.cache_write as i64)
         .bind(u.cost_usd)
         .bind(i64::from(u.estimated))
-        .execute(&self.write)
+        .execute(&mut *conn)
         .await?;
         Ok(())
+    })
+}
+
+/// Usage summed over a group (an agent, a model, a day, or everything).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub cost_usd: f64,
+    /// Some of the cost was counted at the highest price (a model without its own).
+    pub estimated: bool,
+}
+
+impl Store {
+    pub async fn record_usage(&self, u: &NewUsage) -> Result<()> {
+        let write = super::writer::Alone::OneStatement;
+        self.writer.write(write, u.clone(), insert_usage).await
     }
 
     /// USD spent since `since`, by everyone or by one agent.

@@ -1,0 +1,189 @@
+//! Group commit: the writes of a turn's hot path (messages, usage, answers, received updates,
+//! delivered rows) are queued to one task, which runs whatever is waiting in one transaction
+//! and tells each caller only once that transaction is durable. Under load many chats' writes
+//! share one commit (one fsync); alone, a write costs what it did before.
+//!
+//! A batch in which any write fails is rolled back whole and its writes are run again one by
+//! one, each in its own transaction, so each caller gets its own result and one bad write never
+//! takes another caller's with it. Writes are plain functions of their data, so running one
+//! again is running it afresh.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Result, StoreError};
+
+/// Most writes run in one transaction.
+const BATCH: usize = 128;
+
+pub type WriteFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A write: a plain function of its data and the connection (inside a transaction, or alone).
+pub type WriteFn<D, T> = for<'a> fn(&'a D, &'a mut SqliteConnection) -> WriteFuture<'a, T>;
+
+/// How a write runs when no other write is waiting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Alone {
+    /// One statement: needs no transaction of its own.
+    OneStatement,
+    /// Several statements that must land together.
+    Transaction,
+}
+
+trait Job: Send {
+    /// Runs the write; whether it succeeded (the result is kept for `finish`).
+    fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool>;
+    fn alone(&self) -> Alone;
+    /// Hands the caller its result: the write's own, unless the commit failed.
+    fn finish(self: Box<Self>, committed: Result<()>);
+}
+
+struct Typed<D, T> {
+    data: D,
+    write: WriteFn<D, T>,
+    alone: Alone,
+    out: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
+    fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool> {
+        Box::pin(async move {
+            let out = (self.write)(&self.data, conn).await;
+            let ok = out.is_ok();
+            self.out = Some(out);
+            Ok(ok)
+        })
+    }
+
+    fn alone(&self) -> Alone {
+        self.alone
+    }
+
+    fn finish(self: Box<Self>, committed: Result<()>) {
+        let out = match committed {
+            Ok(()) => self
+                .out
+                .unwrap_or_else(|| Err(StoreError::Conflict("the write did not run".into()))),
+            Err(e) => Err(e),
+        };
+        // A caller that stopped waiting does not undo its write.
+        let _ = self.reply.send(out);
+    }
+}
+
+/// The handle writes are queued on.
+#[derive(Clone, Debug)]
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the task; it ends when every handle is gone.
+    pub(super) fn spawn(pool: SqlitePool) -> Self {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&pool, &mut batch).await;
+            }
+        });
+        Self { queue }
+    }
+
+    /// Runs `write` with `data` in the next batch; returns once its batch is committed.
+    pub(super) async fn write<D, T>(&self, alone: Alone, data: D, write: WriteFn<D, T>) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Typed {
+            data,
+            write,
+            alone,
+            out: None,
+            reply,
+        });
+        self.queue
+            .send(job)
+            .map_err(|_| StoreError::Conflict("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Conflict("the database writer has stopped".into()))?
+    }
+}
+
+impl Writer {
+    /// Returns once every write queued before it is committed.
+    pub(super) async fn flush(&self) {
+        let _ = self.write(Alone::OneStatement, (), nothing).await;
+    }
+}
+
+fn nothing<'a>(_: &'a (), _: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
+    Box::pin(async { Ok(()) })
+}
+
+async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
+    if batch.len() == 1 {
+        if let Some(job) = batch.pop() {
+            run_alone(pool, job).await;
+        }
+        return;
+    }
+    match run_together(pool, batch).await {
+        Ok(true) => {
+            for job in batch.drain(..) {
+                job.finish(Ok(()));
+            }
+        }
+        // A write failed, or the transaction did: each runs again on its own.
+        Ok(false) | Err(_) => {
+            for job in batch.drain(..) {
+                run_alone(pool, job).await;
+            }
+        }
+    }
+}
+
+/// Runs every write in one transaction; commits only when all succeeded.
+async fn run_together(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    for job in batch.iter_mut() {
+        if !job.run(&mut tx).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn run_alone(pool: &SqlitePool, mut job: Box<dyn Job>) {
+    let committed = async {
+        if job.alone() == Alone::OneStatement {
+            let mut conn = pool.acquire().await?;
+            job.run(&mut conn).await?;
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        if job.run(&mut tx).await? {
+            tx.commit().await?;
+        }
+        // A failed write's transaction rolls back as it is dropped; the caller gets its error.
+        Ok(())
+    }
+    .await;
+    job.finish(committed);
+}
