@@ -187,3 +187,60 @@ async fn run_alone(pool: &SqlitePool, mut job: Box<dyn Job>) {
     .await;
     job.finish(committed);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::{ChatRef, Role};
+    use crate::store::{NewMessage, Store};
+
+    /// Writes queued together share a commit; one that fails (a message for a conversation that
+    /// does not exist) gets its own error and takes no other write with it.
+    #[tokio::test]
+    async fn writes_share_a_commit_and_a_failing_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let chat = ChatRef {
+            channel: "console".into(),
+            chat_id: "1".into(),
+            thread_id: String::new(),
+        };
+        let conversation = store.open_conversation(&chat, "operator").await.unwrap();
+        let (_, commits_before) = crate::store::counters::totals();
+        // On this single-threaded runtime every write is queued before the writer task runs.
+        let writes = (0..40).map(|i| {
+            let store = store.clone();
+            let id = if i == 17 { 9_999_999 } else { conversation.id };
+            async move {
+                store
+                    .append_message(id, Role::Assistant, &NewMessage::text(format!("m{i}")))
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(writes).await;
+        let (_, commits_after) = crate::store::counters::totals();
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i != 17, "write {i}: {result:?}");
+        }
+        let stored = store.messages_after(conversation.id, 0).await.unwrap();
+        let texts: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+        let expected: Vec<String> = (0..40).filter(|i| *i != 17).map(|i| format!("m{i}")).collect();
+        assert_eq!(texts, expected, "every good write landed, in order");
+        // The batch was rolled back and its writes run one by one: 39 commits at most; without
+        // the failing write they would have shared one (checked next).
+        assert!(commits_after - commits_before <= 39);
+        let (_, before) = crate::store::counters::totals();
+        let writes = (0..40).map(|i| {
+            let store = store.clone();
+            async move {
+                let text = NewMessage::text(format!("n{i}"));
+                store.append_message(conversation.id, Role::User, &text).await
+            }
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let (_, after) = crate::store::counters::totals();
+        assert!(after - before <= 2, "40 writes took {} commits", after - before);
+        store.close().await;
+    }
+}
