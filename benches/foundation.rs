@@ -6,24 +6,14 @@
 //! (`operator run` against a fresh state directory); the turn overhead in process, through the
 //! router, store and turn loop, with a model that answers at once.
 
+#[path = "support/inproc.rs"]
+mod inproc;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use operator::agent::llm::{BoxFuture, ChatRequest, ChatResponse, LlmError, LlmProvider};
-use operator::agent::{Limits, Runner};
-use operator::channel::{
-    Capabilities, Channel, ChannelError, Health, Inbound, InboundTx, Outbound,
-};
-use operator::config::{QueueMode, Settings};
-use operator::domain::ChatRef;
-use operator::instance::{DockerBackend, InstanceDefaults};
-use operator::ops::{Ops, SystemInfo};
-use operator::router::Router;
 use operator::store::Store;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_operator");
 const STARTS: usize = 15;
@@ -160,126 +150,18 @@ fn start_once(config: &std::path::Path, measure_rss: bool) -> (Duration, u64) {
     (elapsed, kib)
 }
 
-/// A model that answers at once.
-struct Instant0;
-
-impl LlmProvider for Instant0 {
-    fn describe(&self) -> String {
-        "zero-latency".into()
-    }
-    fn complete<'a>(
-        &'a self,
-        _request: &'a ChatRequest,
-    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        Box::pin(async {
-            Ok(ChatResponse {
-                text: "ok".into(),
-                ..ChatResponse::default()
-            })
-        })
-    }
-    fn probe(&self) -> BoxFuture<'_, Result<String, LlmError>> {
-        Box::pin(async { Ok("ok".into()) })
-    }
-}
-
-/// A channel that reports each turn's end to the benchmark.
-struct Sink {
-    done: mpsc::UnboundedSender<()>,
-}
-
-impl Channel for Sink {
-    fn id(&self) -> &str {
-        "console"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            max_message_chars: 4096,
-            can_edit: false,
-        }
-    }
-    fn run(
-        self: Arc<Self>,
-        _inbound: InboundTx,
-        _shutdown: CancellationToken,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn send<'a>(
-        &'a self,
-        _chat: &'a ChatRef,
-        message: Outbound,
-    ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move {
-            if message.ends_turn() {
-                let _ = self.done.send(());
-            }
-            Ok(())
-        })
-    }
-    fn health(&self) -> Health {
-        Health::Up
-    }
-}
-
 /// Time from handing a message to the router until its reply reaches the channel.
 async fn turn_overhead() -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
-    let settings = Settings::defaults();
-    let instance_defaults = InstanceDefaults::from_settings(&settings.docker);
-    let ops = Ops::new(
-        store.clone(),
-        SystemInfo {
-            started: Instant::now(),
-            llm: Some("zero-latency".into()),
-            channels: vec!["console".into()],
-        },
-        Arc::new(operator::instance::Fleet::single(
-            "",
-            Arc::new(DockerBackend::new("")),
-        )),
-        instance_defaults,
-        Arc::new(operator::secrets::MasterKey::generate()),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    let limits = Limits {
-        default_model: settings.llm.model.clone(),
-        max_tokens: settings.llm.max_tokens,
-        max_steps: settings.operator.max_steps,
-        context_tokens: settings.operator.context_tokens,
-        meter: Arc::new(operator::usage::Meter::new(
-            settings.llm.prices.clone(),
-            operator::usage::Limits::default(),
-        )),
-        provider: "default".to_string(),
-    };
-    let runner = Runner::new(store.clone(), ops.clone(), Some(Arc::new(Instant0)), limits);
-    let hub = operator::channel::Hub::default();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    hub.add(Arc::new(Sink { done: done_tx }));
-    let router = Router::new(store.clone(), ops, runner, hub, QueueMode::Steer);
-
+    let mut bench = inproc::Bench::open(dir.path()).await;
     let mut samples = Vec::with_capacity(TURNS);
     for i in 0..TURNS {
         // 100 chats, so histories grow to a realistic 30 turns each.
-        let message = Inbound::direct(
-            ChatRef::new("console", format!("chat{}", i % 100)),
-            "bench",
-            "bench",
-            format!("message number {i}: please check the status of the fleet"),
-        );
-        let started = Instant::now();
-        router.handle(message).await;
-        done_rx.recv().await.expect("a reply");
-        samples.push(started.elapsed());
+        let text = format!("message number {i}: please check the status of the fleet");
+        samples.push(bench.turn(&format!("chat{}", i % 100), text).await);
     }
-    router.drain().await;
-    samples.sort();
-    (
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
-    )
+    bench.close().await;
+    inproc::median_p99(samples)
 }
 
 /// The floor under every store call: one trivial query through the pool.

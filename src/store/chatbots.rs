@@ -199,7 +199,8 @@ impl Store {
             live: live.map(|(chat, thread)| (chat.to_string(), thread.to_string())),
             at: now_millis(),
         };
-        let statements = settled.update_ids.len() + settled.answer.len() + usize::from(live.is_some());
+        let statements =
+            settled.update_ids.len() + settled.answer.len() + usize::from(live.is_some());
         let alone = if statements > 1 {
             Alone::Transaction
         } else {
@@ -423,7 +424,10 @@ struct Received {
 }
 
 /// The ids of the updates that were new.
-fn insert_updates<'a>(r: &'a Received, conn: &'a mut SqliteConnection) -> WriteFuture<'a, Vec<i64>> {
+fn insert_updates<'a>(
+    r: &'a Received,
+    conn: &'a mut SqliteConnection,
+) -> WriteFuture<'a, Vec<i64>> {
     Box::pin(async move {
         let mut fresh = Vec::new();
         for (id, payload) in &r.updates {

@@ -184,6 +184,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (17, "mcp", include_str!("../../migrations/0017_mcp.sql")),
     (18, "acp", include_str!("../../migrations/0018_acp.sql")),
+    (
+        19,
+        "awaiting",
+        include_str!("../../migrations/0019_awaiting.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

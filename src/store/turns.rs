@@ -1,6 +1,7 @@
 //! Conversations whose last word is not an answer: a turn cut short by a crash (or a message
 //! accepted and never run). Every turn that ends writes an assistant message (the reply, or a
-//! note that it failed or was cancelled), so nothing else is needed on the hot path.
+//! note that it failed or was cancelled), so nothing else is needed on the hot path: a trigger
+//! keeps `conversations.awaiting` in the statement that stores each message (migration 19).
 
 use sqlx::Row;
 
@@ -29,10 +30,7 @@ impl Store {
              AS request, \
              (SELECT receipt IS NOT NULL FROM messages WHERE conversation_id = c.id AND role = 'user' ORDER BY id DESC LIMIT 1) \
              AS replayed \
-             FROM conversations c JOIN messages m \
-             ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id) \
-             WHERE c.closed_at IS NULL AND (m.role <> 'assistant' OR m.tool_calls IS NOT NULL) \
-             ORDER BY c.id",
+             FROM conversations c WHERE c.awaiting = 1 AND c.closed_at IS NULL ORDER BY c.id",
         )
         .fetch_all(&self.read)
         .await?;

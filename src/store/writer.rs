@@ -223,7 +223,10 @@ mod tests {
         }
         let stored = store.messages_after(conversation.id, 0).await.unwrap();
         let texts: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
-        let expected: Vec<String> = (0..40).filter(|i| *i != 17).map(|i| format!("m{i}")).collect();
+        let expected: Vec<String> = (0..40)
+            .filter(|i| *i != 17)
+            .map(|i| format!("m{i}"))
+            .collect();
         assert_eq!(texts, expected, "every good write landed, in order");
         // The batch was rolled back and its writes run one by one: 39 commits at most; without
         // the failing write they would have shared one (checked next).
@@ -233,14 +236,20 @@ mod tests {
             let store = store.clone();
             async move {
                 let text = NewMessage::text(format!("n{i}"));
-                store.append_message(conversation.id, Role::User, &text).await
+                store
+                    .append_message(conversation.id, Role::User, &text)
+                    .await
             }
         });
         for result in futures_util::future::join_all(writes).await {
             result.unwrap();
         }
         let (_, after) = crate::store::counters::totals();
-        assert!(after - before <= 2, "40 writes took {} commits", after - before);
+        assert!(
+            after - before <= 2,
+            "40 writes took {} commits",
+            after - before
+        );
         store.close().await;
     }
 }

@@ -172,7 +172,7 @@ async fn migrate_applies_once_and_version_prints() {
     let first = world.run(&["migrate"], "").await;
     assert!(first.success(), "{first:?}");
     assert!(
-        first.stdout.contains("applied 18 migration"),
+        first.stdout.contains("applied 19 migration"),
         "{}",
         first.stdout
     );
