@@ -124,6 +124,9 @@ async fn run() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many = rss_kib(pid);
+    // Once no turn has started for a second the daemon gives memory back (src/memory.rs).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let many_later = rss_kib(pid);
 
     daemon.stop();
 
@@ -151,5 +154,9 @@ async fn run() {
     println!(
         "| RSS after {CHATS} distinct chats                      | {:>8.1} MiB |",
         many as f64 / 1024.0
+    );
+    println!(
+        "| RSS 5 s after {CHATS} distinct chats                  | {:>8.1} MiB |",
+        many_later as f64 / 1024.0
     );
 }

@@ -1,14 +1,16 @@
 //! The append-only activity feed: every message, tool call, change and error.
 //!
-//! Entries are written by one background task in batches, so recording never puts a database
-//! round trip (or an fsync) on a turn's path. Reads and `Store::close` flush the queue first,
+//! Entries are gathered by one background task and written in batches through the group writer
+//! (sharing a commit with the turns' own writes), so recording never puts a database round trip
+//! (or an fsync) on a turn's path. Reads and `Store::close` flush the queue first,
 //! so a reader always sees what was recorded before it asked.
 
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::writer::{Alone, WriteFuture, Writer};
 use super::{Result, Store};
 use crate::domain::{ActorRole, Millis, now_millis};
 use crate::secrets::Redactor;
@@ -105,10 +107,11 @@ pub(super) fn live_channel() -> broadcast::Sender<ActivityEntry> {
     broadcast::channel(LIVE_BUFFER).0
 }
 
-/// Starts the writer task; it ends when every sender is gone. Each written entry is announced
-/// on `live` once it is in the database.
+/// Starts the task that gathers entries; it ends when every sender is gone. Each batch is
+/// written through the group writer (so it shares a commit with whatever else is waiting), and
+/// each written entry is announced on `live` once it is in the database.
 pub(super) fn spawn_writer(
-    pool: SqlitePool,
+    writer: Writer,
     live: broadcast::Sender<ActivityEntry>,
 ) -> mpsc::UnboundedSender<Command> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -130,7 +133,12 @@ pub(super) fn spawn_writer(
                 // Entries are built for live views only while one listens; one that starts
                 // listening meanwhile reads them from the database (it flushes first).
                 let announce = live.receiver_count() > 0;
-                match write_batch(&pool, &batch, announce).await {
+                let entries = std::mem::take(&mut batch);
+                let count = entries.len();
+                let written = writer
+                    .write(Alone::Transaction, (entries, announce), write_batch)
+                    .await;
+                match written {
                     Ok(written) => {
                         for entry in written {
                             // Nobody listening is fine.
@@ -138,13 +146,9 @@ pub(super) fn spawn_writer(
                         }
                     }
                     Err(e) => {
-                        tracing::error!(
-                            entries = batch.len(),
-                            "cannot write the activity feed: {e}"
-                        )
+                        tracing::error!(entries = count, "cannot write the activity feed: {e}")
                     }
                 }
-                batch.clear();
             }
             for waiter in waiters.drain(..) {
                 let _ = waiter.send(());
@@ -154,57 +158,56 @@ pub(super) fn spawn_writer(
     tx
 }
 
-/// Writes the batch in one transaction; with `announce`, returns the entries as stored (ids,
-/// redacted text) for live views.
-async fn write_batch(
-    pool: &SqlitePool,
-    batch: &[(NewActivity, Millis)],
-    announce: bool,
-) -> Result<Vec<ActivityEntry>> {
-    // Secret values never reach the feed on disk.
-    let redactor = Redactor::global();
-    let mut tx = pool.begin().await?;
-    let mut written = Vec::with_capacity(batch.len());
-    for (entry, at) in batch {
-        let summary = redactor.redact(&entry.summary).into_owned();
-        let detail = entry
-            .detail
-            .as_ref()
-            .map(|d| redactor.redact(&d.to_string()).into_owned());
-        let role = entry.role().as_str();
-        let done = sqlx::query(
-            "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(at)
-        .bind(&entry.kind)
-        .bind(&entry.actor)
-        .bind(role)
-        .bind(&entry.agent)
-        .bind(&entry.instance)
-        .bind(entry.conversation_id)
-        .bind(&summary)
-        .bind(&detail)
-        .execute(&mut *tx)
-        .await?;
-        if !announce {
-            continue;
+/// Writes the batch; with `announce`, returns the entries as stored (ids, redacted text) for
+/// live views.
+fn write_batch<'a>(
+    (batch, announce): &'a (Vec<(NewActivity, Millis)>, bool),
+    conn: &'a mut SqliteConnection,
+) -> WriteFuture<'a, Vec<ActivityEntry>> {
+    Box::pin(async move {
+        // Secret values never reach the feed on disk.
+        let redactor = Redactor::global();
+        let mut written = Vec::with_capacity(batch.len());
+        for (entry, at) in batch {
+            let summary = redactor.redact(&entry.summary).into_owned();
+            let detail = entry
+                .detail
+                .as_ref()
+                .map(|d| redactor.redact(&d.to_string()).into_owned());
+            let role = entry.role().as_str();
+            let done = sqlx::query(
+                "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(at)
+            .bind(&entry.kind)
+            .bind(&entry.actor)
+            .bind(role)
+            .bind(&entry.agent)
+            .bind(&entry.instance)
+            .bind(entry.conversation_id)
+            .bind(&summary)
+            .bind(&detail)
+            .execute(&mut *conn)
+            .await?;
+            if !*announce {
+                continue;
+            }
+            written.push(ActivityEntry {
+                id: done.last_insert_rowid(),
+                at: *at,
+                kind: entry.kind.clone(),
+                actor: entry.actor.clone(),
+                role: role.to_string(),
+                agent: entry.agent.clone(),
+                instance: entry.instance.clone(),
+                conversation_id: entry.conversation_id,
+                summary,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            });
         }
-        written.push(ActivityEntry {
-            id: done.last_insert_rowid(),
-            at: *at,
-            kind: entry.kind.clone(),
-            actor: entry.actor.clone(),
-            role: role.to_string(),
-            agent: entry.agent.clone(),
-            instance: entry.instance.clone(),
-            conversation_id: entry.conversation_id,
-            summary,
-            detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-        });
-    }
-    tx.commit().await?;
-    Ok(written)
+        Ok(written)
+    })
 }
 
 impl Store {

@@ -274,8 +274,8 @@ impl Store {
             .await
             .map_err(StoreError::Db)?;
         let live = activity::live_channel();
-        let activity = activity::spawn_writer(write.clone(), live.clone());
         let writer = writer::Writer::spawn(write.clone());
+        let activity = activity::spawn_writer(writer.clone(), live.clone());
         Ok(Self {
             read,
             write,
@@ -379,8 +379,8 @@ impl Store {
 
     /// Writes what is queued, then closes every connection.
     pub async fn close(&self) {
-        self.writer.flush().await;
         self.flush_activity().await;
+        self.writer.flush().await;
         self.read.close().await;
         self.write.close().await;
     }

@@ -65,6 +65,13 @@ pub struct UsageRow {
 }
 
 impl Store {
+    /// Queues a usage record without waiting for it (see `Writer::queue`): the turn's next
+    /// stored message, queued after it, is committed with it or after it.
+    pub fn queue_usage(&self, u: NewUsage) {
+        let write = super::writer::Alone::OneStatement;
+        self.writer.queue(write, u, insert_usage);
+    }
+
     pub async fn record_usage(&self, u: &NewUsage) -> Result<()> {
         let write = super::writer::Alone::OneStatement;
         self.writer.write(write, u.clone(), insert_usage).await

@@ -70,8 +70,10 @@ impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
                 .unwrap_or_else(|| Err(StoreError::Conflict("the write did not run".into()))),
             Err(e) => Err(e),
         };
-        // A caller that stopped waiting does not undo its write.
-        let _ = self.reply.send(out);
+        // A caller that stopped waiting (or never waited) does not undo its write.
+        if let Err(Err(e)) = self.reply.send(out) {
+            tracing::error!("a queued database write failed: {e}");
+        }
     }
 }
 
@@ -99,6 +101,27 @@ impl Writer {
             }
         });
         Self { queue }
+    }
+
+    /// Queues `write` with `data` for the next batch without waiting for it: for writes nobody
+    /// reads back at once, which a later awaited write (queued after it) makes durable too.
+    /// A failure is logged.
+    pub(super) fn queue<D, T>(&self, alone: Alone, data: D, write: WriteFn<D, T>)
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (reply, _) = oneshot::channel();
+        let job = Box::new(Typed {
+            data,
+            write,
+            alone,
+            out: None,
+            reply,
+        });
+        if self.queue.send(job).is_err() {
+            tracing::error!("the database writer has stopped; a write was lost");
+        }
     }
 
     /// Runs `write` with `data` in the next batch; returns once its batch is committed.

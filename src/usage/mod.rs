@@ -197,11 +197,29 @@ impl Meter {
             cost_usd,
             estimated,
         };
+        // Without a limit nothing reads the records back during the turn: the record is queued
+        // and made durable with the turn's next stored message.
+        if !self.limited(agent) {
+            store.queue_usage(usage);
+            return None;
+        }
         if let Err(e) = store.record_usage(&usage).await {
             tracing::error!("cannot record model usage: {e}");
             return None;
         }
         self.warning(store, agent).await
+    }
+
+    /// Whether a spending limit applies to this agent's requests.
+    fn limited(&self, agent: &str) -> bool {
+        let limits = self.limits();
+        [
+            limits.daily_usd,
+            limits.monthly_usd,
+            limits.agents.get(agent).copied(),
+        ]
+        .into_iter()
+        .any(|limit| limit.is_some_and(|l| l > 0.0))
     }
 
     /// The first crossing of 80% of a limit in its period, said once.
