@@ -154,15 +154,14 @@ async fn cached_state(cache: &Path, conversations: i64) -> PathBuf {
              CASE WHEN i % 2 = 0 THEN i ELSE NULL END, 1700000000000 + i * 100 FROM n"
         ),
         // An activity entry for each message, as the feed writes them.
-        format!(
-            "INSERT INTO activity (at, kind, actor, role, agent, conversation_id, summary, detail) \
+        "INSERT INTO activity (at, kind, actor, role, agent, conversation_id, summary, detail) \
              SELECT created_at, CASE role WHEN 'user' THEN 'message.in' ELSE 'message.out' END, \
              CASE role WHEN 'user' THEN 'telegram:42' ELSE 'operator' END, \
              CASE role WHEN 'user' THEN 'owner' ELSE 'agent' END, 'operator', conversation_id, \
              substr(content, 1, 80), \
-             CASE role WHEN 'assistant' THEN '{{\"step\":1,\"input_tokens\":900,\"output_tokens\":40}}' END \
+             CASE role WHEN 'assistant' THEN '{\"step\":1,\"input_tokens\":900,\"output_tokens\":40}' END \
              FROM messages"
-        ),
+            .to_string(),
         // A usage row for each answer.
         "INSERT INTO usage (at, agent, conversation_id, source, provider, model, input_tokens, \
          output_tokens, cost_usd) SELECT created_at, 'operator', conversation_id, 'chat', 'openai', \
