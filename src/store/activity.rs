@@ -135,9 +135,16 @@ pub(super) fn spawn_writer(
                 let announce = live.receiver_count() > 0;
                 let entries = std::mem::take(&mut batch);
                 let count = entries.len();
-                let written = writer
-                    .write(Alone::Transaction, (entries, announce), write_batch)
-                    .await;
+                // A reader waiting to see them (a flush) has them written now; otherwise they
+                // wait a little to share a commit with the turns' own writes.
+                let data = (entries, announce);
+                let written = if waiters.is_empty() {
+                    writer
+                        .write_lazily(Alone::Transaction, data, write_batch)
+                        .await
+                } else {
+                    writer.write(Alone::Transaction, data, write_batch).await
+                };
                 match written {
                     Ok(written) => {
                         for entry in written {

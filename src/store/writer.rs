@@ -19,6 +19,10 @@ use super::{Result, StoreError};
 /// Most writes run in one transaction.
 const BATCH: usize = 128;
 
+/// How long writes nobody waits for (activity entries, usage records) wait for a write that
+/// someone does wait for, to share its commit instead of making one of their own.
+const LAZY_FOR: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub type WriteFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// A write: a plain function of its data and the connection (inside a transaction, or alone).
@@ -37,6 +41,8 @@ trait Job: Send {
     /// Runs the write; whether it succeeded (the result is kept for `finish`).
     fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool>;
     fn alone(&self) -> Alone;
+    /// Nobody waits for it right now: it may wait for company.
+    fn lazy(&self) -> bool;
     /// Hands the caller its result: the write's own, unless the commit failed.
     fn finish(self: Box<Self>, committed: Result<()>);
 }
@@ -45,6 +51,7 @@ struct Typed<D, T> {
     data: D,
     write: WriteFn<D, T>,
     alone: Alone,
+    lazy: bool,
     out: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -61,6 +68,10 @@ impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
 
     fn alone(&self) -> Alone {
         self.alone
+    }
+
+    fn lazy(&self) -> bool {
+        self.lazy
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
@@ -88,13 +99,29 @@ impl Writer {
     pub(super) fn spawn(pool: SqlitePool) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
+                take_waiting(&mut rx, &mut batch);
+                if batch.iter().all(|job| job.lazy()) {
+                    // Nobody waits for these: let a write someone waits for join them.
+                    let until = tokio::time::sleep(LAZY_FOR);
+                    tokio::pin!(until);
+                    while batch.len() < BATCH {
+                        tokio::select! {
+                            job = rx.recv() => match job {
+                                Some(job) => {
+                                    let eager = !job.lazy();
+                                    batch.push(job);
+                                    if eager {
+                                        take_waiting(&mut rx, &mut batch);
+                                        break;
+                                    }
+                                }
+                                None => break,
+                            },
+                            () = &mut until => break,
+                        }
                     }
                 }
                 run_batch(&pool, &mut batch).await;
@@ -103,7 +130,7 @@ impl Writer {
         Self { queue }
     }
 
-    /// Queues `write` with `data` for the next batch without waiting for it: for writes nobody
+    /// Queues `write` with `data` for a coming batch without waiting for it: for writes nobody
     /// reads back at once, which a later awaited write (queued after it) makes durable too.
     /// A failure is logged.
     pub(super) fn queue<D, T>(&self, alone: Alone, data: D, write: WriteFn<D, T>)
@@ -111,21 +138,40 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let (reply, _) = oneshot::channel();
-        let job = Box::new(Typed {
-            data,
-            write,
-            alone,
-            out: None,
-            reply,
-        });
-        if self.queue.send(job).is_err() {
-            tracing::error!("the database writer has stopped; a write was lost");
-        }
+        drop(self.submit(alone, true, data, write));
     }
 
     /// Runs `write` with `data` in the next batch; returns once its batch is committed.
     pub(super) async fn write<D, T>(&self, alone: Alone, data: D, write: WriteFn<D, T>) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.submit(alone, false, data, write).await
+    }
+
+    /// Like [`Writer::write`], but the write may wait a little for one someone waits for, to
+    /// share its commit.
+    pub(super) async fn write_lazily<D, T>(
+        &self,
+        alone: Alone,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.submit(alone, true, data, write).await
+    }
+
+    fn submit<D, T>(
+        &self,
+        alone: Alone,
+        lazy: bool,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> impl Future<Output = Result<T>> + use<D, T>
     where
         D: Send + Sync + 'static,
         T: Send + 'static,
@@ -135,15 +181,26 @@ impl Writer {
             data,
             write,
             alone,
+            lazy,
             out: None,
             reply,
         });
-        self.queue
-            .send(job)
-            .map_err(|_| StoreError::Conflict("the database writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Conflict("the database writer has stopped".into()))?
+        let sent = self.queue.send(job);
+        async move {
+            let stopped = || StoreError::Conflict("the database writer has stopped".into());
+            sent.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        }
+    }
+}
+
+/// Adds whatever else is queued, up to a batch.
+fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
+    while batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
     }
 }
 
