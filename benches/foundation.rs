@@ -6,11 +6,11 @@
 //! (`operator run` against a fresh state directory); the turn overhead in process, through the
 //! router, store and turn loop, with a model that answers at once.
 
+#[path = "support/chat_daemon.rs"]
+mod chat_daemon;
 #[path = "support/inproc.rs"]
 mod inproc;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use operator::store::Store;
@@ -98,56 +98,14 @@ fn start_and_memory() -> (Duration, Duration, u64) {
             ),
         )
         .unwrap();
-        fresh.push(start_once(&config, false).0);
-        let (elapsed, kib) = start_once(&config, i == 0);
+        fresh.push(chat_daemon::start_once(BIN, &config, false).0);
+        let (elapsed, kib) = chat_daemon::start_once(BIN, &config, i == 0);
         warm.push(elapsed);
         if i == 0 {
             rss = kib;
         }
     }
     (median(fresh), median(warm), rss)
-}
-
-/// One start: time until the "ready" log line; optionally the RSS a second later.
-fn start_once(config: &std::path::Path, measure_rss: bool) -> (Duration, u64) {
-    let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("OPERATOR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn operator");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut elapsed = None;
-    for line in lines.by_ref() {
-        if line.unwrap_or_default().contains("ready") {
-            elapsed = Some(started.elapsed());
-            break;
-        }
-    }
-    let elapsed = elapsed.expect("operator never became ready");
-    let mut kib = 0;
-    if measure_rss {
-        std::thread::sleep(Duration::from_secs(1));
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        kib = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    std::thread::spawn(move || for _ in lines {});
-    let _ = child.wait();
-    (elapsed, kib)
 }
 
 /// Time from handing a message to the router until its reply reaches the channel.

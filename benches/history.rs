@@ -7,13 +7,14 @@
 //! The states are built once with SQL and kept under the target directory's tmp
 //! (`history-*.db`); later runs copy them. Run with `cargo bench --bench history`.
 
+#[path = "support/chat_daemon.rs"]
+mod chat_daemon;
 #[path = "support/inproc.rs"]
 mod inproc;
 #[allow(dead_code)]
 #[path = "../tests/support/telegram.rs"]
 mod telegram;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -201,8 +202,10 @@ fn starts(state: Option<&Path>, bot: &str) -> (Duration, Duration) {
     )
     .unwrap();
     // The first start migrates an empty state; it is not counted.
-    let _ = start_once(&config);
-    let mut times: Vec<Duration> = (0..STARTS).map(|_| start_once(&config)).collect();
+    let _ = chat_daemon::start_once(BIN, &config, false);
+    let mut times: Vec<Duration> = (0..STARTS)
+        .map(|_| chat_daemon::start_once(BIN, &config, false).0)
+        .collect();
     times.sort();
     let started = Instant::now();
     // Its verdict does not matter here (no Docker engine, no model): only how long it takes.
@@ -215,31 +218,4 @@ fn starts(state: Option<&Path>, bot: &str) -> (Duration, Duration) {
         .expect("operator check");
     let check_time = started.elapsed();
     (times[times.len() / 2], check_time)
-}
-
-fn start_once(config: &Path) -> Duration {
-    let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("OPERATOR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn operator");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut elapsed = None;
-    for line in lines.by_ref() {
-        if line.unwrap_or_default().contains("ready") {
-            elapsed = Some(started.elapsed());
-            break;
-        }
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    std::thread::spawn(move || for _ in lines {});
-    let _ = child.wait();
-    elapsed.expect("operator never became ready")
 }

@@ -4,6 +4,7 @@
 // Each bench uses some of these helpers.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
 /// A running daemon and the directory it lives in (removed on drop, after the process).
@@ -113,4 +114,43 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// One start: time until the "ready" log line; optionally the RSS a second later.
+pub fn start_once(
+    bin: &str,
+    config: &std::path::Path,
+    measure_rss: bool,
+) -> (std::time::Duration, u64) {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("OPERATOR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn operator");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut elapsed = None;
+    for line in lines.by_ref() {
+        if line.unwrap_or_default().contains("ready") {
+            elapsed = Some(started.elapsed());
+            break;
+        }
+    }
+    let elapsed = elapsed.expect("operator never became ready");
+    let mut kib = 0;
+    if measure_rss {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        kib = rss_kib(child.id());
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    std::thread::spawn(move || for _ in lines {});
+    let _ = child.wait();
+    (elapsed, kib)
 }
