@@ -174,44 +174,75 @@ fn write_batch<'a>(
     Box::pin(async move {
         // Secret values never reach the feed on disk.
         let redactor = Redactor::global();
-        let mut written = Vec::with_capacity(batch.len());
-        for (entry, at) in batch {
-            let summary = redactor.redact(&entry.summary).into_owned();
-            let detail = entry
-                .detail
-                .as_ref()
-                .map(|d| redactor.redact(&d.to_string()).into_owned());
-            let role = entry.role().as_str();
-            let done = sqlx::query(
-                "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(at)
-            .bind(&entry.kind)
-            .bind(&entry.actor)
-            .bind(role)
-            .bind(&entry.agent)
-            .bind(&entry.instance)
-            .bind(entry.conversation_id)
-            .bind(&summary)
-            .bind(&detail)
-            .execute(&mut *conn)
-            .await?;
+        // Each entry as stored, with its detail as the text stored.
+        let rows: Vec<(ActivityEntry, Option<String>)> = batch
+            .iter()
+            .map(|(entry, at)| {
+                let stored = ActivityEntry {
+                    id: 0,
+                    at: *at,
+                    kind: entry.kind.clone(),
+                    actor: entry.actor.clone(),
+                    role: entry.role().as_str().to_string(),
+                    agent: entry.agent.clone(),
+                    instance: entry.instance.clone(),
+                    conversation_id: entry.conversation_id,
+                    summary: redactor.redact(&entry.summary).into_owned(),
+                    detail: None,
+                };
+                let detail = entry
+                    .detail
+                    .as_ref()
+                    .map(|d| redactor.redact(&d.to_string()).into_owned());
+                (stored, detail)
+            })
+            .collect();
+        let mut written = Vec::with_capacity(if *announce { rows.len() } else { 0 });
+        // Several rows per statement, in chunks of a few fixed sizes so the statements stay few
+        // and cached.
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let size = [64, 16, 4, 1]
+                .into_iter()
+                .find(|n| *n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let mut sql = String::from(
+                "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) VALUES ",
+            );
+            let places: Vec<String> = (0..size)
+                .map(|i| {
+                    let columns: Vec<String> = (1..=9).map(|c| format!("${}", i * 9 + c)).collect();
+                    format!("({})", columns.join(", "))
+                })
+                .collect();
+            sql.push_str(&places.join(", "));
+            let mut query = sqlx::query(&sql);
+            for (row, detail) in chunk {
+                query = query
+                    .bind(row.at)
+                    .bind(&row.kind)
+                    .bind(&row.actor)
+                    .bind(&row.role)
+                    .bind(&row.agent)
+                    .bind(&row.instance)
+                    .bind(row.conversation_id)
+                    .bind(&row.summary)
+                    .bind(detail);
+            }
+            let done = query.execute(&mut *conn).await?;
             if !*announce {
                 continue;
             }
-            written.push(ActivityEntry {
-                id: done.last_insert_rowid(),
-                at: *at,
-                kind: entry.kind.clone(),
-                actor: entry.actor.clone(),
-                role: role.to_string(),
-                agent: entry.agent.clone(),
-                instance: entry.instance.clone(),
-                conversation_id: entry.conversation_id,
-                summary,
-                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-            });
+            // A rowid table numbers the rows of one statement one after another.
+            let first = done.last_insert_rowid() - chunk.len() as i64 + 1;
+            for (i, (row, detail)) in chunk.iter().enumerate() {
+                let mut entry = row.clone();
+                entry.id = first + i as i64;
+                entry.detail = detail.as_deref().and_then(|d| serde_json::from_str(d).ok());
+                written.push(entry);
+            }
         }
         Ok(written)
     })
@@ -308,5 +339,49 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ActivityFilter, NewActivity};
+    use crate::store::Store;
+
+    /// Entries written several to a statement are announced with the ids and details stored.
+    #[tokio::test]
+    async fn announced_entries_match_the_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let mut live = store.activity_live();
+        for i in 0..87 {
+            store.record(NewActivity {
+                kind: "test.entry".into(),
+                actor: "system".into(),
+                summary: format!("entry {i}"),
+                detail: (i % 2 == 0).then(|| serde_json::json!({ "n": i })),
+                ..NewActivity::default()
+            });
+        }
+        let stored = store
+            .activity(&ActivityFilter {
+                limit: 1000,
+                ..ActivityFilter::default()
+            })
+            .await
+            .unwrap();
+        let mut announced = Vec::new();
+        while announced.len() < 87 {
+            let entry = tokio::time::timeout(std::time::Duration::from_secs(10), live.recv())
+                .await
+                .expect("announced in time")
+                .unwrap();
+            announced.push(entry);
+        }
+        let mut stored: Vec<_> = stored.into_iter().collect();
+        stored.reverse();
+        assert_eq!(announced, stored);
+        assert_eq!(announced[86].summary, "entry 86");
+        assert_eq!(announced[4].detail, Some(serde_json::json!({ "n": 4 })));
+        store.close().await;
     }
 }
