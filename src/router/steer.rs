@@ -14,6 +14,7 @@ use crate::agent::llm::BoxFuture;
 use crate::agent::{Steering, Turn};
 use crate::channel::Receipt;
 use crate::config::QueueMode;
+use crate::domain::OPERATOR;
 use crate::domain::{ImagePart, split_mention};
 use crate::store::NewActivity;
 
@@ -50,16 +51,21 @@ impl Router {
             }
             Resolved::Nothing => match (&first.agent, split_mention(&first.message.text)) {
                 (Some(agent), _) => (agent.clone(), first.message.text.clone()),
+                // The chat's own agent: found with its conversation, in one read.
+                (None, None) => (String::new(), first.message.text.clone()),
                 (None, mention) => self.pick_agent(&first.message, mention).await?,
             },
         };
         first.message.text = text;
-        let conversation = self
-            .inner
-            .store
-            .open_conversation(&first.message.chat, &agent)
-            .await
-            .map_err(|e| format!("could not open the conversation: {e}"))?;
+        let store = &self.inner.store;
+        let chat = &first.message.chat;
+        let conversation = if agent.is_empty() {
+            store.open_bound_conversation(chat, OPERATOR).await
+        } else {
+            store.open_conversation(chat, &agent).await
+        }
+        .map_err(|e| format!("could not open the conversation: {e}"))?;
+        let agent = conversation.agent.clone();
         let caller = first.caller.clone();
         let mut fresh = self
             .join(&conversation, &agent, first, images, receipts)

@@ -296,6 +296,40 @@ impl Store {
         conversation_from_row(&row)
     }
 
+    /// The open conversation of this chat with the agent it talks to (its binding, else its
+    /// bot's default agent, else `fallback`), created when there is none: what
+    /// [`Store::agent_for`] and [`Store::open_conversation`] do, in one read.
+    pub async fn open_bound_conversation(
+        &self,
+        chat: &ChatRef,
+        fallback: &str,
+    ) -> Result<Conversation> {
+        let row = sqlx::query(&format!(
+            "WITH a (bound) AS (SELECT COALESCE(\
+               (SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3), \
+               (SELECT default_agent FROM bots WHERE channel = $1), $4)) \
+             SELECT a.bound, {} FROM a LEFT JOIN conversations c ON c.id = \
+             (SELECT id FROM conversations WHERE channel = $1 AND chat_id = $2 AND thread_id = $3 \
+              AND agent = a.bound AND closed_at IS NULL ORDER BY id DESC LIMIT 1)",
+            CONVERSATION_COLUMNS
+                .split(", ")
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(&chat.channel)
+        .bind(&chat.chat_id)
+        .bind(&chat.thread_id)
+        .bind(fallback)
+        .fetch_one(&self.read)
+        .await?;
+        if row.try_get::<Option<i64>, _>("id")?.is_some() {
+            return conversation_from_row(&row);
+        }
+        let agent: String = row.try_get("bound")?;
+        self.open_conversation(chat, &agent).await
+    }
+
     /// One conversation by id, open or closed.
     pub async fn conversation(&self, id: i64) -> Result<Conversation> {
         let row = sqlx::query(&format!(
@@ -491,5 +525,46 @@ impl Store {
             row.try_get("conversations")?,
             row.try_get("messages")?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::ChatRef;
+    use crate::store::Store;
+
+    /// One read finds what `agent_for` and `open_conversation` found: the binding, else the
+    /// fallback; the conversation kept, a new one for a new agent.
+    #[tokio::test]
+    async fn the_bound_conversation_is_the_one_agent_for_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let chat = ChatRef::new("console", "c1");
+        let first = store
+            .open_bound_conversation(&chat, "operator")
+            .await
+            .unwrap();
+        assert_eq!(first.agent, "operator");
+        let again = store
+            .open_bound_conversation(&chat, "operator")
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        store.bind(&chat, "daniel").await.unwrap();
+        let bound = store
+            .open_bound_conversation(&chat, "operator")
+            .await
+            .unwrap();
+        assert_eq!(bound.agent, "daniel");
+        assert_ne!(bound.id, first.id);
+        assert_eq!(
+            store.agent_for(&chat).await.unwrap().as_deref(),
+            Some("daniel")
+        );
+        assert_eq!(
+            store.open_conversation(&chat, "daniel").await.unwrap(),
+            bound
+        );
+        store.close().await;
     }
 }
