@@ -1,8 +1,8 @@
 //! Cost as the state grows: a state with 100,000 conversations and 1,000,000 messages (with
 //! their activity entries and usage rows) against an empty one, in one run:
 //! per-turn overhead around a zero-latency model (in process, turns alternating between the two
-//! states), start to ready of the real binary with a Telegram bot (fake Bot API), `operator
-//! check`, and the database's size at a tenth and at the full history.
+//! states), start to ready and to the first `getUpdates` of the real binary with a Telegram bot
+//! (fake Bot API), `operator check`, and the database's size at a tenth and at the full history.
 //!
 //! The states are built once with SQL and kept under the target directory's tmp
 //! (`history-*.db`); later runs copy them. Run with `cargo bench --bench history`.
@@ -68,8 +68,8 @@ async fn run() {
     // Start to ready with a Telegram bot, and `operator check`, on each state.
     let tg = telegram::FakeTelegram::start().await;
     let bot = tg.config("owners = [1]");
-    let (empty_start, empty_check) = starts(None, &bot);
-    let (full_start, full_check) = starts(Some(&full), &bot);
+    let (empty_start, empty_poll, empty_check) = starts(None, &tg, &bot);
+    let (full_start, full_poll, full_check) = starts(Some(&full), &tg, &bot);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -99,6 +99,12 @@ async fn run() {
         ms(empty_start),
         ms(full_start),
         ratio(full_start, empty_start)
+    );
+    println!(
+        "| exec to the first `getUpdates` (median of {STARTS}) | {:.1} ms | {:.1} ms | {:.2}x |",
+        ms(empty_poll),
+        ms(full_poll),
+        ratio(full_poll, empty_poll)
     );
     println!(
         "| `operator check` | {:.0} ms | {:.0} ms | {:.2}x |",
@@ -185,7 +191,13 @@ async fn cached_state(cache: &Path, conversations: i64) -> PathBuf {
 
 /// Median start to ready (the "ready" log line) of `operator run` with the bot, and one
 /// `operator check`, on a copy of `state` (none: an empty state).
-fn starts(state: Option<&Path>, bot: &str) -> (Duration, Duration) {
+/// Median start to ready and exec to the first `getUpdates` (of `STARTS` each), and one
+/// `operator check`, on a copy of `state` (none: an empty state).
+fn starts(
+    state: Option<&Path>,
+    tg: &telegram::FakeTelegram,
+    bot: &str,
+) -> (Duration, Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -207,6 +219,8 @@ fn starts(state: Option<&Path>, bot: &str) -> (Duration, Duration) {
         .map(|_| chat_daemon::start_once(BIN, &config, false).0)
         .collect();
     times.sort();
+    let mut polls: Vec<Duration> = (0..STARTS).map(|_| first_poll(&config, tg)).collect();
+    polls.sort();
     let started = Instant::now();
     // Its verdict does not matter here (no Docker engine, no model): only how long it takes.
     let _verdict = Command::new(BIN)
@@ -217,5 +231,33 @@ fn starts(state: Option<&Path>, bot: &str) -> (Duration, Duration) {
         .status()
         .expect("operator check");
     let check_time = started.elapsed();
-    (times[times.len() / 2], check_time)
+    (times[times.len() / 2], polls[polls.len() / 2], check_time)
+}
+
+/// From exec to the bot's first `getUpdates` (the fake records when each call arrived).
+fn first_poll(config: &Path, tg: &telegram::FakeTelegram) -> Duration {
+    let spawned = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn operator");
+    let mut polled = None;
+    while polled.is_none() && spawned.elapsed() < Duration::from_secs(30) {
+        polled = tg
+            .calls()
+            .iter()
+            .filter(|c| c.method == "getUpdates" && c.at > spawned)
+            .map(|c| c.at - spawned)
+            .min();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    polled.expect("the bot never polled")
 }
