@@ -14,8 +14,7 @@ use crate::agent::llm::BoxFuture;
 use crate::agent::{Steering, Turn};
 use crate::channel::Receipt;
 use crate::config::QueueMode;
-use crate::domain::OPERATOR;
-use crate::domain::{ImagePart, split_mention};
+use crate::domain::{ImagePart, OPERATOR, split_mention};
 use crate::store::NewActivity;
 
 impl Router {
