@@ -74,6 +74,7 @@ async fn run() {
     // Throughput: many messages over many DM channels, until every one is answered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = fake.posts();
+    let db = daemon.db_mark();
     let started = Instant::now();
     for i in 0..MESSAGES {
         fake.message(
@@ -93,6 +94,7 @@ async fn run() {
         fake.posts() - before
     );
     let per_second = MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let (statements, commits) = daemon.db_per(&db, MESSAGES).await;
 
     daemon.stop();
 
@@ -100,6 +102,8 @@ async fn run() {
     println!("| figure                                            | value        |");
     println!("|---------------------------------------------------|--------------|");
     println!("| messages answered per second ({MESSAGES} over 500 DMs) | {per_second:>8.0} /s  |");
+    println!("| SQL statements per answered message               | {statements:>12.1} |");
+    println!("| commits per answered message                      | {commits:>12.2} |");
     println!(
         "| INTERACTION_CREATE -> deferral, median            | {:>9.2} ms |",
         median.as_secs_f64() * 1000.0

@@ -86,8 +86,7 @@ async fn run() {
     let p99 = samples[samples.len() * 99 / 100];
 
     // Throughput: many updates at once over many chats, until every one is answered.
-    let db_reading = daemon.db_totals();
-    let db_before = daemon.db_totals();
+    let db = daemon.db_mark();
     let before = tg.accepted_sends();
     let cpu_before = cpu_ms(pid);
     let started = Instant::now();
@@ -102,15 +101,7 @@ async fn run() {
     let elapsed = started.elapsed();
     let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / THROUGHPUT_UPDATES as f64;
     let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
-    // Let the activity writer's last batch land, then count (less one /metrics read of its own).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let db_after = daemon.db_totals();
-    let per_update = |i: usize| {
-        let pick = |t: (u64, u64)| if i == 0 { t.0 } else { t.1 } as f64;
-        (pick(db_after) - pick(db_before) - (pick(db_before) - pick(db_reading)))
-            / THROUGHPUT_UPDATES as f64
-    };
-    let (statements, commits) = (per_update(0), per_update(1));
+    let (statements, commits) = daemon.db_per(&db, THROUGHPUT_UPDATES).await;
 
     // Memory after many distinct chats.
     let before = tg.accepted_sends();

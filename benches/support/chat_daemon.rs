@@ -92,6 +92,31 @@ impl Daemon {
         )
     }
 
+    /// Where the database counters stand now, and what one `/metrics` read costs, for
+    /// [`Daemon::db_per`].
+    pub fn db_mark(&self) -> DbMark {
+        let first = self.db_totals();
+        let now = self.db_totals();
+        DbMark {
+            now,
+            reading: (now.0 - first.0, now.1 - first.1),
+        }
+    }
+
+    /// (statements, commits) per item for `items` handled since `mark`, once the feed's last
+    /// batch has landed, less the `/metrics` reads.
+    pub async fn db_per(&self, mark: &DbMark, items: usize) -> (f64, f64) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let after = self.db_totals();
+        let per = |after: u64, before: u64, reading: u64| {
+            (after - before).saturating_sub(reading) as f64 / items as f64
+        };
+        (
+            per(after.0, mark.now.0, mark.reading.0),
+            per(after.1, mark.now.1, mark.reading.1),
+        )
+    }
+
     /// Stops it with SIGTERM and waits.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -99,6 +124,12 @@ impl Daemon {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// Database counters at a point, with the cost of reading them.
+pub struct DbMark {
+    now: (u64, u64),
+    reading: (u64, u64),
 }
 
 /// The platform keys every chat benchmark uses: anyone may talk, no pacing.
