@@ -148,7 +148,12 @@ impl Store {
             next_offset,
             at: now_millis(),
         };
-        let alone = Alone::Transaction;
+        let statements = received.updates.len() + usize::from(next_offset.is_some());
+        let alone = if statements > 1 {
+            Alone::Transaction
+        } else {
+            Alone::OneStatement
+        };
         self.writer.write(alone, received, insert_updates).await
     }
 
