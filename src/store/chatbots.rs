@@ -222,18 +222,11 @@ impl Store {
         thread_id: &str,
         message_id: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO live_replies (channel, chat_id, thread_id, message_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(channel)
-        .bind(chat_id)
-        .bind(thread_id)
-        .bind(message_id)
-        .bind(now_millis())
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let shown = [channel, chat_id, thread_id, message_id].map(str::to_string);
+        let alone = Alone::OneStatement;
+        self.writer
+            .write(alone, (shown, now_millis()), insert_live_reply)
+            .await
     }
 
     /// Takes back the partial messages a stopped process left: each becomes a deletion in the
@@ -494,6 +487,28 @@ fn settle_rows<'a>(s: &'a Settled, conn: &'a mut SqliteConnection) -> WriteFutur
             .await?;
         }
         insert_outbox_at(conn, &s.channel, &s.answer, s.at).await
+    })
+}
+
+/// ([channel, chat id, thread id, message id], when).
+fn insert_live_reply<'a>(
+    (shown, at): &'a ([String; 4], Millis),
+    conn: &'a mut SqliteConnection,
+) -> WriteFuture<'a, ()> {
+    Box::pin(async move {
+        let [channel, chat_id, thread_id, message_id] = shown;
+        sqlx::query(
+            "INSERT INTO live_replies (channel, chat_id, thread_id, message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(channel)
+        .bind(chat_id)
+        .bind(thread_id)
+        .bind(message_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     })
 }
 
