@@ -34,6 +34,7 @@ impl Router {
         } else {
             Resolved::Nothing
         };
+        // `None`: the chat's own agent, found with its conversation in one read.
         let (agent, text) = match resolved {
             Resolved::Answer(text) => {
                 receipts.push(first.message.receipt.take());
@@ -46,22 +47,23 @@ impl Router {
             } => {
                 images = shown;
                 let text = [first.message.text.trim(), &notes.join("\n")].join("\n");
-                (agent, text)
+                (Some(agent), text)
             }
             Resolved::Nothing => match (&first.agent, split_mention(&first.message.text)) {
-                (Some(agent), _) => (agent.clone(), first.message.text.clone()),
-                // The chat's own agent: found with its conversation, in one read.
-                (None, None) => (String::new(), first.message.text.clone()),
-                (None, mention) => self.pick_agent(&first.message, mention).await?,
+                (Some(agent), _) => (Some(agent.clone()), first.message.text.clone()),
+                (None, None) => (None, first.message.text.clone()),
+                (None, mention) => {
+                    let (agent, text) = self.pick_agent(&first.message, mention).await?;
+                    (Some(agent), text)
+                }
             },
         };
         first.message.text = text;
         let store = &self.inner.store;
         let chat = &first.message.chat;
-        let conversation = if agent.is_empty() {
-            store.open_bound_conversation(chat, OPERATOR).await
-        } else {
-            store.open_conversation(chat, &agent).await
+        let conversation = match &agent {
+            None => store.open_bound_conversation(chat, OPERATOR).await,
+            Some(agent) => store.open_conversation(chat, agent).await,
         }
         .map_err(|e| format!("could not open the conversation: {e}"))?;
         let agent = conversation.agent.clone();

@@ -148,12 +148,7 @@ impl Store {
             next_offset,
             at: now_millis(),
         };
-        let statements = received.updates.len() + usize::from(next_offset.is_some());
-        let alone = if statements > 1 {
-            Alone::Transaction
-        } else {
-            Alone::OneStatement
-        };
+        let alone = Alone::statements(received.updates.len() + usize::from(next_offset.is_some()));
         self.writer.write(alone, received, insert_updates).await
     }
 
@@ -204,13 +199,9 @@ impl Store {
             live: live.map(|(chat, thread)| (chat.to_string(), thread.to_string())),
             at: now_millis(),
         };
-        let statements =
-            settled.update_ids.len() + settled.answer.len() + usize::from(live.is_some());
-        let alone = if statements > 1 {
-            Alone::Transaction
-        } else {
-            Alone::OneStatement
-        };
+        let alone = Alone::statements(
+            settled.update_ids.len() + settled.answer.len() + usize::from(live.is_some()),
+        );
         self.writer.write(alone, settled, settle_rows).await
     }
 

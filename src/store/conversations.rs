@@ -383,11 +383,7 @@ impl Store {
             at: now_millis(),
             images: message.images.clone(),
         };
-        let alone = if message.images.is_empty() {
-            Alone::OneStatement
-        } else {
-            Alone::Transaction
-        };
+        let alone = Alone::statements(1 + message.images.len());
         self.writer.write(alone, row, insert_message).await
     }
 
@@ -408,11 +404,7 @@ impl Store {
             at: now_millis(),
             images: images.to_vec(),
         };
-        let alone = if images.is_empty() {
-            Alone::OneStatement
-        } else {
-            Alone::Transaction
-        };
+        let alone = Alone::statements(1 + images.len());
         self.writer.write(alone, row, insert_user_message).await
     }
 

@@ -37,6 +37,17 @@ pub enum Alone {
     Transaction,
 }
 
+impl Alone {
+    /// For a write of this many statements.
+    pub fn statements(n: usize) -> Self {
+        if n > 1 {
+            Alone::Transaction
+        } else {
+            Alone::OneStatement
+        }
+    }
+}
+
 trait Job: Send {
     /// Runs the write; whether it succeeded (the result is kept for `finish`).
     fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool>;
