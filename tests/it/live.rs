@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::support::discord::FakeDiscord;
-use crate::support::process::stop;
+use crate::support::process::{stop, terminate};
 use crate::support::telegram::FakeTelegram;
 use crate::support::{FakeLlm, Vendor, World};
 
@@ -235,17 +235,7 @@ async fn an_idle_daemon_stops_without_waiting_for_turns() {
     let daemon = world.daemon(&[]);
     tg.direct(OWNER, "hello");
     tg.wait_sent(OWNER as i64, 1, WAIT).await;
-    let pid = daemon.id().unwrap().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(sent.success());
-    let out = tokio::time::timeout(WAIT, daemon.wait_with_output())
-        .await
-        .expect("exits")
-        .unwrap();
+    let out = terminate(daemon).await;
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{log}", out.status);
     assert!(!log.contains("still running"), "{log}");

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::support::process::stop;
+use crate::support::process::{stop, terminate};
 use crate::support::telegram::FakeTelegram;
 use crate::support::{FakeLlm, Vendor, World};
 
@@ -93,7 +93,7 @@ async fn owners_talk_to_operator_and_strangers_pair_first() {
     ] {
         assert!(names.contains(&name), "{names:?}");
     }
-    stop(daemon).await;
+    terminate(daemon).await;
     let daemon = start(&world, &[]);
     tg.direct(OWNER, "again");
     let sent = tg.wait_sent(OWNER as i64, 3, WAIT).await;
@@ -500,7 +500,7 @@ async fn a_bot_connected_at_runtime_answers_without_a_restart_and_after_one() {
     tg.direct(OWNER, "are you there");
     let sent = tg.wait_sent(OWNER as i64, 1, WAIT).await;
     assert_eq!(sent, vec!["echo: are you there"], "{}", stop(daemon).await);
-    stop(daemon).await;
+    terminate(daemon).await;
 
     // After a restart the bot comes back from its secret.
     let daemon = start(&world, &env);
@@ -676,17 +676,7 @@ async fn sigterm_during_a_turn_delivers_its_answer_then_exits() {
         "{}",
         stop(daemon).await
     );
-    let pid = daemon.id().unwrap().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(sent.success());
-    let out = tokio::time::timeout(WAIT, daemon.wait_with_output())
-        .await
-        .expect("exits in time")
-        .unwrap();
+    let out = terminate(daemon).await;
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{log}", out.status);
     assert_eq!(tg.sent_to(OWNER as i64), vec!["the slow answer"], "{log}");

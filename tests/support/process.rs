@@ -2,7 +2,7 @@
 //! runs that always end (timeout, then kill).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -137,6 +137,23 @@ pub async fn stop(mut child: Child) -> String {
     match tokio::time::timeout(TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
         _ => "(no output)".into(),
+    }
+}
+
+/// Stops a daemon the way systemd does (SIGTERM) and waits for it to exit (killing it after a
+/// timeout). A killed daemon may send an answer again after a restart (the platform accepted it
+/// but the outbox row was not yet removed); a terminated one may not.
+pub async fn terminate(child: Child) -> Output {
+    let pid = child.id().expect("the daemon still runs").to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid}");
+    match tokio::time::timeout(TIMEOUT, child.wait_with_output()).await {
+        Ok(out) => out.expect("wait for operator"),
+        Err(_) => panic!("operator did not stop within {TIMEOUT:?} of SIGTERM"),
     }
 }
 
