@@ -49,7 +49,7 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let child = Command::new(bin)
+        let child = Command::new(binary(bin))
             .args(["run", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -154,7 +154,7 @@ pub fn start_once(
     measure_rss: bool,
 ) -> (std::time::Duration, u64) {
     let started = std::time::Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(binary(bin))
         .args(["run", "--config"])
         .arg(config)
         .env("OPERATOR_LOG", "info")
@@ -184,4 +184,10 @@ pub fn start_once(
     std::thread::spawn(move || for _ in lines {});
     let _ = child.wait();
     (elapsed, kib)
+}
+
+/// The daemon binary a bench runs: `OPERATOR_BENCH_BIN` when set (another build, to measure
+/// before and after in one sitting), else the one cargo built with the bench.
+pub fn binary(built: &str) -> std::path::PathBuf {
+    std::env::var_os("OPERATOR_BENCH_BIN").map_or_else(|| built.into(), Into::into)
 }

@@ -21,6 +21,11 @@ use crate::store::{NewOutbox, Store};
 /// Typing lasts this long at most without an answer.
 const TYPING_FOR_AT_MOST: Duration = Duration::from_secs(300);
 
+/// Typing is first shown this long after work starts: an answer that comes sooner (a command,
+/// a quick model) needs no indicator, and the platform call it would cost is saved. Too short
+/// for a person to notice the wait.
+const TYPING_AFTER: Duration = Duration::from_millis(250);
+
 /// A stored payload sealed with the master key, bound to the channel and its id.
 pub fn seal(key: &MasterKey, channel: &str, id: i64, json: &str) -> String {
     let sealed = key.seal(&format!("{channel}/{id}"), json.as_bytes());
@@ -253,8 +258,8 @@ pub struct Typing {
 }
 
 impl Typing {
-    /// Starts showing typing in `chat`: `signal` is sent now and every `every`, until
-    /// [`Typing::stop`] or a few minutes pass.
+    /// Starts showing typing in `chat`: `signal` is sent after [`TYPING_AFTER`] and then every
+    /// `every`, until [`Typing::stop`] or a few minutes pass.
     pub fn start<F, Fut>(&self, chat: &ChatRef, every: Duration, signal: F)
     where
         F: Fn() -> Fut + Send + 'static,
@@ -271,6 +276,10 @@ impl Typing {
         }
         tokio::spawn(async move {
             let until = tokio::time::Instant::now() + TYPING_FOR_AT_MOST;
+            tokio::select! {
+                () = tokio::time::sleep(TYPING_AFTER) => {}
+                () = token.cancelled() => return,
+            }
             while tokio::time::Instant::now() < until {
                 tokio::select! {
                     () = signal() => {}

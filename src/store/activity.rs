@@ -291,7 +291,7 @@ impl Store {
         .bind(filter.role.map(ActorRole::as_str))
         .bind(&filter.instance)
         .bind(filter.after_id)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(entry_from_row).collect()
     }
@@ -334,7 +334,7 @@ impl Store {
             "SELECT CASE WHEN kind LIKE 'op.%' AND agent IS NOT NULL THEN 'tool.call' ELSE kind END AS k, \
              COUNT(*) AS n FROM activity GROUP BY k",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))

@@ -79,7 +79,7 @@ impl Store {
     pub async fn agent(&self, name: &str) -> Result<Agent> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE name = $1"))
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("agent {name}")))?;
@@ -88,7 +88,7 @@ impl Store {
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents ORDER BY name"))
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(agent_from_row).collect()
     }

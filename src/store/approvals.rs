@@ -86,7 +86,7 @@ impl Store {
     pub async fn approval(&self, code: &str) -> Result<Option<ApprovalRecord>> {
         let row = sqlx::query("SELECT * FROM approvals WHERE code = $1")
             .bind(code)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -121,7 +121,7 @@ impl Store {
     ) -> Result<Vec<ApprovalRecord>> {
         let codes: Vec<(String, String)> =
             sqlx::query_as("SELECT code, channel FROM approvals WHERE state = 'pending'")
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         let mut expired = Vec::new();
         for (code, channel) in codes {

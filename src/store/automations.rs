@@ -153,7 +153,7 @@ impl Store {
     pub async fn automation(&self, name: &str) -> Result<AutomationRecord> {
         let row = sqlx::query("SELECT * FROM automations WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("automation {name}")))?;
@@ -162,7 +162,7 @@ impl Store {
 
     pub async fn list_automations(&self) -> Result<Vec<AutomationRecord>> {
         let rows = sqlx::query("SELECT * FROM automations ORDER BY name")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(automation_from_row).collect()
     }
@@ -183,7 +183,7 @@ impl Store {
     pub async fn earliest_next_run(&self) -> Result<Option<Millis>> {
         let next: Option<Millis> =
             sqlx::query_scalar("SELECT MIN(next_run_at) FROM automations WHERE enabled = 1")
-                .fetch_one(&self.read)
+                .fetch_one(&mut *self.reader().await?)
                 .await?;
         Ok(next)
     }
@@ -277,7 +277,7 @@ impl Store {
         )
         .bind(automation_id)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(run_from_row).collect()
     }
@@ -324,14 +324,14 @@ impl Store {
     pub async fn webhook_by_token_hash(&self, token_hash: &str) -> Result<Option<WebhookRecord>> {
         let row = sqlx::query("SELECT * FROM webhooks WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(webhook_from_row).transpose()
     }
 
     pub async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>> {
         let rows = sqlx::query("SELECT * FROM webhooks ORDER BY name")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(webhook_from_row).collect()
     }

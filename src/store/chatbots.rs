@@ -101,7 +101,7 @@ impl Store {
     pub async fn bot(&self, channel: &str) -> Result<BotRecord> {
         let row = sqlx::query("SELECT * FROM bots WHERE channel = $1")
             .bind(channel)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(|e| not_found(format!("bot {channel}"))(e.into()))?;
         bot_from_row(&row)
@@ -110,7 +110,7 @@ impl Store {
     pub async fn list_bots(&self, platform: &str) -> Result<Vec<BotRecord>> {
         sqlx::query("SELECT * FROM bots WHERE platform = $1 ORDER BY channel")
             .bind(platform)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?
             .iter()
             .map(bot_from_row)
@@ -159,7 +159,7 @@ impl Store {
              ORDER BY update_id",
         )
         .bind(channel)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -270,7 +270,7 @@ impl Store {
         .bind(channel)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -288,7 +288,7 @@ impl Store {
     /// Messages waiting over all channels.
     pub async fn outbox_depth(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?)
     }
 
@@ -306,7 +306,7 @@ impl Store {
         .bind(platform)
         .bind(user_id)
         .bind(now_millis())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.as_ref().map(pairing_from_row).transpose()
     }
@@ -333,7 +333,7 @@ impl Store {
     pub async fn list_pairings(&self) -> Result<Vec<PairingRecord>> {
         sqlx::query("SELECT * FROM pairings WHERE expires_at > $1 ORDER BY expires_at DESC")
             .bind(now_millis())
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?
             .iter()
             .map(pairing_from_row)
@@ -377,7 +377,7 @@ impl Store {
         )
         .bind(platform)
         .bind(user_id)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?
             > 0)
     }

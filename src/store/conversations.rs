@@ -192,7 +192,7 @@ impl Store {
         .bind(&chat.channel)
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(agent)
     }
@@ -207,7 +207,7 @@ impl Store {
         .bind(&chat.channel)
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(agent)
     }
@@ -217,7 +217,7 @@ impl Store {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT channel, chat_id, thread_id, agent FROM bindings ORDER BY agent, channel, chat_id",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -276,7 +276,7 @@ impl Store {
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
         .bind(agent)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         if let Some(row) = existing {
             return conversation_from_row(&row);
@@ -321,7 +321,7 @@ impl Store {
         .bind(&chat.chat_id)
         .bind(&chat.thread_id)
         .bind(fallback)
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         if row.try_get::<Option<i64>, _>("id")?.is_some() {
             return conversation_from_row(&row);
@@ -336,7 +336,7 @@ impl Store {
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))?;
         conversation_from_row(&row)
@@ -423,7 +423,7 @@ impl Store {
         )
         .bind(conversation_id)
         .bind(receipt)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(answer)
     }
@@ -439,7 +439,7 @@ impl Store {
         )
         .bind(conversation_id)
         .bind(after_id)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut messages = rows
             .iter()
@@ -458,7 +458,7 @@ impl Store {
             )
             .bind(conversation_id)
             .bind(after_id)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
             for row in images {
                 let id: i64 = row.try_get("message_id")?;
@@ -478,7 +478,7 @@ impl Store {
     pub async fn runtime_session(&self, conversation_id: i64) -> Result<Option<String>> {
         let session = sqlx::query_scalar("SELECT runtime_session FROM conversations WHERE id = $1")
             .bind(conversation_id)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(session)
     }
@@ -510,7 +510,7 @@ impl Store {
              (SELECT COUNT(*) FROM conversations WHERE closed_at IS NULL) AS conversations, \
              (SELECT COUNT(*) FROM messages) AS messages",
         )
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok((
             row.try_get("agents")?,

@@ -54,7 +54,7 @@ impl Store {
     pub async fn evaluation(&self, agent: &str) -> Result<Option<Evaluation>> {
         let row = sqlx::query("SELECT * FROM evaluations WHERE agent = $1")
             .bind(agent)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.map(|r| {
             Ok(Evaluation {
@@ -85,7 +85,7 @@ impl Store {
     pub async fn variant(&self, name: &str) -> Result<Variant> {
         let row = sqlx::query("SELECT * FROM variants WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("variant {name}")))?;
         variant_from_row(&row)
@@ -94,7 +94,7 @@ impl Store {
     pub async fn variants_of(&self, parent: &str) -> Result<Vec<Variant>> {
         let rows = sqlx::query("SELECT * FROM variants WHERE parent = $1 ORDER BY name")
             .bind(parent)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(variant_from_row).collect()
     }

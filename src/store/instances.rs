@@ -132,7 +132,7 @@ impl Store {
     pub async fn instance(&self, name: &str) -> Result<InstanceRecord> {
         let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("instance {name}")))?;
@@ -141,7 +141,7 @@ impl Store {
 
     pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
         let rows = sqlx::query("SELECT * FROM instances ORDER BY name")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(record_from_row).collect()
     }
@@ -216,7 +216,7 @@ impl Store {
     pub async fn instance_of_agent(&self, agent: &str) -> Result<Option<InstanceRecord>> {
         let row = sqlx::query("SELECT * FROM instances WHERE agent = $1 ORDER BY id LIMIT 1")
             .bind(agent)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(record_from_row).transpose()
     }
@@ -249,7 +249,7 @@ impl Store {
     /// Instances per status, for metrics.
     pub async fn instance_status_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM instances GROUP BY status")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))

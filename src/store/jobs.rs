@@ -119,7 +119,7 @@ impl Store {
              (SELECT id FROM jobs WHERE status IN ('failed', 'lost') ORDER BY id DESC LIMIT 1) \
              ORDER BY id",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut running = Vec::new();
         let mut failed = None;
@@ -136,7 +136,7 @@ impl Store {
 
     pub async fn running_jobs(&self) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query("SELECT * FROM jobs WHERE status = 'running' ORDER BY id")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(job_from_row).collect()
     }

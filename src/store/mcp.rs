@@ -61,7 +61,7 @@ impl Store {
             "SELECT * FROM mcp_servers WHERE $1 IS NULL OR agent = $1 ORDER BY agent, name",
         )
         .bind(agent)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(from_row).collect()
     }

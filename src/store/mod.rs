@@ -14,6 +14,7 @@ mod evolve;
 mod instances;
 mod jobs;
 mod mcp;
+mod readers;
 mod secrets;
 mod skills;
 mod turns;
@@ -29,7 +30,7 @@ mod kv {
         pub async fn kv_get(&self, key: &str) -> Result<Option<String>> {
             Ok(sqlx::query_scalar("SELECT value FROM kv WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?)
         }
 
@@ -49,7 +50,7 @@ mod kv {
         pub async fn api_keys(&self) -> Result<Vec<(i64, String, i64, Option<i64>)>> {
             Ok(
                 sqlx::query_as("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY id")
-                    .fetch_all(&self.read)
+                    .fetch_all(&mut *self.reader().await?)
                     .await?,
             )
         }
@@ -60,7 +61,7 @@ mod kv {
                 "SELECT COUNT(*) FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
             )
             .bind(hash)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?
                 > 0)
         }
@@ -225,11 +226,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A cheap-to-clone handle on the database.
 ///
 /// Writes go through a pool of one connection, so writers queue in async code instead of
-/// meeting SQLite's busy handler (which sleeps); reads use their own small pool, which WAL lets
-/// run beside the writer.
+/// meeting SQLite's busy handler (which sleeps); reads use a few connections of their own
+/// (`readers.rs`), which WAL lets run beside the writer.
 #[derive(Clone, Debug)]
 pub struct Store {
-    read: SqlitePool,
+    read: readers::Readers,
     write: SqlitePool,
     /// Group commit of the hot path's writes.
     writer: writer::Writer,
@@ -262,15 +263,13 @@ impl Store {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // A SQLite file connection cannot hang up: no ping (a round trip) before each use.
+            .test_before_acquire(false)
             .after_connect(|conn, _| Box::pin(counters::install(conn, true)))
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Db)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(3)
-            .min_connections(1)
-            .after_connect(|conn, _| Box::pin(counters::install(conn, false)))
-            .connect_with(options.read_only(true))
+        let read = readers::Readers::open(options.read_only(true), 3)
             .await
             .map_err(StoreError::Db)?;
         let live = activity::live_channel();
@@ -303,13 +302,13 @@ impl Store {
         let exists: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
         )
-        .fetch_one(&self.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         if exists == 0 {
             return Ok(0);
         }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -327,7 +326,7 @@ impl Store {
         let target = path.to_string_lossy().into_owned();
         sqlx::query("VACUUM INTO $1")
             .bind(target)
-            .execute(&self.read)
+            .execute(&mut *self.reader().await?)
             .await?;
         Ok(())
     }
@@ -338,7 +337,7 @@ impl Store {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut counts = std::collections::BTreeMap::new();
         for table in tables {
@@ -347,7 +346,7 @@ impl Store {
                 "SELECT COUNT(*) FROM \"{}\"",
                 table.replace('"', "\"\"")
             ))
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
             counts.insert(table, n);
         }
@@ -361,7 +360,7 @@ impl Store {
         }
         let level: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.read)
+                .fetch_one(&mut *self.reader().await?)
                 .await?;
         Ok(level.unwrap_or(0))
     }
@@ -371,9 +370,16 @@ impl Store {
         MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
     }
 
+    /// A read connection, for `&mut *self.reader().await?` where sqlx takes an executor.
+    async fn reader(&self) -> std::result::Result<readers::Reader, sqlx::Error> {
+        self.read.get().await
+    }
+
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.reader().await?)
+            .await?;
         Ok(())
     }
 

@@ -103,7 +103,7 @@ impl Store {
     pub async fn secret(&self, name: &str) -> Result<SecretRecord> {
         let row = sqlx::query(&format!("{SELECT} WHERE s.name = $1"))
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("secret {name}")))?;
@@ -112,7 +112,7 @@ impl Store {
 
     pub async fn list_secrets(&self) -> Result<Vec<SecretRecord>> {
         let rows = sqlx::query(&format!("{SELECT} ORDER BY s.name"))
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter().map(record_from_row).collect()
     }

@@ -72,7 +72,7 @@ impl Store {
     pub async fn skill(&self, name: &str) -> Result<SkillVersion> {
         let row = sqlx::query("SELECT * FROM skills WHERE name = $1 ORDER BY version DESC LIMIT 1")
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(StoreError::from)
             .map_err(not_found(format!("skill {name}")))?;
@@ -85,7 +85,7 @@ impl Store {
             "SELECT * FROM skills s WHERE version = (SELECT MAX(version) FROM skills WHERE name = s.name) \
              ORDER BY name",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(version_from_row).collect()
     }
@@ -126,7 +126,7 @@ impl Store {
         )
         .bind(skill)
         .bind(instance)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| {

@@ -32,7 +32,7 @@ impl Store {
              AS replayed \
              FROM conversations c WHERE c.awaiting = 1 AND c.closed_at IS NULL ORDER BY c.id",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut out = Vec::new();
         for row in rows {

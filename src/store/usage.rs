@@ -84,13 +84,13 @@ impl Store {
                 sqlx::query_scalar("SELECT SUM(cost_usd) FROM usage WHERE at >= $1 AND agent = $2")
                     .bind(since)
                     .bind(agent)
-                    .fetch_one(&self.read)
+                    .fetch_one(&mut *self.reader().await?)
                     .await?
             }
             None => {
                 sqlx::query_scalar("SELECT SUM(cost_usd) FROM usage WHERE at >= $1")
                     .bind(since)
-                    .fetch_one(&self.read)
+                    .fetch_one(&mut *self.reader().await?)
                     .await?
             }
         };
@@ -112,7 +112,7 @@ impl Store {
              FROM usage WHERE at >= $1 GROUP BY 1 ORDER BY cost DESC, 1"
         ))
         .bind(since)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -138,7 +138,7 @@ impl Store {
              SUM(cache_write) AS cache_write, SUM(cost_usd) AS cost, MAX(estimated) AS estimated \
              FROM usage GROUP BY agent, model ORDER BY agent, model",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|r| {

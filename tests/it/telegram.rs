@@ -29,7 +29,8 @@ fn world(llm: &FakeLlm, telegram: &FakeTelegram, extra: &str) -> World {
 #[tokio::test]
 async fn owners_talk_to_operator_and_strangers_pair_first() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
-    llm.echo();
+    // Slow enough that typing shows (a quicker answer needs none).
+    llm.echo_after(Duration::from_secs(1));
     let tg = FakeTelegram::start().await;
     let world = world(&llm, &tg, "");
     let daemon = start(&world, &[]);
@@ -45,6 +46,7 @@ async fn owners_talk_to_operator_and_strangers_pair_first() {
         !tg.calls_of("sendChatAction").is_empty(),
         "typing was shown"
     );
+    llm.echo();
 
     // A stranger gets a pairing code, and no model hears them.
     let before = llm.completions().len();

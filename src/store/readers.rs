@@ -1,0 +1,134 @@
+//! The read connections: a few, opened as reads need them, handed out without sqlx's pool.
+//!
+//! sqlx's pool tests every connection on its way back with a ping, a round trip to the
+//! connection's thread in a task of its own: a turn's five reads cost five more thread wakeups
+//! each way for nothing, since a SQLite file connection cannot hang up. Here a connection that
+//! ran its statement goes straight back to the idle list. Reads never begin transactions, so a
+//! connection dropped mid-statement (its future cancelled) holds no snapshot: its worker stops
+//! the statement when it finds the rows' receiver gone, before it runs the next one.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+
+use sqlx::ConnectOptions;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::counters;
+
+/// Up to `size` read connections, cheap to clone.
+#[derive(Clone)]
+pub(super) struct Readers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: SqliteConnectOptions,
+    idle: Mutex<Vec<SqliteConnection>>,
+    /// One permit per connection that may exist; closed by [`Readers::close`].
+    permits: Arc<Semaphore>,
+}
+
+impl fmt::Debug for Readers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Readers")
+            .field("idle", &self.idle().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Readers {
+    /// Opens the first connection now, so a database that cannot be read fails the start.
+    pub(super) async fn open(options: SqliteConnectOptions, size: usize) -> sqlx::Result<Self> {
+        let readers = Self {
+            inner: Arc::new(Inner {
+                options,
+                idle: Mutex::new(Vec::with_capacity(size)),
+                permits: Arc::new(Semaphore::new(size)),
+            }),
+        };
+        let first = readers.connect().await?;
+        readers.idle().push(first);
+        Ok(readers)
+    }
+
+    /// A connection to read with, waiting while all are in use; back to the idle list on drop.
+    pub(super) async fn get(&self) -> sqlx::Result<Reader> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.idle().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            readers: Arc::clone(&self.inner),
+            _permit: permit,
+        })
+    }
+
+    /// Refuses further reads and closes the idle connections (one still in use closes when
+    /// it is dropped).
+    pub(super) async fn close(&self) {
+        self.inner.permits.close();
+        let idle = std::mem::take(&mut *self.idle());
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
+
+    async fn connect(&self) -> sqlx::Result<SqliteConnection> {
+        let mut conn = self.inner.options.connect().await?;
+        counters::install(&mut conn, false).await?;
+        Ok(conn)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SqliteConnection>> {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A read connection on loan: use it as `&mut *reader` wherever sqlx takes an executor.
+pub(super) struct Reader {
+    conn: Option<SqliteConnection>,
+    readers: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Reader {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn
+            .as_mut()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // After close the connection is dropped here, which ends its thread.
+        if let Some(conn) = self.conn.take()
+            && !self.readers.permits.is_closed()
+        {
+            self.readers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+    }
+}
