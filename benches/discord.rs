@@ -75,6 +75,8 @@ async fn run() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = fake.posts();
     let db = daemon.db_mark();
+    let switches_before = daemon.context_switches();
+    let calls_before = fake.calls().len();
     let started = Instant::now();
     for i in 0..MESSAGES {
         fake.message(
@@ -94,6 +96,8 @@ async fn run() {
         fake.posts() - before
     );
     let per_second = MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let switches = (daemon.context_switches() - switches_before) as f64 / MESSAGES as f64;
+    let calls = (fake.calls().len() - calls_before) as f64 / MESSAGES as f64;
     let (statements, commits) = daemon.db_per(&db, MESSAGES).await;
 
     daemon.stop();
@@ -104,6 +108,8 @@ async fn run() {
     println!("| messages answered per second ({MESSAGES} over 500 DMs) | {per_second:>8.0} /s  |");
     println!("| SQL statements per answered message               | {statements:>12.1} |");
     println!("| commits per answered message                      | {commits:>12.2} |");
+    println!("| daemon context switches per answered message      | {switches:>12.1} |");
+    println!("| REST calls per answered message                   | {calls:>12.2} |");
     println!(
         "| INTERACTION_CREATE -> deferral, median            | {:>9.2} ms |",
         median.as_secs_f64() * 1000.0

@@ -223,7 +223,7 @@ fn starts(
     polls.sort();
     let started = Instant::now();
     // Its verdict does not matter here (no Docker engine, no model): only how long it takes.
-    let _verdict = Command::new(BIN)
+    let _verdict = Command::new(chat_daemon::binary(BIN))
         .args(["check", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
@@ -237,7 +237,7 @@ fn starts(
 /// From exec to the bot's first `getUpdates` (the fake records when each call arrived).
 fn first_poll(config: &Path, tg: &telegram::FakeTelegram) -> Duration {
     let spawned = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(chat_daemon::binary(BIN))
         .args(["run", "--config"])
         .arg(config)
         .stdin(Stdio::null())

@@ -50,25 +50,6 @@ fn cpu_ms(pid: u32) -> u64 {
     (ticks(11) + ticks(12)) * 10
 }
 
-/// Context switches of all the process's threads so far (voluntary and not): each wakeup of a
-/// thread that waited (a store round trip, a socket, a timer) is one.
-fn context_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 async fn run() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
@@ -108,7 +89,7 @@ async fn run() {
     let db = daemon.db_mark();
     let before = tg.accepted_sends();
     let cpu_before = cpu_ms(pid);
-    let switches_before = context_switches(pid);
+    let switches_before = daemon.context_switches();
     let calls_before = tg.calls().len();
     let started = Instant::now();
     for i in 0..THROUGHPUT_UPDATES {
@@ -121,7 +102,7 @@ async fn run() {
     );
     let elapsed = started.elapsed();
     let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / THROUGHPUT_UPDATES as f64;
-    let switches = (context_switches(pid) - switches_before) as f64 / THROUGHPUT_UPDATES as f64;
+    let switches = (daemon.context_switches() - switches_before) as f64 / THROUGHPUT_UPDATES as f64;
     let calls = (tg.calls().len() - calls_before) as f64 / THROUGHPUT_UPDATES as f64;
     let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
     let (statements, commits) = daemon.db_per(&db, THROUGHPUT_UPDATES).await;

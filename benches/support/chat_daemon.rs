@@ -70,6 +70,25 @@ impl Daemon {
     }
 
     /// (statements, commits) it has run against its database, from `/metrics`.
+    /// Context switches of all the daemon's threads so far (voluntary and not): each wakeup of
+    /// a thread that waited (a store round trip, a socket, a timer) is one.
+    pub fn context_switches(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
     pub fn db_totals(&self) -> (u64, u64) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.admin).expect("admin listener");
