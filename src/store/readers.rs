@@ -132,3 +132,47 @@ impl Drop for Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::store::Store;
+
+    /// More reads at once than connections all finish; a read whose future is dropped mid-way
+    /// leaves its connection usable; after close a read fails instead of waiting.
+    #[tokio::test]
+    async fn reads_share_three_connections_survive_cancellation_and_stop_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let reads = (0..20).map(|_| store.ping());
+        let results = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join_all(reads),
+        )
+        .await
+        .expect("reads finish");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert!(store.read.idle().len() <= 3);
+
+        // A slow statement, cancelled while it runs (a recursive count to two million).
+        for _ in 0..5 {
+            let mut reader = store.read.get().await.unwrap();
+            let slow = sqlx::query_scalar::<_, i64>(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000) \
+                 SELECT COUNT(*) FROM n",
+            )
+            .fetch_one(&mut *reader);
+            let cut = tokio::time::timeout(Duration::from_millis(5), slow).await;
+            assert!(cut.is_err(), "the count should still be running");
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(60), store.ping()).await;
+        assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
+
+        store.close().await;
+        let after = tokio::time::timeout(Duration::from_secs(5), store.ping())
+            .await
+            .expect("a read after close does not wait");
+        assert!(after.is_err());
+    }
+}
