@@ -152,6 +152,25 @@ impl Store {
         self.writer.write(alone, received, insert_updates).await
     }
 
+    /// Like [`Store::store_updates`], queued now and committed with the first write somebody
+    /// waits for (within 50 ms): for a poller that hands the updates on at once and waits for
+    /// the returned future before it confirms them.
+    pub fn queue_updates(
+        &self,
+        channel: &str,
+        updates: Vec<(i64, String)>,
+        next_offset: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<i64>>> + use<> {
+        let alone = Alone::statements(updates.len() + usize::from(next_offset.is_some()));
+        let received = Received {
+            channel: channel.to_string(),
+            updates,
+            next_offset,
+            at: now_millis(),
+        };
+        self.writer.submit_lazily(alone, received, insert_updates)
+    }
+
     /// Updates stored but not yet answered, oldest first.
     pub async fn pending_updates(&self, channel: &str) -> Result<Vec<PendingUpdate>> {
         let rows = sqlx::query(

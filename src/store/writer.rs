@@ -176,6 +176,21 @@ impl Writer {
         self.submit(alone, true, data, write).await
     }
 
+    /// Queues `write` now, lazily like [`Writer::write_lazily`]; the returned future gives its
+    /// result once committed (dropping it does not take the write back).
+    pub(super) fn submit_lazily<D, T>(
+        &self,
+        alone: Alone,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> impl Future<Output = Result<T>> + use<D, T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.submit(alone, true, data, write)
+    }
+
     fn submit<D, T>(
         &self,
         alone: Alone,

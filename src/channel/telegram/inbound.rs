@@ -124,12 +124,27 @@ async fn poll(bot: Arc<TelegramBot>, inbound: InboundTx, shutdown: CancellationT
                 if updates.is_empty() {
                     continue;
                 }
-                match store(&bot, &updates).await {
-                    Ok((fresh, next)) => {
+                // Stored in the commit of the core's first write for them (the person's message),
+                // not one of its own before it; the next getUpdates, which confirms them, waits
+                // until they are durable.
+                let (stored, next) = match rows(&bot, &updates) {
+                    Ok((rows, next)) => (bot.store.queue_updates(&bot.id, rows, Some(next)), next),
+                    Err(e) => {
+                        tracing::error!(bot = %bot.id, "cannot store updates (they are fetched again): {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                // Telegram sends nothing below the offset it was given, and every update at or
+                // above it is new to the store (the offset moves only past stored ones).
+                let from = bot.handed_on.load(Ordering::Relaxed);
+                for update in updates.iter().filter(|u| u.id.0 as i64 >= from) {
+                    dispatch(&bot, &inbound, update).await;
+                }
+                bot.handed_on.fetch_max(next, Ordering::Relaxed);
+                match stored.await {
+                    Ok(_) => {
                         offset = next;
-                        for update in updates.iter().filter(|u| fresh.contains(&(u.id.0 as i64))) {
-                            dispatch(&bot, &inbound, update).await;
-                        }
                         continue;
                     }
                     Err(e) => {
@@ -175,16 +190,15 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
-/// Stores a batch and the offset after it; returns the new update ids and the next offset.
-async fn store(bot: &TelegramBot, updates: &[Update]) -> anyhow::Result<(Vec<i64>, i64)> {
+/// A batch as rows to store (sealed payloads) and the offset after it.
+fn rows(bot: &TelegramBot, updates: &[Update]) -> anyhow::Result<(Vec<(i64, String)>, i64)> {
     let mut rows = Vec::with_capacity(updates.len());
     for u in updates {
         let json = serde_json::to_string(u)?;
         rows.push((u.id.0 as i64, seal_payload(bot, u.id.0 as i64, &json)));
     }
     let next = rows.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
-    let fresh = bot.store.store_updates(&bot.id, &rows, Some(next)).await?;
-    Ok((fresh, next))
+    Ok((rows, next))
 }
 
 fn seal_payload(bot: &TelegramBot, update_id: i64, json: &str) -> String {
@@ -496,8 +510,13 @@ impl WebhookIntake {
             Ok(update) => update,
             Err(e) => return Intake::BadRequest(format!("not a Telegram update: {e}")),
         };
-        let fresh = match store(&bot, std::slice::from_ref(&update)).await {
-            Ok((fresh, _)) => fresh,
+        // Telegram may deliver an update twice: the store says whether it is new.
+        let stored = match rows(&bot, std::slice::from_ref(&update)) {
+            Ok((rows, next)) => bot.store.store_updates(&bot.id, &rows, Some(next)).await,
+            Err(e) => return Intake::Unavailable(e.to_string()),
+        };
+        let fresh = match stored {
+            Ok(fresh) => fresh,
             Err(e) => return Intake::Unavailable(e.to_string()),
         };
         if !fresh.is_empty() {

@@ -93,6 +93,9 @@ pub struct TelegramBot {
     health: Mutex<Health>,
     /// When `getUpdates` last returned (ms since the epoch); the poller's watchdog reads it.
     last_poll: AtomicI64,
+    /// Updates below this id were handed to the core by this process's poller: a poller
+    /// restarted while its last batch was still being stored does not hand them on twice.
+    handed_on: AtomicI64,
     /// Stops the outbox sender. Separate from the channel's shutdown, so answers of turns
     /// that finish while the daemon drains still go out.
     outbox_stop: CancellationToken,
@@ -165,6 +168,7 @@ impl TelegramBot {
             typing: durable::Typing::default(),
             health: Mutex::new(Health::Down("not connected yet".into())),
             last_poll: AtomicI64::new(0),
+            handed_on: AtomicI64::new(0),
             outbox_stop: CancellationToken::new(),
         })
     }
