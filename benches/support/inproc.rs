@@ -57,6 +57,7 @@ impl Channel for Sink {
         Capabilities {
             max_message_chars: 4096,
             can_edit: false,
+            answers_are_stored: false,
         }
     }
     fn run(

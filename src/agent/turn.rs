@@ -22,6 +22,10 @@ pub struct Turn {
     pub cancel: CancellationToken,
     /// Messages that arrive while the turn runs, joined before each later model call.
     pub steer: Option<Arc<dyn Steering>>,
+    /// The answer settles platform receipts in a store write of its own: the final reply is
+    /// queued to be committed with it instead of in a commit before it (a crash before that
+    /// commit loses both, and the stored update is handled again).
+    pub reply_rides_with_answer: bool,
 }
 
 /// Where a running turn picks up the messages sent in its chat since it started ("no, use
@@ -197,9 +201,10 @@ impl Runner {
                 tool_calls: response.tool_calls.clone(),
                 ..NewMessage::default()
             };
-            if let Err(e) = self
-                .inner
-                .store
+            let store = &self.inner.store;
+            if turn.reply_rides_with_answer && response.tool_calls.is_empty() {
+                store.queue_message(conversation.id, Role::Assistant, &stored);
+            } else if let Err(e) = store
                 .append_message(conversation.id, Role::Assistant, &stored)
                 .await
             {

@@ -266,6 +266,7 @@ impl Channel for Console {
         Capabilities {
             max_message_chars: 0,
             can_edit: false,
+            answers_are_stored: false,
         }
     }
 

@@ -40,6 +40,7 @@ impl Channel for HttpChat {
         Capabilities {
             max_message_chars: 0,
             can_edit: false,
+            answers_are_stored: false,
         }
     }
 

@@ -30,6 +30,12 @@ impl Hub {
         ids
     }
 
+    /// Whether the channel's answers are store writes that wait for their commit.
+    pub fn answers_are_stored(&self, id: &str) -> bool {
+        self.get(id)
+            .is_some_and(|c| c.capabilities().answers_are_stored)
+    }
+
     fn get(&self, id: &str) -> Option<Arc<dyn Channel>> {
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         channels.get(id).cloned()

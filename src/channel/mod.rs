@@ -138,6 +138,9 @@ pub struct Capabilities {
     /// The longest message the platform accepts, in characters.
     pub max_message_chars: usize,
     pub can_edit: bool,
+    /// Its `answer` is a store write that waits for its commit (the outbox row with the receipts
+    /// it settles), so a reply queued just before it is made durable with it.
+    pub answers_are_stored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ impl Channel for Quiet {
         Capabilities {
             max_message_chars: 0,
             can_edit: false,
+            answers_are_stored: false,
         }
     }
 

@@ -104,11 +104,14 @@ impl Router {
                 return Ok(Started::Answered(text));
             }
         }
+        let reply_rides_with_answer =
+            !receipts.all().is_empty() && self.inner.hub.answers_are_stored(&chat.channel);
         Ok(Started::Run(Turn {
             conversation,
             caller,
             cancel,
             steer,
+            reply_rides_with_answer,
         }))
     }
 

@@ -117,6 +117,33 @@ struct MessageRow {
     at: Millis,
     images: Vec<ImagePart>,
 }
+/// A message as the row [`insert_message`] stores, and how it runs alone.
+fn message_row(
+    conversation_id: i64,
+    role: Role,
+    message: &NewMessage,
+) -> Result<(Alone, MessageRow)> {
+    let tool_calls = if message.tool_calls.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(&message.tool_calls)
+                .map_err(|e| StoreError::Conflict(format!("tool calls cannot be stored: {e}")))?,
+        )
+    };
+    let row = MessageRow {
+        conversation_id,
+        role,
+        content: redact(&message.content),
+        tool_calls: tool_calls.as_deref().map(redact),
+        tool_call_id: message.tool_call_id.clone(),
+        tool_name: message.tool_name.clone(),
+        is_error: message.is_error,
+        at: now_millis(),
+        images: message.images.clone(),
+    };
+    Ok((Alone::statements(1 + message.images.len()), row))
+}
 
 fn insert_message<'a>(
     m: &'a MessageRow,
@@ -364,27 +391,17 @@ impl Store {
         role: Role,
         message: &NewMessage,
     ) -> Result<StoredMessage> {
-        let tool_calls =
-            if message.tool_calls.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_string(&message.tool_calls).map_err(|e| {
-                    StoreError::Conflict(format!("tool calls cannot be stored: {e}"))
-                })?)
-            };
-        let row = MessageRow {
-            conversation_id,
-            role,
-            content: redact(&message.content),
-            tool_calls: tool_calls.as_deref().map(redact),
-            tool_call_id: message.tool_call_id.clone(),
-            tool_name: message.tool_name.clone(),
-            is_error: message.is_error,
-            at: now_millis(),
-            images: message.images.clone(),
-        };
-        let alone = Alone::statements(1 + message.images.len());
+        let (alone, row) = message_row(conversation_id, role, message)?;
         self.writer.write(alone, row, insert_message).await
+    }
+
+    /// Queues a message without waiting for it: a later awaited write (queued after it) makes
+    /// it durable too, and a read after that sees it. A failure is logged.
+    pub fn queue_message(&self, conversation_id: i64, role: Role, message: &NewMessage) {
+        match message_row(conversation_id, role, message) {
+            Ok((alone, row)) => self.writer.queue(alone, row, insert_message),
+            Err(e) => tracing::error!(conversation_id, "cannot store a message: {e}"),
+        }
     }
 
     /// Stores what a person said, once: a message that carries the platform's receipt and is

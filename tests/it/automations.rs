@@ -261,6 +261,7 @@ impl operator::channel::Channel for Screen {
         operator::channel::Capabilities {
             max_message_chars: 4096,
             can_edit: false,
+            answers_are_stored: false,
         }
     }
     fn run(

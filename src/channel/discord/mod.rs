@@ -303,6 +303,7 @@ impl Channel for DiscordBot {
         Capabilities {
             max_message_chars: 0,
             can_edit: true,
+            answers_are_stored: true,
         }
     }
 

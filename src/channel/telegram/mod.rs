@@ -395,6 +395,7 @@ impl Channel for TelegramBot {
         Capabilities {
             max_message_chars: 0,
             can_edit: true,
+            answers_are_stored: true,
         }
     }
 
