@@ -140,7 +140,7 @@ pub(super) fn spawn_writer(
                 let data = (entries, announce);
                 let written = if waiters.is_empty() {
                     writer
-                        .write_lazily(Alone::Transaction, data, write_batch)
+                        .submit_lazily(Alone::Transaction, data, write_batch)
                         .await
                 } else {
                     writer.write(Alone::Transaction, data, write_batch).await

@@ -161,23 +161,9 @@ impl Writer {
         self.submit(alone, false, data, write).await
     }
 
-    /// Like [`Writer::write`], but the write may wait a little for one someone waits for, to
-    /// share its commit.
-    pub(super) async fn write_lazily<D, T>(
-        &self,
-        alone: Alone,
-        data: D,
-        write: WriteFn<D, T>,
-    ) -> Result<T>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        self.submit(alone, true, data, write).await
-    }
-
-    /// Queues `write` now, lazily like [`Writer::write_lazily`]; the returned future gives its
-    /// result once committed (dropping it does not take the write back).
+    /// Queues `write` now; it may wait a little (up to 50 ms) for a write someone waits for, to
+    /// share its commit. The returned future gives its result once committed (dropping it does
+    /// not take the write back).
     pub(super) fn submit_lazily<D, T>(
         &self,
         alone: Alone,
