@@ -149,7 +149,9 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        drop(self.submit(alone, true, data, write));
+        if let Err(e) = self.enqueue(alone, true, data, write) {
+            tracing::error!("{e}; a write was lost");
+        }
     }
 
     /// Runs `write` with `data` in the next batch; returns once its batch is committed.
@@ -188,6 +190,22 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
+        let answer = self.enqueue(alone, lazy, data, write);
+        async move { answer?.await.map_err(|_| stopped())? }
+    }
+
+    /// Puts the write on the queue; its result comes on the returned receiver.
+    fn enqueue<D, T>(
+        &self,
+        alone: Alone,
+        lazy: bool,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed {
             data,
@@ -197,13 +215,13 @@ impl Writer {
             out: None,
             reply,
         });
-        let sent = self.queue.send(job);
-        async move {
-            let stopped = || StoreError::Conflict("the database writer has stopped".into());
-            sent.map_err(|_| stopped())?;
-            answer.await.map_err(|_| stopped())?
-        }
+        self.queue.send(job).map_err(|_| stopped())?;
+        Ok(answer)
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Conflict("the database writer has stopped".into())
 }
 
 /// Adds whatever else is queued, up to a batch.
