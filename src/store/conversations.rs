@@ -117,6 +117,7 @@ struct MessageRow {
     at: Millis,
     images: Vec<ImagePart>,
 }
+
 /// A message as the row [`insert_message`] stores, and how it runs alone.
 fn message_row(
     conversation_id: i64,
@@ -209,6 +210,24 @@ fn insert_user_message<'a>(
 
 const CONVERSATION_COLUMNS: &str =
     "id, agent, channel, chat_id, thread_id, created_at, summary, summary_upto";
+
+/// The chat's agent (its binding, else its bot's default, else `$4`) and its open conversation
+/// with that agent, if any (`id` NULL when none): built once, read at every turn.
+static BOUND_CONVERSATION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH a (bound) AS (SELECT COALESCE(\
+           (SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3), \
+           (SELECT default_agent FROM bots WHERE channel = $1), $4)) \
+         SELECT a.bound, {} FROM a LEFT JOIN conversations c ON c.id = \
+         (SELECT id FROM conversations WHERE channel = $1 AND chat_id = $2 AND thread_id = $3 \
+          AND agent = a.bound AND closed_at IS NULL ORDER BY id DESC LIMIT 1)",
+        CONVERSATION_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
 
 impl Store {
     /// The agent this chat is bound to, if any.
@@ -305,9 +324,14 @@ impl Store {
         .bind(agent)
         .fetch_optional(&mut *self.reader().await?)
         .await?;
-        if let Some(row) = existing {
-            return conversation_from_row(&row);
+        match existing {
+            Some(row) => conversation_from_row(&row),
+            None => self.create_conversation(chat, agent).await,
         }
+    }
+
+    /// A new open conversation of this chat with this agent.
+    async fn create_conversation(&self, chat: &ChatRef, agent: &str) -> Result<Conversation> {
         let now = now_millis();
         let row = sqlx::query(&format!(
             "INSERT INTO conversations (agent, channel, chat_id, thread_id, created_at) \
@@ -331,30 +355,18 @@ impl Store {
         chat: &ChatRef,
         fallback: &str,
     ) -> Result<Conversation> {
-        let row = sqlx::query(&format!(
-            "WITH a (bound) AS (SELECT COALESCE(\
-               (SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3), \
-               (SELECT default_agent FROM bots WHERE channel = $1), $4)) \
-             SELECT a.bound, {} FROM a LEFT JOIN conversations c ON c.id = \
-             (SELECT id FROM conversations WHERE channel = $1 AND chat_id = $2 AND thread_id = $3 \
-              AND agent = a.bound AND closed_at IS NULL ORDER BY id DESC LIMIT 1)",
-            CONVERSATION_COLUMNS
-                .split(", ")
-                .map(|c| format!("c.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .bind(&chat.channel)
-        .bind(&chat.chat_id)
-        .bind(&chat.thread_id)
-        .bind(fallback)
-        .fetch_one(&mut *self.reader().await?)
-        .await?;
+        let row = sqlx::query(&BOUND_CONVERSATION)
+            .bind(&chat.channel)
+            .bind(&chat.chat_id)
+            .bind(&chat.thread_id)
+            .bind(fallback)
+            .fetch_one(&mut *self.reader().await?)
+            .await?;
         if row.try_get::<Option<i64>, _>("id")?.is_some() {
             return conversation_from_row(&row);
         }
         let agent: String = row.try_get("bound")?;
-        self.open_conversation(chat, &agent).await
+        self.create_conversation(chat, &agent).await
     }
 
     /// One conversation by id, open or closed.
