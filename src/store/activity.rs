@@ -165,6 +165,24 @@ pub(super) fn spawn_writer(
     tx
 }
 
+/// The feed's INSERT for each number of rows one statement takes (largest first), built once.
+static INSERTS: std::sync::LazyLock<[(usize, String); 4]> = std::sync::LazyLock::new(|| {
+    [64, 16, 4, 1].map(|size| {
+        let places: Vec<String> = (0..size)
+            .map(|i| {
+                let columns: Vec<String> = (1..=9).map(|c| format!("${}", i * 9 + c)).collect();
+                format!("({})", columns.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, \
+             summary, detail) VALUES {}",
+            places.join(", ")
+        );
+        (size, sql)
+    })
+});
+
 /// Writes the batch; with `announce`, returns the entries as stored (ids, redacted text) for
 /// live views.
 fn write_batch<'a>(
@@ -202,23 +220,13 @@ fn write_batch<'a>(
         // and cached.
         let mut rest = rows.as_slice();
         while !rest.is_empty() {
-            let size = [64, 16, 4, 1]
-                .into_iter()
-                .find(|n| *n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, after) = rest.split_at(size);
+            let (size, sql) = INSERTS
+                .iter()
+                .find(|(n, _)| *n <= rest.len())
+                .unwrap_or(&INSERTS[INSERTS.len() - 1]);
+            let (chunk, after) = rest.split_at(*size);
             rest = after;
-            let mut sql = String::from(
-                "INSERT INTO activity (at, kind, actor, role, agent, instance, conversation_id, summary, detail) VALUES ",
-            );
-            let places: Vec<String> = (0..size)
-                .map(|i| {
-                    let columns: Vec<String> = (1..=9).map(|c| format!("${}", i * 9 + c)).collect();
-                    format!("({})", columns.join(", "))
-                })
-                .collect();
-            sql.push_str(&places.join(", "));
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(sql);
             for (row, detail) in chunk {
                 query = query
                     .bind(row.at)
