@@ -124,26 +124,8 @@ async fn poll(bot: Arc<TelegramBot>, inbound: InboundTx, shutdown: CancellationT
                 if updates.is_empty() {
                     continue;
                 }
-                // Stored in the commit of the core's first write for them (the person's message),
-                // not one of its own before it; the next getUpdates, which confirms them, waits
-                // until they are durable.
-                let (stored, next) = match rows(&bot, &updates) {
-                    Ok((rows, next)) => (bot.store.queue_updates(&bot.id, rows, Some(next)), next),
-                    Err(e) => {
-                        tracing::error!(bot = %bot.id, "cannot store updates (they are fetched again): {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                // Telegram sends nothing below the offset it was given, and every update at or
-                // above it is new to the store (the offset moves only past stored ones).
-                let from = bot.handed_on.load(Ordering::Relaxed);
-                for update in updates.iter().filter(|u| u.id.0 as i64 >= from) {
-                    dispatch(&bot, &inbound, update).await;
-                }
-                bot.handed_on.fetch_max(next, Ordering::Relaxed);
-                match stored.await {
-                    Ok(_) => {
+                match hand_on(&bot, &inbound, &updates).await {
+                    Ok(next) => {
                         offset = next;
                         continue;
                     }
@@ -188,6 +170,27 @@ fn backoff(failures: u32) -> Duration {
     let base = base.min(MAX_BACKOFF);
     let jitter = rand::random::<f64>() * 0.25;
     base.mul_f64(1.0 + jitter)
+}
+
+/// Hands a polled batch to the core and returns the offset that confirms it, once it is stored.
+/// It is stored in the commit of the core's first write for it (the person's message), not one
+/// of its own before that, so the caller's next `getUpdates` is what waits for the commit.
+async fn hand_on(
+    bot: &TelegramBot,
+    inbound: &InboundTx,
+    updates: &[Update],
+) -> anyhow::Result<i64> {
+    let (rows, next) = rows(bot, updates)?;
+    let stored = bot.store.queue_updates(&bot.id, rows, Some(next));
+    // Telegram sends nothing below the offset it was given, and every update at or above it is
+    // new to the store (the offset moves only past stored ones).
+    let from = bot.handed_on.load(Ordering::Relaxed);
+    for update in updates.iter().filter(|u| u.id.0 as i64 >= from) {
+        dispatch(bot, inbound, update).await;
+    }
+    bot.handed_on.fetch_max(next, Ordering::Relaxed);
+    stored.await?;
+    Ok(next)
 }
 
 /// A batch as rows to store (sealed payloads) and the offset after it.
