@@ -20,9 +20,8 @@ const STARTS: usize = 15;
 const TURNS: usize = 3000;
 
 fn main() {
-    let size = std::fs::metadata(chat_daemon::binary(BIN))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let binary = chat_daemon::binary(BIN);
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     let (fresh, warm, rss) = start_and_memory();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

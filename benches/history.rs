@@ -255,9 +255,6 @@ fn first_poll(config: &Path, tg: &telegram::FakeTelegram) -> Duration {
             .min();
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    chat_daemon::terminate(&mut child);
     polled.expect("the bot never polled")
 }

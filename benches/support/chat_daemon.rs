@@ -69,7 +69,6 @@ impl Daemon {
         self._dir.path().join("state")
     }
 
-    /// (statements, commits) it has run against its database, from `/metrics`.
     /// Context switches of all the daemon's threads so far (voluntary and not): each wakeup of
     /// a thread that waited (a store round trip, a socket, a timer) is one.
     pub fn context_switches(&self) -> u64 {
@@ -89,6 +88,7 @@ impl Daemon {
             .sum()
     }
 
+    /// (statements, commits) it has run against its database, from `/metrics`.
     pub fn db_totals(&self) -> (u64, u64) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.admin).expect("admin listener");
@@ -138,10 +138,7 @@ impl Daemon {
 
     /// Stops it with SIGTERM and waits.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
@@ -197,12 +194,18 @@ pub fn start_once(
         std::thread::sleep(std::time::Duration::from_secs(1));
         kib = rss_kib(child.id());
     }
+    // Its log is drained while it stops, so a full pipe cannot hold it up.
+    std::thread::spawn(move || for _ in lines {});
+    terminate(&mut child);
+    (elapsed, kib)
+}
+
+/// Stops a daemon with SIGTERM, as systemd does, and waits for it.
+pub fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    std::thread::spawn(move || for _ in lines {});
     let _ = child.wait();
-    (elapsed, kib)
 }
 
 /// The daemon binary a bench runs: `OPERATOR_BENCH_BIN` when set (another build, to measure
