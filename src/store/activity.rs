@@ -6,11 +6,12 @@
 //! so a reader always sees what was recorded before it asked.
 
 use serde::Serialize;
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::writer::{Alone, WriteFuture, Writer};
+use super::raw::{Db, Value};
+use super::writer::{Alone, Writer};
 use super::{Result, Store};
 use crate::domain::{ActorRole, Millis, now_millis};
 use crate::secrets::Redactor;
@@ -170,7 +171,7 @@ static INSERTS: std::sync::LazyLock<[(usize, String); 4]> = std::sync::LazyLock:
     [64, 16, 4, 1].map(|size| {
         let places: Vec<String> = (0..size)
             .map(|i| {
-                let columns: Vec<String> = (1..=9).map(|c| format!("${}", i * 9 + c)).collect();
+                let columns: Vec<String> = (1..=9).map(|c| format!("?{}", i * 9 + c)).collect();
                 format!("({})", columns.join(", "))
             })
             .collect();
@@ -185,11 +186,11 @@ static INSERTS: std::sync::LazyLock<[(usize, String); 4]> = std::sync::LazyLock:
 
 /// Writes the batch; with `announce`, returns the entries as stored (ids, redacted text) for
 /// live views.
-fn write_batch<'a>(
-    (batch, announce): &'a (Vec<(NewActivity, Millis)>, bool),
-    conn: &'a mut SqliteConnection,
-) -> WriteFuture<'a, Vec<ActivityEntry>> {
-    Box::pin(async move {
+fn write_batch(
+    (batch, announce): &(Vec<(NewActivity, Millis)>, bool),
+    db: &mut Db,
+) -> Result<Vec<ActivityEntry>> {
+    {
         // Secret values never reach the feed on disk.
         let redactor = Redactor::global();
         // Each entry as stored, with its detail as the text stored.
@@ -226,25 +227,26 @@ fn write_batch<'a>(
                 .unwrap_or(&INSERTS[INSERTS.len() - 1]);
             let (chunk, after) = rest.split_at(*size);
             rest = after;
-            let mut query = sqlx::query(sql);
+            let mut params: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 9);
             for (row, detail) in chunk {
-                query = query
-                    .bind(row.at)
-                    .bind(&row.kind)
-                    .bind(&row.actor)
-                    .bind(&row.role)
-                    .bind(&row.agent)
-                    .bind(&row.instance)
-                    .bind(row.conversation_id)
-                    .bind(&row.summary)
-                    .bind(detail);
+                params.extend::<[Value<'_>; 9]>([
+                    row.at.into(),
+                    (&row.kind).into(),
+                    (&row.actor).into(),
+                    (&row.role).into(),
+                    (&row.agent).into(),
+                    (&row.instance).into(),
+                    row.conversation_id.into(),
+                    (&row.summary).into(),
+                    detail.into(),
+                ]);
             }
-            let done = query.execute(&mut *conn).await?;
+            db.execute(sql.as_str(), &params)?;
             if !*announce {
                 continue;
             }
             // A rowid table numbers the rows of one statement one after another.
-            let first = done.last_insert_rowid() - chunk.len() as i64 + 1;
+            let first = db.last_insert_rowid() - chunk.len() as i64 + 1;
             for (i, (row, detail)) in chunk.iter().enumerate() {
                 let mut entry = row.clone();
                 entry.id = first + i as i64;
@@ -253,7 +255,7 @@ fn write_batch<'a>(
             }
         }
         Ok(written)
-    })
+    }
 }
 
 impl Store {

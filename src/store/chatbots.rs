@@ -5,7 +5,8 @@ use sqlx::Row;
 
 use sqlx::SqliteConnection;
 
-use super::writer::{Alone, WriteFuture};
+use super::raw::{Columns, Db};
+use super::writer::Alone;
 use super::{Result, Store, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
@@ -282,26 +283,23 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
-            "SELECT id, chat_id, thread_id, kind, text FROM outbox WHERE channel = $1 AND id > $2 \
-             ORDER BY id LIMIT $3",
-        )
-        .bind(channel)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    chat_id: r.try_get("chat_id")?,
-                    thread_id: r.try_get("thread_id")?,
-                    kind: r.try_get("kind")?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect()
+        // Every delivery round reads it: a read of the hot path.
+        self.inline.read(|db| {
+            db.query_map(
+                "SELECT id, chat_id, thread_id, kind, text FROM outbox WHERE channel = ?1 \
+                 AND id > ?2 ORDER BY id LIMIT ?3",
+                &[channel.into(), after.into(), limit.into()],
+                |r| {
+                    Ok(OutboxRow {
+                        id: r.column("id")?,
+                        chat_id: r.column("chat_id")?,
+                        thread_id: r.column("thread_id")?,
+                        kind: r.column("kind")?,
+                        text: r.column("text")?,
+                    })
+                },
+            )
+        })
     }
 
     /// Messages waiting over all channels.
@@ -432,36 +430,30 @@ struct Received {
 }
 
 /// The ids of the updates that were new.
-fn insert_updates<'a>(
-    r: &'a Received,
-    conn: &'a mut SqliteConnection,
-) -> WriteFuture<'a, Vec<i64>> {
-    Box::pin(async move {
-        let mut fresh = Vec::new();
-        for (id, payload) in &r.updates {
-            let done = sqlx::query(
-                "INSERT INTO inbound_updates (channel, update_id, payload, received_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(&r.channel)
-            .bind(id)
-            .bind(payload)
-            .bind(r.at)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 1 {
-                fresh.push(*id);
-            }
+fn insert_updates(r: &Received, db: &mut Db) -> Result<Vec<i64>> {
+    let mut fresh = Vec::new();
+    for (id, payload) in &r.updates {
+        let inserted = db.execute(
+            "INSERT INTO inbound_updates (channel, update_id, payload, received_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            &[
+                (&r.channel).into(),
+                (*id).into(),
+                payload.into(),
+                r.at.into(),
+            ],
+        )?;
+        if inserted == 1 {
+            fresh.push(*id);
         }
-        if let Some(offset) = r.next_offset {
-            sqlx::query("UPDATE bots SET poll_offset = MAX(poll_offset, $2) WHERE channel = $1")
-                .bind(&r.channel)
-                .bind(offset)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(fresh)
-    })
+    }
+    if let Some(offset) = r.next_offset {
+        db.execute(
+            "UPDATE bots SET poll_offset = MAX(poll_offset, ?2) WHERE channel = ?1",
+            &[(&r.channel).into(), offset.into()],
+        )?;
+    }
+    Ok(fresh)
 }
 
 /// An answer with what it settles.
@@ -474,63 +466,60 @@ struct Settled {
     at: Millis,
 }
 
-fn settle_rows<'a>(s: &'a Settled, conn: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
-    Box::pin(async move {
-        if let Some((chat_id, thread_id)) = &s.live {
-            sqlx::query(
-                "DELETE FROM live_replies WHERE channel = $1 AND chat_id = $2 AND thread_id = $3",
-            )
-            .bind(&s.channel)
-            .bind(chat_id)
-            .bind(thread_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        for update_id in &s.update_ids {
-            sqlx::query(
-                "UPDATE inbound_updates SET state = 'done', payload = '' \
-                 WHERE channel = $1 AND update_id = $2",
-            )
-            .bind(&s.channel)
-            .bind(update_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        insert_outbox_at(conn, &s.channel, &s.answer, s.at).await
-    })
+fn settle_rows(s: &Settled, db: &mut Db) -> Result<()> {
+    if let Some((chat_id, thread_id)) = &s.live {
+        db.execute(
+            "DELETE FROM live_replies WHERE channel = ?1 AND chat_id = ?2 AND thread_id = ?3",
+            &[(&s.channel).into(), chat_id.into(), thread_id.into()],
+        )?;
+    }
+    for update_id in &s.update_ids {
+        db.execute(
+            "UPDATE inbound_updates SET state = 'done', payload = '' \
+             WHERE channel = ?1 AND update_id = ?2",
+            &[(&s.channel).into(), (*update_id).into()],
+        )?;
+    }
+    for m in &s.answer {
+        db.execute(
+            INSERT_OUTBOX,
+            &[
+                (&s.channel).into(),
+                (&m.chat_id).into(),
+                (&m.thread_id).into(),
+                m.kind.into(),
+                (&m.text).into(),
+                s.at.into(),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// ([channel, chat id, thread id, message id], when).
-fn insert_live_reply<'a>(
-    (shown, at): &'a ([String; 4], Millis),
-    conn: &'a mut SqliteConnection,
-) -> WriteFuture<'a, ()> {
-    Box::pin(async move {
-        let [channel, chat_id, thread_id, message_id] = shown;
-        sqlx::query(
-            "INSERT INTO live_replies (channel, chat_id, thread_id, message_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(channel)
-        .bind(chat_id)
-        .bind(thread_id)
-        .bind(message_id)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    })
+fn insert_live_reply((shown, at): &([String; 4], Millis), db: &mut Db) -> Result<()> {
+    let [channel, chat_id, thread_id, message_id] = shown;
+    db.execute(
+        "INSERT INTO live_replies (channel, chat_id, thread_id, message_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        &[
+            channel.into(),
+            chat_id.into(),
+            thread_id.into(),
+            message_id.into(),
+            (*at).into(),
+        ],
+    )?;
+    Ok(())
 }
 
-fn delete_outbox_row<'a>(id: &'a i64, conn: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
-    Box::pin(async move {
-        sqlx::query("DELETE FROM outbox WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    })
+fn delete_outbox_row(id: &i64, db: &mut Db) -> Result<()> {
+    db.execute("DELETE FROM outbox WHERE id = ?1", &[(*id).into()])?;
+    Ok(())
 }
+
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (channel, chat_id, thread_id, kind, text, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 async fn insert_outbox(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -547,18 +536,15 @@ async fn insert_outbox_at(
     now: Millis,
 ) -> Result<()> {
     for m in messages {
-        sqlx::query(
-            "INSERT INTO outbox (channel, chat_id, thread_id, kind, text, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(channel)
-        .bind(&m.chat_id)
-        .bind(&m.thread_id)
-        .bind(m.kind)
-        .bind(&m.text)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_OUTBOX)
+            .bind(channel)
+            .bind(&m.chat_id)
+            .bind(&m.thread_id)
+            .bind(m.kind)
+            .bind(&m.text)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

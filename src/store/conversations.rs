@@ -1,9 +1,10 @@
 //! Bindings (chat -> agent), conversations and their messages.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::writer::{Alone, WriteFuture};
+use super::raw::Columns;
+use super::raw::Db;
+use super::writer::Alone;
 use super::{Result, Store, StoreError};
 use crate::domain::{ChatRef, ImagePart, Millis, Role, StoredMessage, ToolCall, now_millis};
 use crate::secrets::Redactor;
@@ -45,65 +46,50 @@ impl NewMessage {
     }
 }
 
-fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
+fn conversation_from_row(row: &impl Columns) -> Result<Conversation> {
     Ok(Conversation {
-        id: row.try_get("id")?,
-        agent: row.try_get("agent")?,
+        id: row.column("id")?,
+        agent: row.column("agent")?,
         chat: ChatRef {
-            channel: row.try_get("channel")?,
-            chat_id: row.try_get("chat_id")?,
-            thread_id: row.try_get("thread_id")?,
+            channel: row.column("channel")?,
+            chat_id: row.column("chat_id")?,
+            thread_id: row.column("thread_id")?,
         },
-        created_at: row.try_get("created_at")?,
-        summary: row.try_get("summary")?,
-        summary_upto: row.try_get("summary_upto")?,
+        created_at: row.column("created_at")?,
+        summary: row.column("summary")?,
+        summary_upto: row.column("summary_upto")?,
     })
 }
 
-fn message_from_row(row: &SqliteRow) -> Result<StoredMessage> {
-    let role: String = row.try_get("role")?;
+fn message_from_row(row: &impl Columns) -> Result<StoredMessage> {
+    let role: String = row.column("role")?;
     let role = Role::parse(&role)
         .ok_or_else(|| StoreError::Conflict(format!("unknown message role {role:?}")))?;
-    let tool_calls: Option<String> = row.try_get("tool_calls")?;
-    let tool_calls = match tool_calls {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| StoreError::Conflict(format!("stored tool calls are unreadable: {e}")))?,
-        None => Vec::new(),
-    };
+    let tool_calls: Option<String> = row.column("tool_calls")?;
+    let tool_calls = parse_tool_calls(tool_calls.as_deref())?;
     Ok(StoredMessage {
-        id: row.try_get("id")?,
+        id: row.column("id")?,
         role,
-        content: row.try_get("content")?,
+        content: row.column("content")?,
         tool_calls,
-        tool_call_id: row.try_get("tool_call_id")?,
-        tool_name: row.try_get("tool_name")?,
-        is_error: row.try_get::<i64, _>("is_error")? != 0,
-        created_at: row.try_get("created_at")?,
+        tool_call_id: row.column("tool_call_id")?,
+        tool_name: row.column("tool_name")?,
+        is_error: row.column::<i64>("is_error")? != 0,
+        created_at: row.column("created_at")?,
         images: Vec::new(),
     })
 }
 
-/// Stores a message's images in the transaction that stored the message.
-async fn insert_images(
-    tx: &mut sqlx::SqliteConnection,
-    message_id: i64,
-    images: &[ImagePart],
-) -> Result<()> {
-    for (position, image) in images.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO message_images (message_id, position, media_type, label, data) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(message_id)
-        .bind(position as i64)
-        .bind(&image.media_type)
-        .bind(&image.label)
-        .bind(&image.data)
-        .execute(&mut *tx)
-        .await?;
+fn parse_tool_calls(json: Option<&str>) -> Result<Vec<ToolCall>> {
+    match json {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Conflict(format!("stored tool calls are unreadable: {e}"))),
+        None => Ok(Vec::new()),
     }
-    Ok(())
 }
+
+const INSERT_IMAGE: &str = "INSERT INTO message_images (message_id, position, media_type, label, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// A message as it is written (redacted).
 struct MessageRow {
@@ -146,32 +132,54 @@ fn message_row(
     Ok((Alone::statements(1 + message.images.len()), row))
 }
 
-fn insert_message<'a>(
-    m: &'a MessageRow,
-    conn: &'a mut sqlx::SqliteConnection,
-) -> WriteFuture<'a, StoredMessage> {
-    Box::pin(async move {
-        let row = sqlx::query(
-            "INSERT INTO messages \
-             (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, images) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
-        )
-        .bind(m.conversation_id)
-        .bind(m.role.as_str())
-        .bind(&m.content)
-        .bind(&m.tool_calls)
-        .bind(&m.tool_call_id)
-        .bind(&m.tool_name)
-        .bind(i64::from(m.is_error))
-        .bind(m.at)
-        .bind(m.images.len() as i64)
-        .fetch_one(&mut *conn)
-        .await?;
-        let mut stored = message_from_row(&row)?;
-        insert_images(conn, stored.id, &m.images).await?;
-        stored.images = m.images.clone();
-        Ok(stored)
+fn insert_message(m: &MessageRow, db: &mut Db) -> Result<StoredMessage> {
+    db.execute(
+        "INSERT INTO messages \
+         (conversation_id, role, content, tool_calls, tool_call_id, tool_name, is_error, created_at, images) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &[
+            m.conversation_id.into(),
+            m.role.as_str().into(),
+            (&m.content).into(),
+            (&m.tool_calls).into(),
+            (&m.tool_call_id).into(),
+            (&m.tool_name).into(),
+            m.is_error.into(),
+            m.at.into(),
+            (m.images.len() as i64).into(),
+        ],
+    )?;
+    let id = db.last_insert_rowid();
+    insert_images(db, id, &m.images)?;
+    // The message as a read gives it back.
+    Ok(StoredMessage {
+        id,
+        role: m.role,
+        content: m.content.clone(),
+        tool_calls: parse_tool_calls(m.tool_calls.as_deref())?,
+        tool_call_id: m.tool_call_id.clone(),
+        tool_name: m.tool_name.clone(),
+        is_error: m.is_error,
+        created_at: m.at,
+        images: m.images.clone(),
     })
+}
+
+/// Stores a message's images in the transaction that stores the message.
+fn insert_images(db: &mut Db, message_id: i64, images: &[ImagePart]) -> Result<()> {
+    for (position, image) in images.iter().enumerate() {
+        db.execute(
+            INSERT_IMAGE,
+            &[
+                message_id.into(),
+                (position as i64).into(),
+                (&image.media_type).into(),
+                (&image.label).into(),
+                image.data.as_slice().into(),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// What a person said, as it is written (redacted).
@@ -184,28 +192,23 @@ struct UserRow {
 }
 
 /// Whether the message was new (one with a receipt already stored is not stored again).
-fn insert_user_message<'a>(
-    m: &'a UserRow,
-    conn: &'a mut sqlx::SqliteConnection,
-) -> WriteFuture<'a, bool> {
-    Box::pin(async move {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \
-             VALUES ($1, 'user', $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(m.conversation_id)
-        .bind(&m.content)
-        .bind(m.receipt)
-        .bind(m.at)
-        .bind(m.images.len() as i64)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(id) = id else {
-            return Ok(false);
-        };
-        insert_images(conn, id, &m.images).await?;
-        Ok(true)
-    })
+fn insert_user_message(m: &UserRow, db: &mut Db) -> Result<bool> {
+    let id = db.query_i64(
+        "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \
+         VALUES (?1, 'user', ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING id",
+        &[
+            m.conversation_id.into(),
+            (&m.content).into(),
+            m.receipt.into(),
+            m.at.into(),
+            (m.images.len() as i64).into(),
+        ],
+    )?;
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    insert_images(db, id, &m.images)?;
+    Ok(true)
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -216,10 +219,10 @@ const CONVERSATION_COLUMNS: &str =
 static BOUND_CONVERSATION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH a (bound) AS (SELECT COALESCE(\
-           (SELECT agent FROM bindings WHERE channel = $1 AND chat_id = $2 AND thread_id = $3), \
-           (SELECT default_agent FROM bots WHERE channel = $1), $4)) \
+           (SELECT agent FROM bindings WHERE channel = ?1 AND chat_id = ?2 AND thread_id = ?3), \
+           (SELECT default_agent FROM bots WHERE channel = ?1), ?4)) \
          SELECT a.bound, {} FROM a LEFT JOIN conversations c ON c.id = \
-         (SELECT id FROM conversations WHERE channel = $1 AND chat_id = $2 AND thread_id = $3 \
+         (SELECT id FROM conversations WHERE channel = ?1 AND chat_id = ?2 AND thread_id = ?3 \
           AND agent = a.bound AND closed_at IS NULL ORDER BY id DESC LIMIT 1)",
         CONVERSATION_COLUMNS
             .split(", ")
@@ -355,18 +358,25 @@ impl Store {
         chat: &ChatRef,
         fallback: &str,
     ) -> Result<Conversation> {
-        let row = sqlx::query(&BOUND_CONVERSATION)
-            .bind(&chat.channel)
-            .bind(&chat.chat_id)
-            .bind(&chat.thread_id)
-            .bind(fallback)
-            .fetch_one(&mut *self.reader().await?)
-            .await?;
-        if row.try_get::<Option<i64>, _>("id")?.is_some() {
-            return conversation_from_row(&row);
+        let params = [
+            (&chat.channel).into(),
+            (&chat.chat_id).into(),
+            (&chat.thread_id).into(),
+            fallback.into(),
+        ];
+        let found = self.inline.read(|db| {
+            db.query_map(BOUND_CONVERSATION.as_str(), &params, |row| {
+                Ok(match row.column::<Option<i64>>("id")? {
+                    Some(_) => Ok(conversation_from_row(row)?),
+                    None => Err(row.column::<String>("bound")?),
+                })
+            })
+        })?;
+        match found.into_iter().next() {
+            Some(Ok(open)) => Ok(open),
+            Some(Err(agent)) => self.create_conversation(chat, &agent).await,
+            None => Err(StoreError::NotFound("row".into())),
         }
-        let agent: String = row.try_get("bound")?;
-        self.create_conversation(chat, &agent).await
     }
 
     /// One conversation by id, open or closed.
@@ -463,44 +473,44 @@ impl Store {
         conversation_id: i64,
         after_id: i64,
     ) -> Result<Vec<StoredMessage>> {
-        let rows = sqlx::query(
-            "SELECT * FROM messages WHERE conversation_id = $1 AND id > $2 ORDER BY id",
-        )
-        .bind(conversation_id)
-        .bind(after_id)
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        let mut messages = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let with_images = rows
-            .iter()
-            .filter(|r| r.try_get::<i64, _>("images").unwrap_or(0) > 0)
-            .count();
-        if with_images > 0 {
-            let images = sqlx::query(
+        let params = [conversation_id.into(), after_id.into()];
+        self.inline.read(|db| {
+            let mut with_images = 0;
+            let mut messages = db.query_map(
+                "SELECT * FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id",
+                &params,
+                |row| {
+                    if row.column::<i64>("images")? > 0 {
+                        with_images += 1;
+                    }
+                    message_from_row(row)
+                },
+            )?;
+            if with_images == 0 {
+                return Ok(messages);
+            }
+            let images = db.query_map(
                 "SELECT i.message_id, i.media_type, i.label, i.data FROM message_images i \
                  JOIN messages m ON m.id = i.message_id \
-                 WHERE m.conversation_id = $1 AND m.id > $2 AND m.images > 0 \
+                 WHERE m.conversation_id = ?1 AND m.id > ?2 AND m.images > 0 \
                  ORDER BY i.message_id, i.position",
-            )
-            .bind(conversation_id)
-            .bind(after_id)
-            .fetch_all(&mut *self.reader().await?)
-            .await?;
-            for row in images {
-                let id: i64 = row.try_get("message_id")?;
+                &params,
+                |row| {
+                    let image = ImagePart {
+                        media_type: row.column("media_type")?,
+                        label: row.column("label")?,
+                        data: row.column("data")?,
+                    };
+                    Ok((row.column::<i64>("message_id")?, image))
+                },
+            )?;
+            for (id, image) in images {
                 if let Some(m) = messages.iter_mut().find(|m| m.id == id) {
-                    m.images.push(ImagePart {
-                        media_type: row.try_get("media_type")?,
-                        label: row.try_get("label")?,
-                        data: row.try_get("data")?,
-                    });
+                    m.images.push(image);
                 }
             }
-        }
-        Ok(messages)
+            Ok(messages)
+        })
     }
 
     /// The session of the CLI that thinks for this conversation's agent, if one was started.

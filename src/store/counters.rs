@@ -41,14 +41,19 @@ pub async fn install(conn: &mut SqliteConnection, writer: bool) -> Result<(), sq
             true
         });
     }
+    install_raw(handle.as_raw_handle());
+    Ok(())
+}
+
+/// Counts the statements of a connection (one of sqlx's, or one of our own: `raw.rs`).
+pub(super) fn install_raw(handle: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
     // SAFETY: the handle is a live connection; the callback touches only static counters.
     unsafe {
         libsqlite3_sys::sqlite3_trace_v2(
-            handle.as_raw_handle().as_ptr(),
+            handle.as_ptr(),
             libsqlite3_sys::SQLITE_TRACE_STMT as u32,
             Some(on_trace),
             std::ptr::null_mut(),
         );
     }
-    Ok(())
 }

@@ -1,8 +1,8 @@
 //! Stored instances: the settings each container is created from, and its last known status.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
+use super::raw::Columns;
 use super::{Result, Store, StoreError, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
@@ -60,24 +60,24 @@ pub struct InstanceRecord {
     pub host: String,
 }
 
-fn record_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
-    let tags: String = row.try_get("tags")?;
-    let status: String = row.try_get("status")?;
+fn record_from_row(row: &impl Columns) -> Result<InstanceRecord> {
+    let tags: String = row.column("tags")?;
+    let status: String = row.column("status")?;
     Ok(InstanceRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        image: row.try_get("image")?,
-        memory_mb: row.try_get("memory_mb")?,
-        cpus: row.try_get("cpus")?,
-        pids_limit: row.try_get("pids_limit")?,
-        network: row.try_get("network")?,
+        id: row.column("id")?,
+        name: row.column("name")?,
+        image: row.column("image")?,
+        memory_mb: row.column("memory_mb")?,
+        cpus: row.column("cpus")?,
+        pids_limit: row.column("pids_limit")?,
+        network: row.column("network")?,
         tags: split_tags(&tags),
-        project: row.try_get("project")?,
-        agent: row.try_get("agent")?,
+        project: row.column("project")?,
+        agent: row.column("agent")?,
         status: InstanceStatus::parse(&status),
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        host: row.try_get("host")?,
+        last_error: row.column("last_error")?,
+        created_at: row.column("created_at")?,
+        host: row.column("host")?,
     })
 }
 
@@ -140,10 +140,12 @@ impl Store {
     }
 
     pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>> {
-        let rows = sqlx::query("SELECT * FROM instances ORDER BY name")
-            .fetch_all(&mut *self.reader().await?)
-            .await?;
-        rows.iter().map(record_from_row).collect()
+        // Operator reads it at every turn: a read of the hot path.
+        self.inline.read(|db| {
+            db.query_map("SELECT * FROM instances ORDER BY name", &[], |row| {
+                record_from_row(row)
+            })
+        })
     }
 
     /// Sets the status; `error` replaces the last error (None clears it).

@@ -1,8 +1,6 @@
 //! Background jobs: who started what where, and how it ended.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
+use super::raw::Columns;
 use super::{Result, Store, chat_columns, chat_from_row};
 use crate::domain::{ChatRef, Millis, now_millis};
 
@@ -66,23 +64,23 @@ pub struct JobRecord {
     pub finished_at: Option<Millis>,
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
-    let status: String = row.try_get("status")?;
+fn job_from_row(row: &impl Columns) -> Result<JobRecord> {
+    let status: String = row.column("status")?;
     Ok(JobRecord {
-        id: row.try_get("id")?,
-        instance: row.try_get("instance")?,
-        agent: row.try_get("agent")?,
-        conversation_id: row.try_get("conversation_id")?,
+        id: row.column("id")?,
+        instance: row.column("instance")?,
+        agent: row.column("agent")?,
+        conversation_id: row.column("conversation_id")?,
         chat: chat_from_row(row)?,
-        caller: row.try_get("caller")?,
-        caller_is_owner: row.try_get::<i64, _>("caller_is_owner")? != 0,
-        command: row.try_get("command")?,
-        timeout_secs: row.try_get("timeout_secs")?,
+        caller: row.column("caller")?,
+        caller_is_owner: row.column::<i64>("caller_is_owner")? != 0,
+        command: row.column("command")?,
+        timeout_secs: row.column("timeout_secs")?,
         status: JobStatus::parse(&status),
-        exit_code: row.try_get("exit_code")?,
-        last_line: row.try_get("last_line")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
+        exit_code: row.column("exit_code")?,
+        last_line: row.column("last_line")?,
+        started_at: row.column("started_at")?,
+        finished_at: row.column("finished_at")?,
     })
 }
 
@@ -114,17 +112,19 @@ impl Store {
     pub async fn running_and_last_failed_jobs(
         &self,
     ) -> Result<(Vec<JobRecord>, Option<JobRecord>)> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE status = 'running' OR id = \
-             (SELECT id FROM jobs WHERE status IN ('failed', 'lost') ORDER BY id DESC LIMIT 1) \
-             ORDER BY id",
-        )
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
+        // Operator reads it at every turn: a read of the hot path.
+        let jobs = self.inline.read(|db| {
+            db.query_map(
+                "SELECT * FROM jobs WHERE status = 'running' OR id = \
+                 (SELECT id FROM jobs WHERE status IN ('failed', 'lost') ORDER BY id DESC LIMIT 1) \
+                 ORDER BY id",
+                &[],
+                |row| job_from_row(row),
+            )
+        })?;
         let mut running = Vec::new();
         let mut failed = None;
-        for row in &rows {
-            let job = job_from_row(row)?;
+        for job in jobs {
             if job.status == JobStatus::Running {
                 running.push(job);
             } else {

@@ -14,6 +14,7 @@ mod evolve;
 mod instances;
 mod jobs;
 mod mcp;
+mod raw;
 mod readers;
 mod secrets;
 mod skills;
@@ -207,6 +208,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    /// An error SQLite gave a statement run on the raw handle (`raw.rs`).
+    #[error("database error: {0}")]
+    Sqlite(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -231,6 +235,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     read: readers::Readers,
+    /// The hot path's reads, run where they are called.
+    inline: readers::Inline,
     write: SqlitePool,
     /// Group commit of the hot path's writes.
     writer: writer::Writer,
@@ -272,11 +278,13 @@ impl Store {
         let read = readers::Readers::open(options.read_only(true), 3)
             .await
             .map_err(StoreError::Db)?;
+        let inline = readers::Inline::new(path);
         let live = activity::live_channel();
         let writer = writer::Writer::spawn(write.clone());
         let activity = activity::spawn_writer(writer.clone(), live.clone());
         Ok(Self {
             read,
+            inline,
             write,
             writer,
             activity,
@@ -388,6 +396,7 @@ impl Store {
         self.flush_activity().await;
         self.writer.flush().await;
         self.read.close().await;
+        self.inline.close();
         self.write.close().await;
     }
 }
@@ -420,18 +429,15 @@ pub(crate) fn touched(rows: u64, what: impl FnOnce() -> String) -> Result<()> {
 }
 
 /// An optional chat stored as `channel`, `chat_id`, `thread_id` columns (empty channel: none).
-pub(crate) fn chat_from_row(
-    row: &sqlx::sqlite::SqliteRow,
-) -> Result<Option<crate::domain::ChatRef>> {
-    use sqlx::Row;
-    let channel: String = row.try_get("channel")?;
+fn chat_from_row(row: &impl raw::Columns) -> Result<Option<crate::domain::ChatRef>> {
+    let channel: String = row.column("channel")?;
     if channel.is_empty() {
         return Ok(None);
     }
     Ok(Some(crate::domain::ChatRef {
         channel,
-        chat_id: row.try_get("chat_id")?,
-        thread_id: row.try_get("thread_id")?,
+        chat_id: row.column("chat_id")?,
+        thread_id: row.column("thread_id")?,
     }))
 }
 

@@ -9,7 +9,10 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::Connection;
@@ -17,6 +20,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::counters;
+use super::raw::{Conn, Db};
+use super::{Result, StoreError};
 
 /// Up to `size` read connections, cheap to clone.
 #[derive(Clone)]
@@ -130,6 +135,73 @@ impl Drop for Reader {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(conn);
         }
+    }
+}
+
+/// The hot path's reads (a turn's conversation, history and fleet): run where they are called,
+/// on read-only connections of our own (`raw.rs`), with no thread round trip. Such a read is
+/// short (an indexed lookup, a conversation's messages since its summary); it blocks its
+/// thread for that long. There are as many connections as reads have ever run at once, at
+/// most [`INLINE_IDLE`] kept.
+#[derive(Clone)]
+pub(super) struct Inline {
+    inner: Arc<InlineInner>,
+}
+
+/// Idle inline connections kept; a read beyond opens one of its own.
+const INLINE_IDLE: usize = 4;
+
+struct InlineInner {
+    path: PathBuf,
+    idle: Mutex<Vec<Conn>>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for Inline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inline")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inline {
+    pub(super) fn new(path: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(InlineInner {
+                path,
+                idle: Mutex::new(Vec::with_capacity(INLINE_IDLE)),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Runs `read` on a connection; fails at once after [`Inline::close`].
+    pub(super) fn read<T>(&self, read: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Db(sqlx::Error::PoolClosed));
+        }
+        let idle = self.idle().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => Conn::open_read_only(&self.inner.path, Duration::from_secs(10))?,
+        };
+        let out = read(conn.db());
+        let mut idle = self.idle();
+        if !self.inner.closed.load(Ordering::Acquire) && idle.len() < INLINE_IDLE {
+            idle.push(conn);
+        }
+        out
+    }
+
+    /// Closes the idle connections; later reads fail.
+    pub(super) fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.idle().clear();
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

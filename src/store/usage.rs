@@ -22,32 +22,27 @@ pub struct NewUsage {
     pub estimated: bool,
 }
 
-fn insert_usage<'a>(
-    u: &'a NewUsage,
-    conn: &'a mut sqlx::SqliteConnection,
-) -> super::writer::WriteFuture<'a, ()> {
-    Box::pin(async move {
-        sqlx::query(
-            "INSERT INTO usage (at, agent, conversation_id, source, provider, model, input_tokens, \
-             output_tokens, cache_read, cache_write, cost_usd, estimated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(u.at)
-        .bind(&u.agent)
-        .bind(u.conversation_id)
-        .bind(&u.source)
-        .bind(&u.provider)
-        .bind(&u.model)
-        .bind(u.input_tokens as i64)
-        .bind(u.output_tokens as i64)
-        .bind(u.cache_read as i64)
-        .bind(u.cache_write as i64)
-        .bind(u.cost_usd)
-        .bind(i64::from(u.estimated))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    })
+fn insert_usage(u: &NewUsage, db: &mut super::raw::Db) -> Result<()> {
+    db.execute(
+        "INSERT INTO usage (at, agent, conversation_id, source, provider, model, input_tokens, \
+         output_tokens, cache_read, cache_write, cost_usd, estimated) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        &[
+            u.at.into(),
+            (&u.agent).into(),
+            u.conversation_id.into(),
+            (&u.source).into(),
+            (&u.provider).into(),
+            (&u.model).into(),
+            (u.input_tokens as i64).into(),
+            (u.output_tokens as i64).into(),
+            (u.cache_read as i64).into(),
+            (u.cache_write as i64).into(),
+            u.cost_usd.into(),
+            u.estimated.into(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Usage summed over a group (an agent, a model, a day, or everything).

@@ -3,17 +3,21 @@
 //! and tells each caller only once that transaction is durable. Under load many chats' writes
 //! share one commit (one fsync); alone, a write costs what it did before.
 //!
+//! A batch runs on the write connection's raw handle, locked once for the batch (`raw.rs`):
+//! one round trip to sqlx's connection thread per batch instead of two per statement. The
+//! task blocks its thread for the batch (its statements and the commit's fsync).
+//!
 //! A batch in which any write fails is rolled back whole and its writes are run again one by
 //! one, each in its own transaction, so each caller gets its own result and one bad write never
 //! takes another caller's with it. Writes are plain functions of their data, so running one
 //! again is running it afresh.
 
 use std::future::Future;
-use std::pin::Pin;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::raw::Db;
 use super::{Result, StoreError};
 
 /// Most writes run in one transaction.
@@ -23,10 +27,8 @@ const BATCH: usize = 128;
 /// someone does wait for, to share its commit instead of making one of their own.
 const LAZY_FOR: std::time::Duration = std::time::Duration::from_millis(50);
 
-pub type WriteFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
-
 /// A write: a plain function of its data and the connection (inside a transaction, or alone).
-pub type WriteFn<D, T> = for<'a> fn(&'a D, &'a mut SqliteConnection) -> WriteFuture<'a, T>;
+pub type WriteFn<D, T> = fn(&D, &mut Db) -> Result<T>;
 
 /// How a write runs when no other write is waiting.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ impl Alone {
 
 trait Job: Send {
     /// Runs the write; whether it succeeded (the result is kept for `finish`).
-    fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool>;
+    fn run(&mut self, db: &mut Db) -> bool;
     fn alone(&self) -> Alone;
     /// Nobody waits for it right now: it may wait for company.
     fn lazy(&self) -> bool;
@@ -68,13 +70,11 @@ struct Typed<D, T> {
 }
 
 impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
-    fn run<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> WriteFuture<'a, bool> {
-        Box::pin(async move {
-            let out = (self.write)(&self.data, conn).await;
-            let ok = out.is_ok();
-            self.out = Some(out);
-            Ok(ok)
-        })
+    fn run(&mut self, db: &mut Db) -> bool {
+        let out = (self.write)(&self.data, db);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
     }
 
     fn alone(&self) -> Alone {
@@ -241,18 +241,28 @@ impl Writer {
     }
 }
 
-fn nothing<'a>(_: &'a (), _: &'a mut SqliteConnection) -> WriteFuture<'a, ()> {
-    Box::pin(async { Ok(()) })
+fn nothing(_: &(), _: &mut Db) -> Result<()> {
+    Ok(())
 }
 
 async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return fail(batch, &e),
+    };
+    let mut handle = match conn.lock_handle().await {
+        Ok(handle) => handle,
+        Err(e) => return fail(batch, &e),
+    };
+    // SAFETY: the handle stays locked until `db` (and every statement on it) is gone.
+    let mut db = unsafe { Db::new(handle.as_raw_handle()) };
     if batch.len() == 1 {
         if let Some(job) = batch.pop() {
-            run_alone(pool, job).await;
+            run_alone(&mut db, job);
         }
         return;
     }
-    match run_together(pool, batch).await {
+    match run_together(&mut db, batch) {
         Ok(true) => {
             for job in batch.drain(..) {
                 job.finish(Ok(()));
@@ -261,41 +271,65 @@ async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
         // A write failed, or the transaction did: each runs again on its own.
         Ok(false) | Err(_) => {
             for job in batch.drain(..) {
-                run_alone(pool, job).await;
+                run_alone(&mut db, job);
             }
         }
     }
 }
 
+/// Every write of the batch fails with the connection's error.
+fn fail(batch: &mut Vec<Box<dyn Job>>, e: &sqlx::Error) {
+    for job in batch.drain(..) {
+        job.finish(Err(StoreError::Sqlite(e.to_string())));
+    }
+}
+
 /// Runs every write in one transaction; commits only when all succeeded.
-async fn run_together(pool: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<bool> {
-    let mut tx = pool.begin().await?;
+fn run_together(db: &mut Db, batch: &mut [Box<dyn Job>]) -> Result<bool> {
+    db.exec(c"BEGIN")?;
     for job in batch.iter_mut() {
-        if !job.run(&mut tx).await? {
-            tx.rollback().await?;
+        if !job.run(db) {
+            rollback(db);
             return Ok(false);
         }
     }
-    tx.commit().await?;
+    commit(db)?;
     Ok(true)
 }
 
-async fn run_alone(pool: &SqlitePool, mut job: Box<dyn Job>) {
-    let committed = async {
+fn run_alone(db: &mut Db, mut job: Box<dyn Job>) {
+    let committed = (|| {
         if job.alone() == Alone::OneStatement {
-            let mut conn = pool.acquire().await?;
-            job.run(&mut conn).await?;
+            job.run(db);
             return Ok(());
         }
-        let mut tx = pool.begin().await?;
-        if job.run(&mut tx).await? {
-            tx.commit().await?;
+        db.exec(c"BEGIN")?;
+        if job.run(db) {
+            commit(db)
+        } else {
+            // The caller gets its write's error.
+            rollback(db);
+            Ok(())
         }
-        // A failed write's transaction rolls back as it is dropped; the caller gets its error.
-        Ok(())
-    }
-    .await;
+    })();
     job.finish(committed);
+}
+
+/// Commits; a commit that fails leaves no transaction open behind it.
+fn commit(db: &mut Db) -> Result<()> {
+    let committed = db.exec(c"COMMIT");
+    if committed.is_err() {
+        rollback(db);
+    }
+    committed
+}
+
+fn rollback(db: &mut Db) {
+    if db.in_transaction()
+        && let Err(e) = db.exec(c"ROLLBACK")
+    {
+        tracing::error!("cannot roll a batch of writes back: {e}");
+    }
 }
 
 #[cfg(test)]
