@@ -212,7 +212,7 @@ mod tests {
     use crate::store::Store;
 
     /// More reads at once than connections all finish; a read whose future is dropped mid-way
-    /// leaves its connection usable; after close a read fails instead of waiting.
+    /// leaves its connection usable; after close a read (inline ones too) fails instead of waiting.
     #[tokio::test]
     async fn reads_share_three_connections_survive_cancellation_and_stop_at_close() {
         let dir = tempfile::tempdir().unwrap();
@@ -241,10 +241,17 @@ mod tests {
         let answered = tokio::time::timeout(Duration::from_secs(60), store.ping()).await;
         assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
 
+        // The hot path's inline reads too, on a connection of their own.
+        assert!(store.list_instances().await.unwrap().is_empty());
+
         store.close().await;
         let after = tokio::time::timeout(Duration::from_secs(5), store.ping())
             .await
             .expect("a read after close does not wait");
         assert!(after.is_err());
+        assert!(
+            store.list_instances().await.is_err(),
+            "inline reads stop too"
+        );
     }
 }
