@@ -3,9 +3,10 @@
 //! and tells each caller only once that transaction is durable. Under load many chats' writes
 //! share one commit (one fsync); alone, a write costs what it did before.
 //!
-//! A batch runs on the write connection's raw handle, locked once for the batch (`raw.rs`):
-//! one round trip to sqlx's connection thread per batch instead of two per statement. The
-//! task blocks its thread for the batch (its statements and the commit's fsync).
+//! A batch runs on the write connection's raw handle, locked once for the batch (`raw.rs`) and
+//! kept for up to eight batches that follow back to back: one round trip to sqlx's connection
+//! thread per run of batches instead of two per statement. The task blocks its thread for the
+//! batch (its statements and the commit's fsync).
 //!
 //! A batch in which any write fails is rolled back whole and its writes are run again one by
 //! one, each in its own transaction, so each caller gets its own result and one bad write never
@@ -22,6 +23,9 @@ use super::{Result, StoreError};
 
 /// Most writes run in one transaction.
 const BATCH: usize = 128;
+
+/// Batches run back to back on one locked handle at most (see [`run_batches`]).
+const HOLD: usize = 8;
 
 /// How long writes nobody waits for (activity entries, usage records) wait for a write that
 /// someone does wait for, to share its commit instead of making one of their own.
@@ -111,8 +115,14 @@ impl Writer {
         let (queue, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
         tokio::spawn(async move {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
+            loop {
+                // What a held run left (writes nobody waits for) goes first.
+                if batch.is_empty() {
+                    match rx.recv().await {
+                        Some(first) => batch.push(first),
+                        None => break,
+                    }
+                }
                 take_waiting(&mut rx, &mut batch);
                 if batch.iter().all(|job| job.lazy()) {
                     // Nobody waits for these: let a write someone waits for join them.
@@ -135,7 +145,7 @@ impl Writer {
                         }
                     }
                 }
-                run_batch(&pool, &mut batch).await;
+                run_batches(&pool, &mut rx, &mut batch).await;
             }
         });
         Self { queue }
@@ -245,7 +255,15 @@ fn nothing(_: &(), _: &mut Db) -> Result<()> {
     Ok(())
 }
 
-async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
+/// Runs the batch; then, while writes someone waits for keep arriving, the next batches on the
+/// same locked handle, up to [`HOLD`] in all: locking and handing the connection back (three
+/// round trips to sqlx's thread) are paid once for them, and a write through sqlx waits for
+/// the connection at most that long. A batch of writes nobody waits for is left in `batch`.
+async fn run_batches(
+    pool: &SqlitePool,
+    rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>,
+    batch: &mut Vec<Box<dyn Job>>,
+) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => return fail(batch, &e),
@@ -256,13 +274,23 @@ async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
     };
     // SAFETY: the handle stays locked until `db` (and every statement on it) is gone.
     let mut db = unsafe { Db::new(handle.as_raw_handle()) };
+    for _ in 0..HOLD {
+        run_batch(&mut db, batch);
+        take_waiting(rx, batch);
+        if batch.iter().all(|job| job.lazy()) {
+            return;
+        }
+    }
+}
+
+fn run_batch(db: &mut Db, batch: &mut Vec<Box<dyn Job>>) {
     if batch.len() == 1 {
         if let Some(job) = batch.pop() {
-            run_alone(&mut db, job);
+            run_alone(db, job);
         }
         return;
     }
-    match run_together(&mut db, batch) {
+    match run_together(db, batch) {
         Ok(true) => {
             for job in batch.drain(..) {
                 job.finish(Ok(()));
@@ -271,7 +299,7 @@ async fn run_batch(pool: &SqlitePool, batch: &mut Vec<Box<dyn Job>>) {
         // A write failed, or the transaction did: each runs again on its own.
         Ok(false) | Err(_) => {
             for job in batch.drain(..) {
-                run_alone(&mut db, job);
+                run_alone(db, job);
             }
         }
     }
