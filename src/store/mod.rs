@@ -14,6 +14,7 @@ mod evolve;
 mod instances;
 mod jobs;
 mod mcp;
+mod messages;
 mod raw;
 mod readers;
 mod secrets;
