@@ -12,6 +12,7 @@ mod metering;
 mod prompt;
 pub mod runtime;
 mod tools;
+mod toolset;
 mod turn;
 mod vision;
 

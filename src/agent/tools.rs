@@ -19,7 +19,7 @@ impl Runner {
         call: &ToolCall,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> (String, bool, Vec<ImagePart>) {
-        if !profile.tools.iter().any(|t| t.name == call.name) {
+        if !profile.tools.list.iter().any(|t| t.name == call.name) {
             let msg = format!("error: there is no tool called {:?}", call.name);
             self.note(
                 &turn.conversation,

@@ -11,8 +11,8 @@ use super::context::{
 };
 use super::llm::{BoxFuture, ChatRequest, LlmError, LlmMessage, ToolSpec};
 use super::prompt::{OPERATOR_PERSONA, SUMMARIZE, fleet_summary, system_prompt};
+use super::toolset::{Offer, Toolset};
 use crate::domain::{Caller, OPERATOR, Role, now_millis};
-use crate::ops::{OpSpec, Ops};
 use crate::store::{Conversation, NewActivity, NewMessage};
 
 /// A turn to run: the user's message is already stored in the conversation.
@@ -66,7 +66,7 @@ pub(super) struct Profile {
     model: String,
     /// What the agent should know about its situation: its instance, or Operator's fleet.
     facts: String,
-    pub(super) tools: Vec<ToolSpec>,
+    pub(super) tools: Toolset,
     /// MCP tools by their model-facing name: (server, tool).
     pub(super) mcp: std::collections::HashMap<String, (String, String)>,
 }
@@ -293,10 +293,10 @@ impl Runner {
     ) -> Result<Profile, String> {
         let limits = &self.inner.limits;
         let store = &self.inner.store;
-        let specs: Vec<&OpSpec>;
+        let offer;
         let (name, persona, model, facts) = match agent {
             None => {
-                specs = Ops::available_to(caller).collect();
+                offer = Offer::Operator(caller.kind);
                 let instances = store.list_instances().await.map_err(|e| e.to_string())?;
                 let jobs = self
                     .inner
@@ -320,7 +320,7 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                 let facts = match &instance {
                     Some(i) => {
-                        specs = Ops::workspace_tools().collect();
+                        offer = Offer::Workspace;
                         let mut facts = format!(
                             "You have your own computer: instance {} ({}), your files are in /workspace. \
                          IDENTITY.md says who you are; keep what you learn about the user in USER.md.",
@@ -331,7 +331,7 @@ impl Runner {
                         facts
                     }
                     None => {
-                        specs = Vec::new();
+                        offer = Offer::Nothing;
                         String::new()
                     }
                 };
@@ -339,25 +339,22 @@ impl Runner {
                 (agent.name, agent.persona, model, facts)
             }
         };
-        let mut tools: Vec<ToolSpec> = specs
-            .into_iter()
-            .map(|s| ToolSpec {
-                name: s.name.to_string(),
-                description: s.description.to_string(),
-                parameters: s.arguments_schema(),
-            })
-            .collect();
         // MCP servers' tools; one that cannot be reached is named in the facts.
         let mcp = self.inner.ops.mcp_tools_for(&name).await;
         let mut facts = facts;
         for problem in &mcp.problems {
             facts.push_str(&format!("\n(not available now: {problem})"));
         }
-        tools.extend(mcp.tools.into_iter().map(|(name, tool)| ToolSpec {
-            name,
-            description: tool.description,
-            parameters: tool.schema,
-        }));
+        let tools = Toolset::of(offer).with(
+            mcp.tools
+                .into_iter()
+                .map(|(name, tool)| ToolSpec {
+                    name,
+                    description: tool.description,
+                    parameters: tool.schema,
+                })
+                .collect(),
+        );
         Ok(Profile {
             name,
             persona,
@@ -407,13 +404,7 @@ impl Runner {
         let fixed = estimate_tokens(&profile.persona)
             + estimate_tokens(&profile.facts)
             + summary.0.as_deref().map_or(0, estimate_tokens)
-            + profile
-                .tools
-                .iter()
-                .map(|t| {
-                    estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string())
-                })
-                .sum::<usize>();
+            + profile.tools.tokens;
         let total = fixed + messages.iter().map(message_tokens).sum::<usize>();
         if total > budget {
             let cut = compaction_cut(&messages, budget.saturating_sub(fixed) / 2);
@@ -464,7 +455,7 @@ impl Runner {
             model: profile.model.clone(),
             system,
             messages: to_llm_messages(&messages),
-            tools: profile.tools.clone(),
+            tools: profile.tools.list.clone(),
             max_tokens: self.inner.limits.max_tokens,
         })
     }
@@ -486,7 +477,7 @@ impl Runner {
             model: model.to_string(),
             system: SUMMARIZE.to_string(),
             messages: vec![LlmMessage::User(text)],
-            tools: Vec::new(),
+            tools: Arc::from([]),
             max_tokens: 600,
         };
         let response = llm.complete(&request).await?;

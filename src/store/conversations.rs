@@ -298,7 +298,12 @@ impl Store {
 
     /// Stores what a person said, once: a message that carries the platform's receipt and is
     /// already in this conversation (handled again after a crash) is not stored again.
-    /// Returns whether it was stored now.
+    /// Returns whether it was stored now, once it is visible to every reader.
+    ///
+    /// Its commit is not synced on its own (unless it shares one with a write that needs it):
+    /// nothing is told that the message is stored until the turn's answer, whose synced commit
+    /// makes it durable too, and a platform's message is already stored as received (its
+    /// receipt) and would be handled again. It costs a turn one fsync fewer.
     pub async fn append_user_message(
         &self,
         conversation_id: i64,
@@ -307,7 +312,9 @@ impl Store {
         images: &[ImagePart],
     ) -> Result<bool> {
         let (alone, row) = user_row(conversation_id, content, receipt, images);
-        self.writer.write(alone, row, insert_user_message).await
+        self.writer
+            .write_visible(alone, row, insert_user_message)
+            .await
     }
 
     /// The final answer stored after the user message with this receipt, if the turn it

@@ -60,6 +60,8 @@ trait Job: Send {
     fn alone(&self) -> Alone;
     /// Nobody waits for it right now: it may wait for company.
     fn lazy(&self) -> bool;
+    /// Its caller is told only once it is on disk (a commit with its fsync).
+    fn durable(&self) -> bool;
     /// Hands the caller its result: the write's own, unless the commit failed.
     fn finish(self: Box<Self>, committed: Result<()>);
 }
@@ -69,6 +71,7 @@ struct Typed<D, T> {
     write: WriteFn<D, T>,
     alone: Alone,
     lazy: bool,
+    durable: bool,
     out: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -87,6 +90,10 @@ impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
 
     fn lazy(&self) -> bool {
         self.lazy
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
@@ -159,7 +166,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        if let Err(e) = self.enqueue(alone, true, data, write) {
+        if let Err(e) = self.enqueue(alone, true, true, data, write) {
             tracing::error!("{e}; a write was lost");
         }
     }
@@ -171,6 +178,26 @@ impl Writer {
         T: Send + 'static,
     {
         self.submit(alone, false, data, write).await
+    }
+
+    /// Like [`Writer::write`], but returns once its batch is committed and visible, not
+    /// necessarily synced to disk: when no write in the batch needs it, the commit skips its
+    /// fsync (`synchronous=NORMAL` for that transaction). For writes whose loss in a power
+    /// failure loses nothing anyone was told: the next synced commit makes them durable with
+    /// it (the WAL is synced whole), and until then nothing outside depends on them. A crash
+    /// of the process alone loses nothing either way (the write is in the kernel's cache).
+    pub(super) async fn write_visible<D, T>(
+        &self,
+        alone: Alone,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let answer = self.enqueue(alone, false, false, data, write);
+        answer?.await.map_err(|_| stopped())?
     }
 
     /// Queues `write` now; it may wait a little (up to 50 ms) for a write someone waits for, to
@@ -200,7 +227,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let answer = self.enqueue(alone, lazy, data, write);
+        let answer = self.enqueue(alone, lazy, true, data, write);
         async move { answer?.await.map_err(|_| stopped())? }
     }
 
@@ -209,6 +236,7 @@ impl Writer {
         &self,
         alone: Alone,
         lazy: bool,
+        durable: bool,
         data: D,
         write: WriteFn<D, T>,
     ) -> Result<oneshot::Receiver<Result<T>>>
@@ -222,6 +250,7 @@ impl Writer {
             write,
             alone,
             lazy,
+            durable,
             out: None,
             reply,
         });
@@ -274,11 +303,48 @@ async fn run_batches(
     };
     // SAFETY: the handle stays locked until `db` (and every statement on it) is gone.
     let mut db = unsafe { Db::new(handle.as_raw_handle()) };
+    let mut synced = Synced::Full;
     for _ in 0..HOLD {
+        synced = synced.set(&mut db, batch.iter().any(|job| job.durable()));
         run_batch(&mut db, batch);
         take_waiting(rx, batch);
         if batch.iter().all(|job| job.lazy()) {
-            return;
+            break;
+        }
+    }
+    // The connection goes back as it was opened: every commit synced.
+    synced.set(&mut db, true);
+}
+
+/// Whether the connection's commits are synced (`synchronous`), changed only when a batch
+/// needs it changed; the pragma is a setting of the connection, no I/O.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    Full,
+    Normal,
+}
+
+impl Synced {
+    fn set(self, db: &mut Db, durable: bool) -> Self {
+        let want = if durable {
+            Synced::Full
+        } else {
+            Synced::Normal
+        };
+        if want == self {
+            return self;
+        }
+        let pragma = match want {
+            Synced::Full => c"PRAGMA synchronous = FULL",
+            Synced::Normal => c"PRAGMA synchronous = NORMAL",
+        };
+        match db.exec(pragma) {
+            Ok(()) => want,
+            Err(e) => {
+                // Unchanged: every commit stays as synced as it was.
+                tracing::error!("cannot set how commits are synced: {e}");
+                self
+            }
         }
     }
 }
@@ -422,6 +488,65 @@ mod tests {
             "40 writes took {} commits",
             after - before
         );
+        store.close().await;
+    }
+
+    /// How commits are synced, seen from inside a write: 2 is FULL, 1 NORMAL.
+    fn synchronous(_: &(), db: &mut super::Db) -> crate::store::Result<Option<i64>> {
+        db.query_i64("PRAGMA synchronous", &[])
+    }
+
+    /// A write that only needs to be visible commits without its own sync, and the connection
+    /// goes back to syncing every commit; sharing a batch with a durable write, it is synced
+    /// with it. A person's message, stored this way, is visible at once.
+    #[tokio::test]
+    async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let writer = &store.writer;
+        let alone = super::Alone::OneStatement;
+        assert_eq!(
+            writer.write_visible(alone, (), synchronous).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(writer.write(alone, (), synchronous).await.unwrap(), Some(2));
+        // Queued together on this single-threaded runtime: one batch, synced for the durable one.
+        let (visible, durable) = tokio::join!(
+            writer.write_visible(alone, (), synchronous),
+            writer.write(alone, (), synchronous)
+        );
+        assert_eq!((visible.unwrap(), durable.unwrap()), (Some(2), Some(2)));
+        assert_eq!(
+            writer.write_visible(alone, (), synchronous).await.unwrap(),
+            Some(1)
+        );
+        let through_sqlx: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(
+            through_sqlx, 2,
+            "the connection is handed back syncing every commit"
+        );
+
+        let chat = ChatRef {
+            channel: "console".into(),
+            chat_id: "1".into(),
+            thread_id: String::new(),
+        };
+        let conversation = store.open_conversation(&chat, "operator").await.unwrap();
+        let fresh = store
+            .append_user_message(conversation.id, "hello", Some(7), &[])
+            .await
+            .unwrap();
+        let again = store
+            .append_user_message(conversation.id, "hello", Some(7), &[])
+            .await
+            .unwrap();
+        assert!(fresh && !again, "stored once per receipt");
+        let stored = store.messages_after(conversation.id, 0).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].content, "hello");
         store.close().await;
     }
 }

@@ -367,7 +367,7 @@ mod tests {
                 result("a"),
                 result("b"),
             ],
-            tools: vec![],
+            tools: std::sync::Arc::from([]),
             max_tokens: 5,
         };
         let body = request_body(&request);

@@ -55,7 +55,8 @@ pub struct ChatRequest {
     pub model: String,
     pub system: String,
     pub messages: Vec<LlmMessage>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared: most turns offer the same list (see `agent::toolset`).
+    pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_tokens: u32,
 }
 

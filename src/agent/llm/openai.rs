@@ -318,7 +318,8 @@ mod tests {
                 name: "status".into(),
                 description: "d".into(),
                 parameters: json!({"type": "object"}),
-            }],
+            }]
+            .into(),
             max_tokens: 10,
         };
         let body = request_body(&request);
