@@ -1,6 +1,7 @@
 //! Discord figures, printed as one table: messages per second answered end to end (real binary,
 //! real serenity, fake gateway and REST, zero-latency fake model, durable writes), and the time
-//! from `INTERACTION_CREATE` to the deferral (median, p99).
+//! from `INTERACTION_CREATE` to the deferral (median, p99), and the idle RSS with this bot and
+//! a Telegram bot (fake Bot API) connected.
 //!
 //! Run with `cargo bench --bench discord`.
 
@@ -12,6 +13,9 @@ mod discord;
 #[allow(dead_code)]
 #[path = "../tests/support/llm.rs"]
 mod llm;
+#[allow(dead_code)]
+#[path = "../tests/support/telegram.rs"]
+mod telegram;
 
 use std::time::{Duration, Instant};
 
@@ -45,16 +49,28 @@ async fn run() {
     let llm = FakeLlm::start(Vendor::OpenAi).await;
     llm.echo();
     let fake = FakeDiscord::start().await;
+    let tg = telegram::FakeTelegram::start().await;
     let daemon = chat_daemon::Daemon::start(
         BIN,
         &llm.base_url,
-        &fake.config(chat_daemon::OPEN_AND_UNPACED),
+        &format!(
+            "{}{}",
+            fake.config(chat_daemon::OPEN_AND_UNPACED),
+            tg.config(chat_daemon::OPEN_AND_UNPACED)
+        ),
     );
     assert!(
         wait(|| fake.identifies() >= 1, Duration::from_secs(30)).await,
         "never identified"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let polled = tg
+        .wait_until(Duration::from_secs(30), |calls| {
+            calls.iter().any(|c| c.method == "getUpdates")
+        })
+        .await;
+    assert!(polled, "the Telegram bot never polled");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = chat_daemon::rss_kib(daemon.child.id());
 
     // Deferral latency: one slash command at a time.
     let mut samples = Vec::with_capacity(INTERACTIONS);
@@ -117,5 +133,9 @@ async fn run() {
     println!(
         "| INTERACTION_CREATE -> deferral, p99               | {:>9.2} ms |",
         p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| idle RSS, Discord and Telegram bots connected     | {:>8.1} MiB |",
+        idle as f64 / 1024.0
     );
 }
