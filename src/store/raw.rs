@@ -357,6 +357,9 @@ impl Drop for Conn {
 /// One row of a query, while it is the current one.
 pub(super) struct Row<'s> {
     stmt: *mut ffi::sqlite3_stmt,
+    /// Where the next column looked up by name is tried first: mappers mostly read the
+    /// columns in the order the query names them, so a lookup is usually one comparison.
+    next: std::cell::Cell<c_int>,
     _row: PhantomData<&'s ()>,
 }
 
@@ -364,19 +367,27 @@ impl Row<'_> {
     fn new(stmt: *mut ffi::sqlite3_stmt) -> Self {
         Self {
             stmt,
+            next: std::cell::Cell::new(0),
             _row: PhantomData,
         }
     }
 
     fn index(&self, name: &str) -> Result<c_int> {
-        // SAFETY: a statement with a current row; column names are NUL-terminated.
+        // SAFETY: a statement with a current row.
         let count = unsafe { ffi::sqlite3_column_count(self.stmt) };
-        (0..count)
-            .find(|&i| {
-                let column = unsafe { ffi::sqlite3_column_name(self.stmt, i) };
-                !column.is_null() && unsafe { CStr::from_ptr(column) }.to_bytes() == name.as_bytes()
-            })
-            .ok_or_else(|| StoreError::Sqlite(format!("no column {name:?} in the row")))
+        let start = self.next.get();
+        let found = (start..count).chain(0..start.min(count)).find(|&i| {
+            // SAFETY: `i` is a column of the statement; its name is NUL-terminated.
+            let column = unsafe { ffi::sqlite3_column_name(self.stmt, i) };
+            !column.is_null() && unsafe { CStr::from_ptr(column) }.to_bytes() == name.as_bytes()
+        });
+        match found {
+            Some(i) => {
+                self.next.set(i + 1);
+                Ok(i)
+            }
+            None => Err(StoreError::Sqlite(format!("no column {name:?} in the row"))),
+        }
     }
 
     fn is_null(&self, i: c_int) -> bool {
@@ -531,6 +542,26 @@ mod tests {
         assert!(!db.in_transaction());
         let count = db.query_i64("SELECT COUNT(*) FROM t", &[]).unwrap();
         assert_eq!(count, Some(2));
+        // Columns by name: in order, out of order, twice, and one the row does not have.
+        let rows = db
+            .query_map("SELECT id, a, c FROM t ORDER BY id", &[], |row| {
+                let a: Option<i64> = row.column("a")?;
+                let id: i64 = row.column("id")?;
+                let c: Option<String> = row.column("c")?;
+                let again: i64 = row.column("id")?;
+                assert_eq!(id, again);
+                Ok((id, a, c))
+            })
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![(1, Some(7), Some("x'y".into())), (2, None, None)]
+        );
+        let missing = db.query_map("SELECT id FROM t", &[], |row| row.column::<i64>("a"));
+        assert!(
+            matches!(&missing, Err(StoreError::Sqlite(m)) if m.contains("no column \"a\"")),
+            "{missing:?}"
+        );
         drop(db);
         drop(handle);
         // Every statement was finalized: the connection closes cleanly.
