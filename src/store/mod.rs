@@ -8,6 +8,7 @@ mod agents;
 mod approvals;
 mod automations;
 mod chatbots;
+mod checkpoint;
 mod conversations;
 pub mod counters;
 mod evolve;
@@ -243,6 +244,8 @@ pub struct Store {
     writer: writer::Writer,
     activity: tokio::sync::mpsc::UnboundedSender<activity::Command>,
     live: tokio::sync::broadcast::Sender<ActivityEntry>,
+    /// WAL checkpoints, run beside the writes instead of in one of them.
+    checkpoints: std::sync::Arc<checkpoint::Checkpoints>,
 }
 
 impl Store {
@@ -267,12 +270,20 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let checkpoints = std::sync::Arc::new(checkpoint::Checkpoints::spawn(path.clone()));
+        let hooks = checkpoints.clone();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             // A SQLite file connection cannot hang up: no ping (a round trip) before each use.
             .test_before_acquire(false)
-            .after_connect(|conn, _| Box::pin(counters::install(conn, true)))
+            .after_connect(move |conn, _| {
+                let hooks = hooks.clone();
+                Box::pin(async move {
+                    counters::install(conn, true).await?;
+                    hooks.install(conn).await
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Db)?;
@@ -290,6 +301,7 @@ impl Store {
             writer,
             activity,
             live,
+            checkpoints,
         })
     }
 
@@ -398,6 +410,7 @@ impl Store {
         self.writer.flush().await;
         self.read.close().await;
         self.inline.close();
+        self.checkpoints.close().await;
         self.write.close().await;
     }
 }

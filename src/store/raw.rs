@@ -308,6 +308,15 @@ unsafe impl Send for Conn {}
 impl Conn {
     /// Opens `path` read-only, waiting up to `busy` for a lock.
     pub(super) fn open_read_only(path: &Path, busy: std::time::Duration) -> Result<Self> {
+        Self::open(path, busy, ffi::SQLITE_OPEN_READONLY)
+    }
+
+    /// Opens `path` to read and write (an existing file), waiting up to `busy` for a lock.
+    pub(super) fn open_read_write(path: &Path, busy: std::time::Duration) -> Result<Self> {
+        Self::open(path, busy, ffi::SQLITE_OPEN_READWRITE)
+    }
+
+    fn open(path: &Path, busy: std::time::Duration, mode: c_int) -> Result<Self> {
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| StoreError::Sqlite(format!("{} has a NUL in its name", path.display())))?;
         let mut handle = std::ptr::null_mut();
@@ -316,7 +325,7 @@ impl Conn {
             ffi::sqlite3_open_v2(
                 name.as_ptr(),
                 &mut handle,
-                ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX,
+                mode | ffi::SQLITE_OPEN_NOMUTEX,
                 std::ptr::null(),
             )
         };
