@@ -175,37 +175,6 @@ impl Db {
         unsafe { ffi::sqlite3_last_insert_rowid(self.handle.as_ptr()) }
     }
 
-    /// Syncs the main database's journal (its WAL) to disk, as a commit with
-    /// `synchronous=FULL` does: what earlier commits wrote without a sync is durable after it.
-    pub(super) fn sync_journal(&mut self) -> Result<()> {
-        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-        // SAFETY: a live handle; the op writes the journal's file object into `file`.
-        let rc = unsafe {
-            ffi::sqlite3_file_control(
-                self.handle.as_ptr(),
-                c"main".as_ptr(),
-                ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-                (&raw mut file).cast(),
-            )
-        };
-        self.check(rc)?;
-        // SAFETY: SQLite's own file object for the journal, alive while the connection is and
-        // used by no other thread (the connection is ours while `Db` lives).
-        let sync = unsafe { file.as_ref() }
-            .and_then(|f| unsafe { f.pMethods.as_ref() })
-            .and_then(|m| m.xSync)
-            .ok_or_else(|| StoreError::Sqlite("the database has no journal open to sync".into()))?;
-        // SAFETY: as above; NORMAL is the flag SQLite itself syncs a WAL with (FULL differs only
-        // on macOS).
-        let rc = unsafe { sync(file, ffi::SQLITE_SYNC_NORMAL) };
-        if rc != ffi::SQLITE_OK {
-            return Err(StoreError::Sqlite(format!(
-                "cannot sync the database's WAL to disk (SQLite code {rc})"
-            )));
-        }
-        Ok(())
-    }
-
     /// Whether a transaction is open.
     pub(super) fn in_transaction(&self) -> bool {
         // SAFETY: a live handle.

@@ -8,10 +8,6 @@
 //! thread per run of batches instead of two per statement. The task blocks its thread for the
 //! batch (its statements and the commit's fsync).
 //!
-//! A write may ask only to be visible (`write_visible`): a batch of only such writes commits
-//! without a sync, and in a batch with durable writes the visible ones are told right after the
-//! commit, before the WAL's sync that the durable ones wait for.
-//!
 //! A batch in which any write fails is rolled back whole and its writes are run again one by
 //! one, each in its own transaction, so each caller gets its own result and one bad write never
 //! takes another caller's with it. Writes are plain functions of their data, so running one
@@ -309,13 +305,8 @@ async fn run_batches(
     let mut db = unsafe { Db::new(handle.as_raw_handle()) };
     let mut synced = Synced::Full;
     for _ in 0..HOLD {
-        let durable = batch.iter().filter(|job| job.durable()).count();
-        synced = synced.set(&mut db, durable == batch.len());
-        if durable > 0 && synced == Synced::Normal {
-            run_split(&mut db, batch, &mut synced);
-        } else {
-            run_batch(&mut db, batch);
-        }
+        synced = synced.set(&mut db, batch.iter().any(|job| job.durable()));
+        run_batch(&mut db, batch);
         take_waiting(rx, batch);
         if batch.iter().all(|job| job.lazy()) {
             break;
@@ -373,40 +364,6 @@ fn run_batch(db: &mut Db, batch: &mut Vec<Box<dyn Job>>) {
         }
         // A write failed, or the transaction did: each runs again on its own.
         Ok(false) | Err(_) => {
-            for job in batch.drain(..) {
-                run_alone(db, job);
-            }
-        }
-    }
-}
-
-/// A batch of durable writes and writes that only need to be visible (a person's message
-/// beside the update it came in): committed without a sync, the visible ones told at once, so
-/// their callers go on while the disk works; then the WAL is synced (what `synchronous=FULL`
-/// does inside the commit) and the durable ones told. If a write fails, each runs alone,
-/// synced.
-fn run_split(db: &mut Db, batch: &mut Vec<Box<dyn Job>>, synced: &mut Synced) {
-    match run_together(db, batch) {
-        Ok(true) => {
-            let (durable, visible): (Vec<_>, Vec<_>) =
-                batch.drain(..).partition(|job| job.durable());
-            for job in visible {
-                job.finish(Ok(()));
-            }
-            let on_disk = db.sync_journal();
-            if let Err(e) = &on_disk {
-                tracing::error!("{e}");
-            }
-            for job in durable {
-                let result = match &on_disk {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(StoreError::Sqlite(e.to_string())),
-                };
-                job.finish(result);
-            }
-        }
-        Ok(false) | Err(_) => {
-            *synced = synced.set(db, true);
             for job in batch.drain(..) {
                 run_alone(db, job);
             }
@@ -540,9 +497,8 @@ mod tests {
     }
 
     /// A write that only needs to be visible commits without its own sync, and the connection
-    /// goes back to syncing every commit; sharing a batch with a durable write, the batch
-    /// commits unsynced and the WAL is synced before the durable write's caller hears. A
-    /// person's message, stored this way, is visible at once.
+    /// goes back to syncing every commit; sharing a batch with a durable write, it is synced
+    /// with it. A person's message, stored this way, is visible at once.
     #[tokio::test]
     async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
         let dir = tempfile::tempdir().unwrap();
@@ -554,15 +510,12 @@ mod tests {
             Some(1)
         );
         assert_eq!(writer.write(alone, (), synchronous).await.unwrap(), Some(2));
-        // Queued together on this single-threaded runtime: one batch, committed unsynced, the
-        // visible one told at once and the durable one after the WAL's sync.
+        // Queued together on this single-threaded runtime: one batch, synced for the durable one.
         let (visible, durable) = tokio::join!(
             writer.write_visible(alone, (), synchronous),
             writer.write(alone, (), synchronous)
         );
-        assert_eq!((visible.unwrap(), durable.unwrap()), (Some(1), Some(1)));
-        let synced = writer.write(alone, (), |_, db| db.sync_journal()).await;
-        assert!(synced.is_ok(), "{synced:?}");
+        assert_eq!((visible.unwrap(), durable.unwrap()), (Some(2), Some(2)));
         assert_eq!(
             writer.write_visible(alone, (), synchronous).await.unwrap(),
             Some(1)
