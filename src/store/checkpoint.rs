@@ -157,8 +157,8 @@ async fn run(path: PathBuf, wanted: Arc<Wanted>, stop: CancellationToken) {
                 wanted.runs.fetch_add(1, Ordering::Relaxed);
                 conn = Some(kept);
             }
-            // The writer's commits checkpoint once the WAL is twice the threshold; the next
-            // commit over the threshold asks the task again.
+            // The WAL's next step of growth asks the task again, and at twice the threshold
+            // the writer's own commit checkpoints.
             Ok(Err(e)) => tracing::error!("cannot checkpoint the database's WAL: {e}"),
             Err(e) => tracing::error!("the WAL checkpoint stopped: {e}"),
         }
