@@ -182,10 +182,7 @@ async fn run() {
         &tg.config(chat_daemon::OPEN_AND_UNPACED),
         Some(&cache),
     );
-    tg.wait_until(Duration::from_secs(30), |calls| {
-        calls.iter().any(|c| c.method == "getUpdates")
-    })
-    .await;
+    tg.expect_polling().await;
     let state = daemon.state_dir();
     let quiet = flow(&tg, Duration::from_secs(3), || {}).await;
     std::fs::create_dir_all(work.path().join("live")).unwrap();

@@ -46,12 +46,7 @@ async fn burst(max_turns: &str) -> Figures {
     );
     let daemon = chat_daemon::Daemon::start(BIN, &llm.base_url, &platform);
     let pid = daemon.child.id();
-    let polled = tg
-        .wait_until(Duration::from_secs(30), |calls| {
-            calls.iter().any(|c| c.method == "getUpdates")
-        })
-        .await;
-    assert!(polled, "the bot never polled");
+    tg.expect_polling().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid);
     let peak = Arc::new(AtomicU64::new(idle));

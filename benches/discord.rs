@@ -63,12 +63,7 @@ async fn run() {
         wait(|| fake.identifies() >= 1, Duration::from_secs(30)).await,
         "never identified"
     );
-    let polled = tg
-        .wait_until(Duration::from_secs(30), |calls| {
-            calls.iter().any(|c| c.method == "getUpdates")
-        })
-        .await;
-    assert!(polled, "the Telegram bot never polled");
+    tg.expect_polling().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = chat_daemon::rss_kib(daemon.child.id());
 

@@ -74,12 +74,7 @@ async fn streamed(drafts: bool) -> Streamed {
         &llm.base_url,
         &tg.config(chat_daemon::OPEN_AND_UNPACED),
     );
-    let polling = tg
-        .wait_until(Duration::from_secs(30), |calls| {
-            calls.iter().any(|c| c.method == "getUpdates")
-        })
-        .await;
-    assert!(polling, "the bot never polled");
+    tg.expect_polling().await;
     let chat = 4242u64;
     let mut first_visible = Vec::new();
     let mut updates = 0usize;

@@ -60,12 +60,7 @@ async fn run() {
         &tg.config(chat_daemon::OPEN_AND_UNPACED),
     );
     let pid = daemon.child.id();
-    let connected = tg
-        .wait_until(Duration::from_secs(30), |calls| {
-            calls.iter().any(|c| c.method == "getUpdates")
-        })
-        .await;
-    assert!(connected, "the bot never polled");
+    tg.expect_polling().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid);
 

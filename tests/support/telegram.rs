@@ -282,6 +282,16 @@ impl FakeTelegram {
         }
     }
 
+    /// Waits (up to 30 s) until the bot under test has polled once; panics if it never does.
+    pub async fn expect_polling(&self) {
+        let polled = self
+            .wait_until(Duration::from_secs(30), |calls| {
+                calls.iter().any(|c| c.method == "getUpdates")
+            })
+            .await;
+        assert!(polled, "the bot never polled");
+    }
+
     /// Waits until `n` messages were sent to `chat`.
     pub async fn wait_sent(&self, chat: i64, n: usize, timeout: Duration) -> Vec<String> {
         self.wait_until(timeout, |_| self.sent_to(chat).len() >= n)
