@@ -190,72 +190,70 @@ fn write_batch(
     (batch, announce): &(Vec<(NewActivity, Millis)>, bool),
     db: &mut Db,
 ) -> Result<Vec<ActivityEntry>> {
-    {
-        // Secret values never reach the feed on disk.
-        let redactor = Redactor::global();
-        // Each entry as stored, with its detail as the text stored.
-        let rows: Vec<(ActivityEntry, Option<String>)> = batch
+    // Secret values never reach the feed on disk.
+    let redactor = Redactor::global();
+    // Each entry as stored, with its detail as the text stored.
+    let rows: Vec<(ActivityEntry, Option<String>)> = batch
+        .iter()
+        .map(|(entry, at)| {
+            let stored = ActivityEntry {
+                id: 0,
+                at: *at,
+                kind: entry.kind.clone(),
+                actor: entry.actor.clone(),
+                role: entry.role().as_str().to_string(),
+                agent: entry.agent.clone(),
+                instance: entry.instance.clone(),
+                conversation_id: entry.conversation_id,
+                summary: redactor.redact(&entry.summary).into_owned(),
+                detail: None,
+            };
+            let detail = entry
+                .detail
+                .as_ref()
+                .map(|d| redactor.redact(&d.to_string()).into_owned());
+            (stored, detail)
+        })
+        .collect();
+    let mut written = Vec::with_capacity(if *announce { rows.len() } else { 0 });
+    // Several rows per statement, in chunks of a few fixed sizes so the statements stay few
+    // and cached.
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let (size, sql) = INSERTS
             .iter()
-            .map(|(entry, at)| {
-                let stored = ActivityEntry {
-                    id: 0,
-                    at: *at,
-                    kind: entry.kind.clone(),
-                    actor: entry.actor.clone(),
-                    role: entry.role().as_str().to_string(),
-                    agent: entry.agent.clone(),
-                    instance: entry.instance.clone(),
-                    conversation_id: entry.conversation_id,
-                    summary: redactor.redact(&entry.summary).into_owned(),
-                    detail: None,
-                };
-                let detail = entry
-                    .detail
-                    .as_ref()
-                    .map(|d| redactor.redact(&d.to_string()).into_owned());
-                (stored, detail)
-            })
-            .collect();
-        let mut written = Vec::with_capacity(if *announce { rows.len() } else { 0 });
-        // Several rows per statement, in chunks of a few fixed sizes so the statements stay few
-        // and cached.
-        let mut rest = rows.as_slice();
-        while !rest.is_empty() {
-            let (size, sql) = INSERTS
-                .iter()
-                .find(|(n, _)| *n <= rest.len())
-                .unwrap_or(&INSERTS[INSERTS.len() - 1]);
-            let (chunk, after) = rest.split_at(*size);
-            rest = after;
-            let mut params: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 9);
-            for (row, detail) in chunk {
-                params.extend::<[Value<'_>; 9]>([
-                    row.at.into(),
-                    (&row.kind).into(),
-                    (&row.actor).into(),
-                    (&row.role).into(),
-                    (&row.agent).into(),
-                    (&row.instance).into(),
-                    row.conversation_id.into(),
-                    (&row.summary).into(),
-                    detail.into(),
-                ]);
-            }
-            db.execute(sql.as_str(), &params)?;
-            if !*announce {
-                continue;
-            }
-            // A rowid table numbers the rows of one statement one after another.
-            let first = db.last_insert_rowid() - chunk.len() as i64 + 1;
-            for (i, (row, detail)) in chunk.iter().enumerate() {
-                let mut entry = row.clone();
-                entry.id = first + i as i64;
-                entry.detail = detail.as_deref().and_then(|d| serde_json::from_str(d).ok());
-                written.push(entry);
-            }
+            .find(|(n, _)| *n <= rest.len())
+            .unwrap_or(&INSERTS[INSERTS.len() - 1]);
+        let (chunk, after) = rest.split_at(*size);
+        rest = after;
+        let mut params: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 9);
+        for (row, detail) in chunk {
+            params.extend::<[Value<'_>; 9]>([
+                row.at.into(),
+                (&row.kind).into(),
+                (&row.actor).into(),
+                (&row.role).into(),
+                (&row.agent).into(),
+                (&row.instance).into(),
+                row.conversation_id.into(),
+                (&row.summary).into(),
+                detail.into(),
+            ]);
         }
-        Ok(written)
+        db.execute(sql.as_str(), &params)?;
+        if !*announce {
+            continue;
+        }
+        // A rowid table numbers the rows of one statement one after another.
+        let first = db.last_insert_rowid() - chunk.len() as i64 + 1;
+        for (i, (row, detail)) in chunk.iter().enumerate() {
+            let mut entry = row.clone();
+            entry.id = first + i as i64;
+            entry.detail = detail.as_deref().and_then(|d| serde_json::from_str(d).ok());
+            written.push(entry);
+        }
     }
+    Ok(written)
 }
 
 impl Store {

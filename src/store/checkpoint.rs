@@ -17,7 +17,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libsqlite3_sys as ffi;
@@ -101,7 +101,7 @@ impl Drop for Checkpoints {
 struct Wanted {
     notify: Notify,
     /// The WAL's size at the last commit, in steps.
-    step: std::sync::atomic::AtomicI32,
+    step: AtomicI32,
     /// Checkpoints the task ran.
     runs: AtomicU64,
 }
@@ -146,7 +146,7 @@ async fn run(path: PathBuf, wanted: Arc<Wanted>, stop: CancellationToken) {
         let ran = tokio::task::spawn_blocking(move || {
             let mut conn = match held {
                 Some(conn) => conn,
-                None => Conn::open_read_write(&path, std::time::Duration::from_secs(10))?,
+                None => Conn::open_read_write(&path)?,
             };
             let done = conn.db().exec(c"PRAGMA wal_checkpoint(PASSIVE)");
             done.map(|()| conn)

@@ -116,7 +116,6 @@ pub(super) struct UserRow {
     images: Vec<ImagePart>,
 }
 
-/// Whether the message was new (one with a receipt already stored is not stored again).
 /// What a person said as it is stored, and how it runs alone.
 pub(super) fn user_row(
     conversation_id: i64,
@@ -134,6 +133,7 @@ pub(super) fn user_row(
     (Alone::statements(1 + images.len()), row)
 }
 
+/// Whether the message was new (one with a receipt already stored is not stored again).
 pub(super) fn insert_user_message(m: &UserRow, db: &mut Db) -> Result<bool> {
     let id = db.query_i64(
         "INSERT INTO messages (conversation_id, role, content, receipt, created_at, images) \

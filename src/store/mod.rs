@@ -229,6 +229,9 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How long any connection of the store waits for a lock before it gives up.
+const BUSY: Duration = Duration::from_secs(10);
+
 /// A cheap-to-clone handle on the database.
 ///
 /// Writes go through a pool of one connection, so writers queue in async code instead of
@@ -269,7 +272,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY);
         let checkpoints = std::sync::Arc::new(checkpoint::Checkpoints::spawn(path.clone()));
         let hooks = checkpoints.clone();
         let write = SqlitePoolOptions::new()

@@ -294,7 +294,8 @@ impl Drop for Db {
     }
 }
 
-/// A read-only connection of our own, with the statements it prepared.
+/// A connection of our own (the inline readers' and the checkpoint task's), with the
+/// statements it prepared.
 pub(super) struct Conn {
     /// Dropped (its statements finalized) before the handle is closed.
     db: Option<Db>,
@@ -306,17 +307,18 @@ pub(super) struct Conn {
 unsafe impl Send for Conn {}
 
 impl Conn {
-    /// Opens `path` read-only, waiting up to `busy` for a lock.
-    pub(super) fn open_read_only(path: &Path, busy: std::time::Duration) -> Result<Self> {
-        Self::open(path, busy, ffi::SQLITE_OPEN_READONLY)
+    /// Opens `path` read-only.
+    pub(super) fn open_read_only(path: &Path) -> Result<Self> {
+        Self::open(path, ffi::SQLITE_OPEN_READONLY)
     }
 
-    /// Opens `path` to read and write (an existing file), waiting up to `busy` for a lock.
-    pub(super) fn open_read_write(path: &Path, busy: std::time::Duration) -> Result<Self> {
-        Self::open(path, busy, ffi::SQLITE_OPEN_READWRITE)
+    /// Opens `path` to read and write (an existing file).
+    pub(super) fn open_read_write(path: &Path) -> Result<Self> {
+        Self::open(path, ffi::SQLITE_OPEN_READWRITE)
     }
 
-    fn open(path: &Path, busy: std::time::Duration, mode: c_int) -> Result<Self> {
+    /// Opens `path` in `mode`, waiting up to [`BUSY`](super::BUSY) for a lock.
+    fn open(path: &Path, mode: c_int) -> Result<Self> {
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| StoreError::Sqlite(format!("{} has a NUL in its name", path.display())))?;
         let mut handle = std::ptr::null_mut();
@@ -339,7 +341,7 @@ impl Conn {
         conn.db().check(rc)?;
         // SAFETY: a live handle.
         unsafe {
-            ffi::sqlite3_busy_timeout(handle.as_ptr(), busy.as_millis() as c_int);
+            ffi::sqlite3_busy_timeout(handle.as_ptr(), super::BUSY.as_millis() as c_int);
             ffi::sqlite3_extended_result_codes(handle.as_ptr(), 1);
         }
         super::counters::install_raw(handle);

@@ -12,7 +12,6 @@ use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::Connection;
@@ -184,7 +183,7 @@ impl Inline {
         let idle = self.idle().pop();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => Conn::open_read_only(&self.inner.path, Duration::from_secs(10))?,
+            None => Conn::open_read_only(&self.inner.path)?,
         };
         let out = read(conn.db());
         let mut idle = self.idle();

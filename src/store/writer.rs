@@ -8,6 +8,9 @@
 //! thread per run of batches instead of two per statement. The task blocks its thread for the
 //! batch (its statements and the commit's fsync).
 //!
+//! A write may ask only to be visible (`write_visible`): a batch of only such writes commits
+//! without its fsync.
+//!
 //! A batch in which any write fails is rolled back whole and its writes are run again one by
 //! one, each in its own transaction, so each caller gets its own result and one bad write never
 //! takes another caller's with it. Writes are plain functions of their data, so running one
@@ -54,6 +57,15 @@ impl Alone {
     }
 }
 
+/// What a write's caller is told it has once its result comes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// The write is on disk: its commit was synced.
+    Durable,
+    /// The write is committed and every reader sees it (see [`Writer::write_visible`]).
+    Visible,
+}
+
 trait Job: Send {
     /// Runs the write; whether it succeeded (the result is kept for `finish`).
     fn run(&mut self, db: &mut Db) -> bool;
@@ -71,7 +83,7 @@ struct Typed<D, T> {
     write: WriteFn<D, T>,
     alone: Alone,
     lazy: bool,
-    durable: bool,
+    needs: Needs,
     out: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -93,7 +105,7 @@ impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
     }
 
     fn durable(&self) -> bool {
-        self.durable
+        self.needs == Needs::Durable
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
@@ -166,7 +178,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        if let Err(e) = self.enqueue(alone, true, true, data, write) {
+        if let Err(e) = self.enqueue(alone, true, Needs::Durable, data, write) {
             tracing::error!("{e}; a write was lost");
         }
     }
@@ -177,7 +189,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.submit(alone, false, data, write).await
+        self.submit(alone, false, Needs::Durable, data, write).await
     }
 
     /// Like [`Writer::write`], but returns once its batch is committed and visible, not
@@ -196,8 +208,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let answer = self.enqueue(alone, false, false, data, write);
-        answer?.await.map_err(|_| stopped())?
+        self.submit(alone, false, Needs::Visible, data, write).await
     }
 
     /// Queues `write` now; it may wait a little (up to 50 ms) for a write someone waits for, to
@@ -213,13 +224,14 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.submit(alone, true, data, write)
+        self.submit(alone, true, Needs::Durable, data, write)
     }
 
     fn submit<D, T>(
         &self,
         alone: Alone,
         lazy: bool,
+        needs: Needs,
         data: D,
         write: WriteFn<D, T>,
     ) -> impl Future<Output = Result<T>> + use<D, T>
@@ -227,7 +239,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let answer = self.enqueue(alone, lazy, true, data, write);
+        let answer = self.enqueue(alone, lazy, needs, data, write);
         async move { answer?.await.map_err(|_| stopped())? }
     }
 
@@ -236,7 +248,7 @@ impl Writer {
         &self,
         alone: Alone,
         lazy: bool,
-        durable: bool,
+        needs: Needs,
         data: D,
         write: WriteFn<D, T>,
     ) -> Result<oneshot::Receiver<Result<T>>>
@@ -250,7 +262,7 @@ impl Writer {
             write,
             alone,
             lazy,
-            durable,
+            needs,
             out: None,
             reply,
         });
