@@ -66,10 +66,14 @@ async fn run() {
     tg.expect_polling().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = chat_daemon::rss_kib(daemon.child.id());
+    let (interactions, messages) = (
+        chat_daemon::count(INTERACTIONS),
+        chat_daemon::count(MESSAGES),
+    );
 
     // Deferral latency: one slash command at a time.
-    let mut samples = Vec::with_capacity(INTERACTIONS);
-    for i in 0..INTERACTIONS {
+    let mut samples = Vec::with_capacity(interactions);
+    for i in 0..interactions {
         let started = Instant::now();
         let id = fake.slash(7_000 + i as u64 % 20, 1, "status", &[]);
         assert!(
@@ -89,7 +93,7 @@ async fn run() {
     let switches_before = daemon.context_switches();
     let calls_before = fake.calls().len();
     let started = Instant::now();
-    for i in 0..MESSAGES {
+    for i in 0..messages {
         fake.message(
             10_000 + i as u64 % 500,
             None,
@@ -99,24 +103,24 @@ async fn run() {
     }
     assert!(
         wait(
-            || fake.posts() >= before + MESSAGES,
+            || fake.posts() >= before + messages,
             Duration::from_secs(300)
         )
         .await,
         "not all answered: {}",
         fake.posts() - before
     );
-    let per_second = MESSAGES as f64 / started.elapsed().as_secs_f64();
-    let switches = (daemon.context_switches() - switches_before) as f64 / MESSAGES as f64;
-    let calls = (fake.calls().len() - calls_before) as f64 / MESSAGES as f64;
-    let (statements, commits) = daemon.db_per(&db, MESSAGES).await;
+    let per_second = messages as f64 / started.elapsed().as_secs_f64();
+    let switches = (daemon.context_switches() - switches_before) as f64 / messages as f64;
+    let calls = (fake.calls().len() - calls_before) as f64 / messages as f64;
+    let (statements, commits) = daemon.db_per(&db, messages).await;
 
     daemon.stop();
 
     println!();
     println!("| figure                                            | value        |");
     println!("|---------------------------------------------------|--------------|");
-    println!("| messages answered per second ({MESSAGES} over 500 DMs) | {per_second:>8.0} /s  |");
+    println!("| messages answered per second ({messages} over 500 DMs) | {per_second:>8.0} /s  |");
     println!("| SQL statements per answered message               | {statements:>12.1} |");
     println!("| commits per answered message                      | {commits:>12.2} |");
     println!("| daemon context switches per answered message      | {switches:>12.1} |");

@@ -60,13 +60,18 @@ async fn run() {
         &tg.config(chat_daemon::OPEN_AND_UNPACED),
     );
     let pid = daemon.child.id();
+    let (latency_samples, throughput_updates, chats) = (
+        chat_daemon::count(LATENCY_SAMPLES),
+        chat_daemon::count(THROUGHPUT_UPDATES),
+        chat_daemon::count(CHATS as usize) as u64,
+    );
     tg.expect_polling().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid);
 
     // Latency: one update at a time, from injection to its sendMessage.
-    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
-    for i in 0..LATENCY_SAMPLES {
+    let mut samples = Vec::with_capacity(latency_samples);
+    for i in 0..latency_samples {
         let before = tg.accepted_sends();
         let started = Instant::now();
         tg.direct(1_000_000 + (i as u64 % 50), &format!("latency {i}"));
@@ -87,28 +92,28 @@ async fn run() {
     let switches_before = daemon.context_switches();
     let calls_before = tg.calls().len();
     let started = Instant::now();
-    for i in 0..THROUGHPUT_UPDATES {
+    for i in 0..throughput_updates {
         tg.direct(2_000_000 + (i as u64 % 1000), &format!("load {i}"));
     }
     assert!(
-        tg.wait_sends(before + THROUGHPUT_UPDATES, Duration::from_secs(300))
+        tg.wait_sends(before + throughput_updates, Duration::from_secs(300))
             .await,
         "not all answered"
     );
     let elapsed = started.elapsed();
-    let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / THROUGHPUT_UPDATES as f64;
-    let switches = (daemon.context_switches() - switches_before) as f64 / THROUGHPUT_UPDATES as f64;
-    let calls = (tg.calls().len() - calls_before) as f64 / THROUGHPUT_UPDATES as f64;
-    let per_second = THROUGHPUT_UPDATES as f64 / elapsed.as_secs_f64();
-    let (statements, commits) = daemon.db_per(&db, THROUGHPUT_UPDATES).await;
+    let cpu_per_update = (cpu_ms(pid) - cpu_before) as f64 / throughput_updates as f64;
+    let switches = (daemon.context_switches() - switches_before) as f64 / throughput_updates as f64;
+    let calls = (tg.calls().len() - calls_before) as f64 / throughput_updates as f64;
+    let per_second = throughput_updates as f64 / elapsed.as_secs_f64();
+    let (statements, commits) = daemon.db_per(&db, throughput_updates).await;
 
     // Memory after many distinct chats.
     let before = tg.accepted_sends();
-    for i in 0..CHATS {
+    for i in 0..chats {
         tg.direct(3_000_000 + i, "hi");
     }
     assert!(
-        tg.wait_sends(before + CHATS as usize, Duration::from_secs(300))
+        tg.wait_sends(before + chats as usize, Duration::from_secs(300))
             .await,
         "not all chats answered"
     );
@@ -124,7 +129,7 @@ async fn run() {
     println!("| figure                                              | value        |");
     println!("|-----------------------------------------------------|--------------|");
     println!(
-        "| updates answered per second ({THROUGHPUT_UPDATES} over 1,000 chats)   | {per_second:>8.0} /s  |"
+        "| updates answered per second ({throughput_updates} over 1,000 chats)   | {per_second:>8.0} /s  |"
     );
     println!("| daemon CPU per update under load                     | {cpu_per_update:>9.2} ms |");
     println!("| daemon context switches per answered update          | {switches:>12.1} |");
@@ -144,11 +149,11 @@ async fn run() {
         idle as f64 / 1024.0
     );
     println!(
-        "| RSS after {CHATS} distinct chats                      | {:>8.1} MiB |",
+        "| RSS after {chats} distinct chats                      | {:>8.1} MiB |",
         many as f64 / 1024.0
     );
     println!(
-        "| RSS 5 s after {CHATS} distinct chats                  | {:>8.1} MiB |",
+        "| RSS 5 s after {chats} distinct chats                  | {:>8.1} MiB |",
         many_later as f64 / 1024.0
     );
 }

@@ -152,6 +152,17 @@ pub struct DbMark {
 pub const OPEN_AND_UNPACED: &str = "owners = [1]\ndm_policy = \"open\"\n\
      messages_per_second = 1000000.0\nchat_messages_per_second = 1000000.0\n";
 
+/// A bench's count of messages: as written, or a hundredth of it (at least one) when
+/// `OPERATOR_BENCH_QUICK` is set, to walk each path a few times rather than measure it (the
+/// daemon under a profiler: `scripts/symbol-order.sh`).
+pub fn count(n: usize) -> usize {
+    if std::env::var_os("OPERATOR_BENCH_QUICK").is_some() {
+        (n / 100).max(1)
+    } else {
+        n
+    }
+}
+
 /// The resident memory of a process, from /proc, in KiB (0 when it is gone).
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
