@@ -69,7 +69,6 @@ pub(super) struct JoinKey {
     sender_id: String,
 }
 
-#[derive(Default)]
 struct ChatQueue {
     jobs: VecDeque<Job>,
     /// The running turn's token, so `/stop` can cancel it.
@@ -93,7 +92,13 @@ impl Queues {
         let mut chats = self.lock();
         let chat = job.message.chat.clone();
         let fresh = !chats.contains_key(&chat);
-        chats.entry(chat).or_default().jobs.push_back(job);
+        // Room for one: a chat usually has a single message waiting, and a Job is 260 bytes
+        // (a deque's first growth makes room for four).
+        let queue = chats.entry(chat).or_insert_with(|| ChatQueue {
+            jobs: VecDeque::with_capacity(1),
+            running: None,
+        });
+        queue.jobs.push_back(job);
         fresh
     }
 
