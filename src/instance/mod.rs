@@ -279,11 +279,14 @@ pub fn fleet_from_settings(
 }
 
 /// A shell line that ends the process whose id is in `pid_file` and every descendant (read
-/// from /proc, which GNU and busybox both have): TERM, a second, then KILL.
+/// from /proc, which GNU and busybox both have): TERM, then, unless it was gone already, a second
+/// and KILL. A process already gone costs no wait (its descendants, if any, were handed to the
+/// container's init when it died, out of the tree's reach either way).
 pub fn kill_tree_command(pid_file: &str) -> String {
     format!(
         "kill_tree() {{ for c in $(awk -v p=\"$1\" '$4 == p {{ print $1 }}' /proc/[0-9]*/stat 2>/dev/null); do kill_tree \"$c\"; done; kill -{{SIG}} \"$1\" 2>/dev/null; }}; \
-         p=$(cat {f} 2>/dev/null) || exit 0; SIG=TERM; kill_tree \"$p\"; sleep 1; SIG=KILL; kill_tree \"$p\"; rm -f {f}",
+         p=$(cat {f} 2>/dev/null) || exit 0; SIG=TERM; kill_tree \"$p\"; \
+         if kill -0 \"$p\" 2>/dev/null; then sleep 1; SIG=KILL; kill_tree \"$p\"; fi; rm -f {f}",
         f = pid_file
     )
     .replace("{SIG}", "$SIG")

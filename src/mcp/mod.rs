@@ -271,7 +271,7 @@ impl Hub {
                 if closed {
                     let mut guard = slot.session.lock().await;
                     if guard.as_ref().is_some_and(Session::dead) {
-                        *guard = None;
+                        end(guard.take()).await;
                     }
                     slot.state.lock().unwrap().connected = false;
                     Err(failed(
@@ -292,14 +292,7 @@ impl Hub {
         let slot = self.sessions.lock().unwrap().remove(key);
         if let Some(slot) = slot {
             let session = slot.session.lock().await.take();
-            if let Some(mut session) = session {
-                let stop = session.stop.take();
-                // Dropping it cancels the service; the process is ended here.
-                drop(session);
-                if let Some(stop) = stop {
-                    stop.now().await;
-                }
-            }
+            end(session).await;
         }
     }
 
@@ -343,6 +336,20 @@ async fn detached<T: Send + 'static>(
         .unwrap_or(Err(rmcp::ServiceError::TransportClosed))
 }
 
+/// Ends a session and its process in the instance, and waits for that. A dead session is ended
+/// this way before its server is started again: the new process writes its id to the same pid
+/// file, and a kill still on its way (a dropped session's, in the background) would end it.
+async fn end(session: Option<Session>) {
+    if let Some(mut session) = session {
+        let stop = session.stop.take();
+        // Dropping it cancels the service; the process is ended here.
+        drop(session);
+        if let Some(stop) = stop {
+            stop.now().await;
+        }
+    }
+}
+
 /// Keeps `why` as the slot's last error and returns it.
 fn failed(slot: &Slot, why: String) -> String {
     slot.state.lock().unwrap().last_error = Some(why.clone());
@@ -357,7 +364,7 @@ async fn live_session<'g>(
     connect: ConnectFn,
 ) -> Result<&'g mut Session, String> {
     if guard.as_ref().is_some_and(Session::dead) {
-        *guard = None;
+        end(guard.take()).await;
     }
     if guard.is_none() {
         // A server that just failed to start is not tried again at once, so one that hangs
