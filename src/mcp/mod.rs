@@ -33,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Lines of a stdio server's stderr written to the log per session; the rest are counted.
 const STDERR_LINES: usize = 200;
+/// How long ending a server's process may take (TERM, a second, KILL, through an exec).
+const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// How to reach a server, resolved (secrets in headers filled in) when a session starts.
 pub enum Connect {
@@ -339,13 +341,19 @@ async fn detached<T: Send + 'static>(
 /// Ends a session and its process in the instance, and waits for that. A dead session is ended
 /// this way before its server is started again: the new process writes its id to the same pid
 /// file, and a kill still on its way (a dropped session's, in the background) would end it.
+/// An engine that does not answer holds the server's next start for `STOP_WAIT` at most.
 async fn end(session: Option<Session>) {
     if let Some(mut session) = session {
         let stop = session.stop.take();
         // Dropping it cancels the service; the process is ended here.
         drop(session);
-        if let Some(stop) = stop {
-            stop.now().await;
+        if let Some(stop) = stop
+            && tokio::time::timeout(STOP_WAIT, stop.now()).await.is_err()
+        {
+            tracing::warn!(
+                "an MCP server's process was not confirmed ended within {} s",
+                STOP_WAIT.as_secs()
+            );
         }
     }
 }

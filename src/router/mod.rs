@@ -260,8 +260,8 @@ impl Router {
         while let Some(mut job) = queues.next(&chat) {
             let receipt = job.message.receipt.take();
             if let Some((command, rest)) = split_command(&job.message.text) {
-                // Boxed like the turn: a worker waiting for a slot is a few hundred bytes, where
-                // the command's state inline made it four kilobytes (10,000 chats waiting, 40 MB).
+                // Boxed like the turn: a worker waiting for a slot is about a kilobyte, where the
+                // command's state inline made it four (10,000 chats waiting: 40 MB).
                 Box::pin(async {
                     let reply = self.command(&chat, &job.caller, command, rest).await;
                     self.answer(&chat, receipt.as_slice(), reply).await;
