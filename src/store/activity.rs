@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::raw::{Db, Value};
-use super::writer::{Alone, Writer};
+use super::writer::{Alone, Place, Writer};
 use super::{Result, Store};
 use crate::domain::{ActorRole, Millis, now_millis};
 use crate::secrets::Redactor;
@@ -141,7 +141,7 @@ pub(super) fn spawn_writer(
                 let data = (entries, announce);
                 let written = if waiters.is_empty() {
                     writer
-                        .submit_lazily(Alone::Transaction, data, write_batch)
+                        .submit_lazily(Place::Any, Alone::Transaction, data, write_batch)
                         .await
                 } else {
                     writer.write(Alone::Transaction, data, write_batch).await

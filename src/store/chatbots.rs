@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::SqliteConnection;
 
 use super::raw::{Columns, Db};
-use super::writer::Alone;
+use super::writer::{Alone, Place};
 use super::{Result, Store, not_found, touched};
 use crate::domain::{Millis, now_millis};
 
@@ -169,7 +169,8 @@ impl Store {
             next_offset,
             at: now_millis(),
         };
-        self.writer.submit_lazily(alone, received, insert_updates)
+        self.writer
+            .submit_lazily(Place::Kept, alone, received, insert_updates)
     }
 
     /// Updates stored but not yet answered, oldest first.

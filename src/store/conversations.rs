@@ -291,7 +291,10 @@ impl Store {
     /// it durable too, and a read after that sees it. A failure is logged.
     pub fn queue_message(&self, conversation_id: i64, role: Role, message: &NewMessage) {
         match message_row(conversation_id, role, message) {
-            Ok((alone, row)) => self.writer.queue(alone, row, insert_message),
+            Ok((alone, row)) => {
+                self.writer
+                    .queue(super::writer::Place::Kept, alone, row, insert_message)
+            }
             Err(e) => tracing::error!(conversation_id, "cannot store a message: {e}"),
         }
     }

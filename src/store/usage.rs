@@ -60,11 +60,13 @@ pub struct UsageRow {
 }
 
 impl Store {
-    /// Queues a usage record without waiting for it (see `Writer::queue`): the turn's next
-    /// stored message, queued after it, is committed with it or after it.
+    /// Queues a usage record without waiting for it (see `Writer::queue`): it is committed
+    /// with the next synced commit (the turn's next stored message, queued after it), or on its
+    /// own within 50 ms; a person's message, whose commit is not synced, does not take it.
     pub fn queue_usage(&self, u: NewUsage) {
         let write = super::writer::Alone::OneStatement;
-        self.writer.queue(write, u, insert_usage);
+        self.writer
+            .queue(super::writer::Place::Any, write, u, insert_usage);
     }
 
     pub async fn record_usage(&self, u: &NewUsage) -> Result<()> {

@@ -17,6 +17,7 @@
 //! again is running it afresh.
 
 use std::future::Future;
+use std::time::Instant;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -66,12 +67,39 @@ enum Needs {
     Visible,
 }
 
+/// Where a write nobody waits for runs among the writes queued after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// In its place: with the next write someone waits for, or before it (messages of a
+    /// conversation, whose order is their ids'; received updates, which their poller awaits).
+    Kept,
+    /// Anywhere later: it may also wait past a batch committed without its fsync, for the next
+    /// synced one (activity entries, usage records), until it is due.
+    Any,
+}
+
+/// Whether a write waits for company, and until when.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Someone waits for it: it runs in the next batch.
+    No,
+    /// Nobody waits for it right now: it may wait for company until `due`.
+    Lazy { due: Instant, place: Place },
+}
+
 trait Job: Send {
     /// Runs the write; whether it succeeded (the result is kept for `finish`).
     fn run(&mut self, db: &mut Db) -> bool;
     fn alone(&self) -> Alone;
+    fn wait(&self) -> Wait;
     /// Nobody waits for it right now: it may wait for company.
-    fn lazy(&self) -> bool;
+    fn lazy(&self) -> bool {
+        matches!(self.wait(), Wait::Lazy { .. })
+    }
+    /// It may still wait for a synced commit at `now` (see [`Place::Any`]).
+    fn waits_for_sync(&self, now: Instant) -> bool {
+        matches!(self.wait(), Wait::Lazy { due, place: Place::Any } if now < due)
+    }
     /// Its caller is told only once it is on disk (a commit with its fsync).
     fn durable(&self) -> bool;
     /// Hands the caller its result: the write's own, unless the commit failed.
@@ -82,7 +110,7 @@ struct Typed<D, T> {
     data: D,
     write: WriteFn<D, T>,
     alone: Alone,
-    lazy: bool,
+    wait: Wait,
     needs: Needs,
     out: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
@@ -100,8 +128,8 @@ impl<D: Send + Sync, T: Send> Job for Typed<D, T> {
         self.alone
     }
 
-    fn lazy(&self) -> bool {
-        self.lazy
+    fn wait(&self) -> Wait {
+        self.wait
     }
 
     fn durable(&self) -> bool {
@@ -144,8 +172,9 @@ impl Writer {
                 }
                 take_waiting(&mut rx, &mut batch);
                 if batch.iter().all(|job| job.lazy()) {
-                    // Nobody waits for these: let a write someone waits for join them.
-                    let until = tokio::time::sleep(LAZY_FOR);
+                    // Nobody waits for these: let a write someone waits for join them, until
+                    // the first of them is due.
+                    let until = tokio::time::sleep_until(due(&batch).into());
                     tokio::pin!(until);
                     while batch.len() < BATCH {
                         tokio::select! {
@@ -173,12 +202,12 @@ impl Writer {
     /// Queues `write` with `data` for a coming batch without waiting for it: for writes nobody
     /// reads back at once, which a later awaited write (queued after it) makes durable too.
     /// A failure is logged.
-    pub(super) fn queue<D, T>(&self, alone: Alone, data: D, write: WriteFn<D, T>)
+    pub(super) fn queue<D, T>(&self, place: Place, alone: Alone, data: D, write: WriteFn<D, T>)
     where
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        if let Err(e) = self.enqueue(alone, true, Needs::Durable, data, write) {
+        if let Err(e) = self.enqueue(alone, lazy(place), Needs::Durable, data, write) {
             tracing::error!("{e}; a write was lost");
         }
     }
@@ -189,7 +218,8 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.submit(alone, false, Needs::Durable, data, write).await
+        self.submit(alone, Wait::No, Needs::Durable, data, write)
+            .await
     }
 
     /// Like [`Writer::write`], but returns once its batch is committed and visible, not
@@ -208,7 +238,8 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.submit(alone, false, Needs::Visible, data, write).await
+        self.submit(alone, Wait::No, Needs::Visible, data, write)
+            .await
     }
 
     /// Queues `write` now; it may wait a little (up to 50 ms) for a write someone waits for, to
@@ -216,6 +247,7 @@ impl Writer {
     /// not take the write back).
     pub(super) fn submit_lazily<D, T>(
         &self,
+        place: Place,
         alone: Alone,
         data: D,
         write: WriteFn<D, T>,
@@ -224,13 +256,13 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.submit(alone, true, Needs::Durable, data, write)
+        self.submit(alone, lazy(place), Needs::Durable, data, write)
     }
 
     fn submit<D, T>(
         &self,
         alone: Alone,
-        lazy: bool,
+        wait: Wait,
         needs: Needs,
         data: D,
         write: WriteFn<D, T>,
@@ -239,7 +271,7 @@ impl Writer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let answer = self.enqueue(alone, lazy, needs, data, write);
+        let answer = self.enqueue(alone, wait, needs, data, write);
         async move { answer?.await.map_err(|_| stopped())? }
     }
 
@@ -247,7 +279,7 @@ impl Writer {
     fn enqueue<D, T>(
         &self,
         alone: Alone,
-        lazy: bool,
+        wait: Wait,
         needs: Needs,
         data: D,
         write: WriteFn<D, T>,
@@ -261,7 +293,7 @@ impl Writer {
             data,
             write,
             alone,
-            lazy,
+            wait,
             needs,
             out: None,
             reply,
@@ -271,8 +303,28 @@ impl Writer {
     }
 }
 
+/// A write nobody waits for right now, due [`LAZY_FOR`] from now.
+fn lazy(place: Place) -> Wait {
+    Wait::Lazy {
+        due: Instant::now() + LAZY_FOR,
+        place,
+    }
+}
+
 fn stopped() -> StoreError {
     StoreError::Conflict("the database writer has stopped".into())
+}
+
+/// When the first of the batch's writes that nobody waits for is due (soon, if none is).
+fn due(batch: &[Box<dyn Job>]) -> Instant {
+    batch
+        .iter()
+        .filter_map(|job| match job.wait() {
+            Wait::Lazy { due, .. } => Some(due),
+            Wait::No => None,
+        })
+        .min()
+        .unwrap_or_else(Instant::now)
 }
 
 /// Adds whatever else is queued, up to a batch.
@@ -316,9 +368,19 @@ async fn run_batches(
     // SAFETY: the handle stays locked until `db` (and every statement on it) is gone.
     let mut db = unsafe { Db::new(handle.as_raw_handle()) };
     let mut synced = Synced::Full;
+    let mut held = Vec::new();
     for _ in 0..HOLD {
-        synced = synced.set(&mut db, batch.iter().any(|job| job.durable()));
+        let now = Instant::now();
+        let durable = batch
+            .iter()
+            .any(|job| job.durable() && !job.waits_for_sync(now));
+        if !durable {
+            // Unsynced: what may wait for a synced commit waits, in its order, first in line.
+            held.extend(batch.extract_if(.., |job| job.waits_for_sync(now)));
+        }
+        synced = synced.set(&mut db, durable);
         run_batch(&mut db, batch);
+        batch.append(&mut held);
         take_waiting(rx, batch);
         if batch.iter().all(|job| job.lazy()) {
             break;
@@ -362,6 +424,9 @@ impl Synced {
 }
 
 fn run_batch(db: &mut Db, batch: &mut Vec<Box<dyn Job>>) {
+    if batch.is_empty() {
+        return;
+    }
     if batch.len() == 1 {
         if let Some(job) = batch.pop() {
             run_alone(db, job);
@@ -439,126 +504,4 @@ fn rollback(db: &mut Db) {
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::domain::{ChatRef, Role};
-    use crate::store::{NewMessage, Store};
-
-    /// Writes queued together share a commit; one that fails (a message for a conversation that
-    /// does not exist) gets its own error and takes no other write with it.
-    #[tokio::test]
-    async fn writes_share_a_commit_and_a_failing_one_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_and_migrate(dir.path()).await.unwrap();
-        let chat = ChatRef {
-            channel: "console".into(),
-            chat_id: "1".into(),
-            thread_id: String::new(),
-        };
-        let conversation = store.open_conversation(&chat, "operator").await.unwrap();
-        let (_, commits_before) = crate::store::counters::totals();
-        // On this single-threaded runtime every write is queued before the writer task runs.
-        let writes = (0..40).map(|i| {
-            let store = store.clone();
-            let id = if i == 17 { 9_999_999 } else { conversation.id };
-            async move {
-                store
-                    .append_message(id, Role::Assistant, &NewMessage::text(format!("m{i}")))
-                    .await
-            }
-        });
-        let results = futures_util::future::join_all(writes).await;
-        let (_, commits_after) = crate::store::counters::totals();
-        for (i, result) in results.iter().enumerate() {
-            assert_eq!(result.is_ok(), i != 17, "write {i}: {result:?}");
-        }
-        let stored = store.messages_after(conversation.id, 0).await.unwrap();
-        let texts: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
-        let expected: Vec<String> = (0..40)
-            .filter(|i| *i != 17)
-            .map(|i| format!("m{i}"))
-            .collect();
-        assert_eq!(texts, expected, "every good write landed, in order");
-        // The batch was rolled back and its writes run one by one: 39 commits at most; without
-        // the failing write they would have shared one (checked next).
-        assert!(commits_after - commits_before <= 39);
-        let (_, before) = crate::store::counters::totals();
-        let writes = (0..40).map(|i| {
-            let store = store.clone();
-            async move {
-                let text = NewMessage::text(format!("n{i}"));
-                store
-                    .append_message(conversation.id, Role::User, &text)
-                    .await
-            }
-        });
-        for result in futures_util::future::join_all(writes).await {
-            result.unwrap();
-        }
-        let (_, after) = crate::store::counters::totals();
-        assert!(
-            after - before <= 2,
-            "40 writes took {} commits",
-            after - before
-        );
-        store.close().await;
-    }
-
-    /// How commits are synced, seen from inside a write: 2 is FULL, 1 NORMAL.
-    fn synchronous(_: &(), db: &mut super::Db) -> crate::store::Result<Option<i64>> {
-        db.query_i64("PRAGMA synchronous", &[])
-    }
-
-    /// A write that only needs to be visible commits without its own sync, and the connection
-    /// goes back to syncing every commit; sharing a batch with a durable write, it is synced
-    /// with it. A person's message, stored this way, is visible at once.
-    #[tokio::test]
-    async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_and_migrate(dir.path()).await.unwrap();
-        let writer = &store.writer;
-        let alone = super::Alone::OneStatement;
-        assert_eq!(
-            writer.write_visible(alone, (), synchronous).await.unwrap(),
-            Some(1)
-        );
-        assert_eq!(writer.write(alone, (), synchronous).await.unwrap(), Some(2));
-        // Queued together on this single-threaded runtime: one batch, synced for the durable one.
-        let (visible, durable) = tokio::join!(
-            writer.write_visible(alone, (), synchronous),
-            writer.write(alone, (), synchronous)
-        );
-        assert_eq!((visible.unwrap(), durable.unwrap()), (Some(2), Some(2)));
-        assert_eq!(
-            writer.write_visible(alone, (), synchronous).await.unwrap(),
-            Some(1)
-        );
-        let through_sqlx: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.write)
-            .await
-            .unwrap();
-        assert_eq!(
-            through_sqlx, 2,
-            "the connection is handed back syncing every commit"
-        );
-
-        let chat = ChatRef {
-            channel: "console".into(),
-            chat_id: "1".into(),
-            thread_id: String::new(),
-        };
-        let conversation = store.open_conversation(&chat, "operator").await.unwrap();
-        let fresh = store
-            .append_user_message(conversation.id, "hello", Some(7), &[])
-            .await
-            .unwrap();
-        let again = store
-            .append_user_message(conversation.id, "hello", Some(7), &[])
-            .await
-            .unwrap();
-        assert!(fresh && !again, "stored once per receipt");
-        let stored = store.messages_after(conversation.id, 0).await.unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0].content, "hello");
-        store.close().await;
-    }
-}
+mod tests;
