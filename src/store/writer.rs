@@ -17,10 +17,10 @@
 //! again is running it afresh.
 
 use std::future::Future;
-use std::time::Instant;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::raw::Db;
 use super::{Result, StoreError};
@@ -162,6 +162,8 @@ impl Writer {
         let (queue, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
         tokio::spawn(async move {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH);
+            // Once every handle is gone, nothing waits for company any more.
+            let mut closed = false;
             loop {
                 // What a held run left (writes nobody waits for) goes first.
                 if batch.is_empty() {
@@ -174,7 +176,7 @@ impl Writer {
                 if batch.iter().all(|job| job.lazy()) {
                     // Nobody waits for these: let a write someone waits for join them, until
                     // the first of them is due.
-                    let until = tokio::time::sleep_until(due(&batch).into());
+                    let until = tokio::time::sleep_until(due(&batch));
                     tokio::pin!(until);
                     while batch.len() < BATCH {
                         tokio::select! {
@@ -187,13 +189,16 @@ impl Writer {
                                         break;
                                     }
                                 }
-                                None => break,
+                                None => {
+                                    closed = true;
+                                    break;
+                                }
                             },
                             () = &mut until => break,
                         }
                     }
                 }
-                run_batches(&pool, &mut rx, &mut batch).await;
+                run_batches(&pool, &mut rx, &mut batch, closed).await;
             }
         });
         Self { queue }
@@ -351,11 +356,14 @@ fn nothing(_: &(), _: &mut Db) -> Result<()> {
 /// Runs the batch; then, while writes someone waits for keep arriving, the next batches on the
 /// same locked handle, up to [`HOLD`] in all: locking and handing the connection back (three
 /// round trips to sqlx's thread) are paid once for them, and a write through sqlx waits for
-/// the connection at most that long. A batch of writes nobody waits for is left in `batch`.
+/// the connection at most that long. A batch of writes nobody waits for is left in `batch`,
+/// and so are writes of [`Place::Any`] that are not due when their batch is not synced, unless
+/// every handle is gone (`closed`).
 async fn run_batches(
     pool: &SqlitePool,
     rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>,
     batch: &mut Vec<Box<dyn Job>>,
+    closed: bool,
 ) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
@@ -373,7 +381,7 @@ async fn run_batches(
         let now = Instant::now();
         let durable = batch
             .iter()
-            .any(|job| job.durable() && !job.waits_for_sync(now));
+            .any(|job| job.durable() && (closed || !job.waits_for_sync(now)));
         if !durable {
             // Unsynced: what may wait for a synced commit waits, in its order, first in line.
             held.extend(batch.extract_if(.., |job| job.waits_for_sync(now)));
