@@ -205,8 +205,8 @@ impl Writer {
     }
 
     /// Queues `write` with `data` for a coming batch without waiting for it: for writes nobody
-    /// reads back at once, which a later awaited write (queued after it) makes durable too.
-    /// A failure is logged.
+    /// reads back at once, which a later awaited write (queued after it) makes durable too
+    /// (for [`Place::Any`], a later awaited write whose commit is synced). A failure is logged.
     pub(super) fn queue<D, T>(&self, place: Place, alone: Alone, data: D, write: WriteFn<D, T>)
     where
         D: Send + Sync + 'static,
