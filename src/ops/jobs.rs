@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{Invocation, OpError, Ops, Output};
 use crate::domain::{CallerKind, format_millis, now_millis};
 use crate::instance::files::shell_quote;
-use crate::instance::{ExecRequest, InstanceError};
+use crate::instance::{ExecRequest, InstanceError, RunState};
 use crate::store::{InstanceRecord, JobRecord, JobStatus, NewJob};
 
 /// Longest a background job may run.
@@ -123,7 +123,8 @@ fn elapsed(job: &JobRecord) -> String {
 }
 
 /// Follows every running job once: progress for those still running, a report for those that
-/// ended. An engine that does not answer is skipped until the next round.
+/// ended (a job whose container is not running any more is lost). An engine that does not
+/// answer is skipped until the next round.
 pub async fn poll(ops: &Ops, events: &dyn JobEvents) -> Result<(), OpError> {
     for job in ops.store().running_jobs().await? {
         let (status, code, last) = match probe(ops, &job).await {
@@ -151,10 +152,16 @@ pub async fn poll(ops: &Ops, events: &dyn JobEvents) -> Result<(), OpError> {
             Ok(Probe::Exited(code, last)) => (JobStatus::Failed, Some(code), last),
             Ok(Probe::Gone(last)) => (JobStatus::Lost, None, last),
             Err(InstanceError::Missing(_)) => (JobStatus::Lost, None, job.last_line.clone()),
-            Err(e) => {
-                tracing::debug!(job = job.id, "job probe failed, trying again later: {e}");
-                continue;
-            }
+            // A container that is not running has no process left: the job ended with it.
+            Err(e) => match ops.instances().state(&job.instance).await {
+                Ok(RunState::Stopped | RunState::Missing) => {
+                    (JobStatus::Lost, None, job.last_line.clone())
+                }
+                _ => {
+                    tracing::debug!(job = job.id, "job probe failed, trying again later: {e}");
+                    continue;
+                }
+            },
         };
         if !ops.store().finish_job(job.id, status, code, &last).await? {
             continue;

@@ -103,6 +103,23 @@ async fn background_jobs_report_progress_and_results_and_outlive_a_restart() {
         "{:?}",
         events.finished.lock().unwrap()
     );
+
+    // So is a job whose instance is stopped under it: nothing runs in a stopped container.
+    fleet
+        .ok(
+            "instance_exec",
+            json!({ "name": name, "command": "sleep 60", "background": true }),
+        )
+        .await;
+    fleet
+        .ok("instance_stop", json!({ "targets": [name] }))
+        .await;
+    poll_until_finished(&fleet, &events, 3).await;
+    assert!(
+        events.finished.lock().unwrap()[2].contains("was lost"),
+        "{:?}",
+        events.finished.lock().unwrap()
+    );
 }
 
 /// An agent starts long work; the chat sees progress, and when the work ends the agent is
