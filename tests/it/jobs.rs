@@ -87,39 +87,23 @@ async fn background_jobs_report_progress_and_results_and_outlive_a_restart() {
         "{summary}"
     );
 
-    // A job whose container restarts under it is lost, and said so.
-    fleet
-        .ok(
-            "instance_exec",
-            json!({ "name": name, "command": "sleep 60", "background": true }),
-        )
-        .await;
-    fleet
-        .ok("instance_restart", json!({ "targets": [name] }))
-        .await;
-    poll_until_finished(&fleet, &events, 2).await;
-    assert!(
-        events.finished.lock().unwrap()[1].contains("was lost"),
-        "{:?}",
-        events.finished.lock().unwrap()
-    );
-
-    // So is a job whose instance is stopped under it: nothing runs in a stopped container.
-    fleet
-        .ok(
-            "instance_exec",
-            json!({ "name": name, "command": "sleep 60", "background": true }),
-        )
-        .await;
-    fleet
-        .ok("instance_stop", json!({ "targets": [name] }))
-        .await;
-    poll_until_finished(&fleet, &events, 3).await;
-    assert!(
-        events.finished.lock().unwrap()[2].contains("was lost"),
-        "{:?}",
-        events.finished.lock().unwrap()
-    );
+    // A job whose container restarts under it is lost, and said so; so is one whose instance
+    // is stopped under it (nothing runs in a stopped container).
+    for (operation, reports) in [("instance_restart", 2), ("instance_stop", 3)] {
+        fleet
+            .ok(
+                "instance_exec",
+                json!({ "name": name, "command": "sleep 60", "background": true }),
+            )
+            .await;
+        fleet.ok(operation, json!({ "targets": [name] })).await;
+        poll_until_finished(&fleet, &events, reports).await;
+        let finished = events.finished.lock().unwrap();
+        assert!(
+            finished[reports - 1].contains("was lost"),
+            "{operation}: {finished:?}"
+        );
+    }
 }
 
 /// An agent starts long work; the chat sees progress, and when the work ends the agent is
