@@ -220,6 +220,14 @@ mod tests {
         let stored = store.messages_after(conversation.id, 0).await.unwrap();
         assert_eq!(stored.len(), 4000);
         store.close().await;
+        // The last connection's close checkpoints and removes the WAL; a connection's own
+        // thread may finish closing just after the store's close returns.
+        for _ in 0..100 {
+            if !wal.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert!(
             !wal.exists(),
             "the last connection's close checkpointed what was left"
