@@ -3,7 +3,7 @@
 # starts, idles, connects its bots and answers messages, as found by running it under
 # callgrind. build.rs hands the list to the linker, which places those functions together at
 # the start of the code, so the pages a running daemon touches are few and its idle RSS small
-# (ARCHITECTURE.md, "Build"). Run it again after large changes; names it no longer matches are
+# (ARCHITECTURE.md, `build.rs`). Run it again after large changes; names it no longer matches are
 # skipped by the linker, so a stale list costs memory, never correctness.
 #
 # Needs valgrind. The profiled build is the release build with its symbols kept through
