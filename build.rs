@@ -27,10 +27,10 @@ fn main() {
         std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER);
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     if release && target == "x86_64-unknown-linux-gnu" && links_with_rust_lld() && order.is_file() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
+        // Relative: the linker runs where cargo runs rustc, the package's root. Cargo may reuse
+        // this script's output for another checkout sharing the target directory (CI clones),
+        // where an absolute path would name a checkout that is gone.
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={ORDER}");
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
