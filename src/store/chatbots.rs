@@ -226,7 +226,12 @@ impl Store {
         self.writer.write(alone, settled, settle_rows).await
     }
 
-    /// Records a message created to show a reply while it is written.
+    /// Records a message created to show a reply while it is written. Committed without
+    /// waiting for its fsync: the record matters to a crash of the process, which the kernel's
+    /// cache survives, and the shorter the time between the message's send and its record, the
+    /// smaller the chance that a kill leaves a partial message no start can take back. A power
+    /// loss before it is synced (within 50 ms) forgets it and leaves that message in the chat, as
+    /// a kill between the send and the record does.
     pub async fn remember_live_reply(
         &self,
         channel: &str,
@@ -237,7 +242,7 @@ impl Store {
         let shown = [channel, chat_id, thread_id, message_id].map(str::to_string);
         let alone = Alone::OneStatement;
         self.writer
-            .write(alone, (shown, now_millis()), insert_live_reply)
+            .write_visible(alone, (shown, now_millis()), insert_live_reply)
             .await
     }
 
@@ -310,9 +315,12 @@ impl Store {
             .await?)
     }
 
+    /// Takes a sent (or given up) message out of the outbox. Committed without waiting for its
+    /// fsync (the writer syncs it within 50 ms): a crash of the process loses nothing, and a
+    /// power loss in those milliseconds sends the message again, as one during its send does.
     pub async fn outbox_delivered(&self, id: i64) -> Result<()> {
         self.writer
-            .write(Alone::OneStatement, id, delete_outbox_row)
+            .write_visible(Alone::OneStatement, id, delete_outbox_row)
             .await
     }
 

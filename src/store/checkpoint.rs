@@ -72,6 +72,12 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// Counts the write connection's commits that wrote to the WAL (others wrote nothing to
+    /// sync).
+    pub(super) fn commits(&self) -> WalCommits {
+        WalCommits(self.wanted.clone())
+    }
+
     /// Checkpoints the task has run.
     #[cfg(test)]
     fn runs(&self) -> u64 {
@@ -104,6 +110,19 @@ struct Wanted {
     step: AtomicI32,
     /// Checkpoints the task ran.
     runs: AtomicU64,
+    /// Commits that wrote to the WAL.
+    commits: AtomicU64,
+}
+
+/// The count of the write connection's commits that wrote to the WAL (see
+/// [`Checkpoints::commits`]).
+#[derive(Debug, Clone)]
+pub(super) struct WalCommits(Arc<Wanted>);
+
+impl WalCommits {
+    pub(super) fn get(&self) -> u64 {
+        self.0.commits.load(Ordering::Relaxed)
+    }
 }
 
 /// SQLite's WAL hook: runs after each commit of the write connection, outside its locks.
@@ -113,6 +132,9 @@ unsafe extern "C" fn on_commit(
     schema: *const c_char,
     frames: c_int,
 ) -> c_int {
+    // SAFETY: the context is the `Wanted` leaked in `install`, alive for the process.
+    let wanted = unsafe { &*(context as *const Wanted) };
+    wanted.commits.fetch_add(1, Ordering::Relaxed);
     if frames >= FRAMES_MAX {
         // What the task has not copied yet, copied here so the next write starts the WAL
         // over (SQLite's own hook does the same at the lower threshold).
@@ -121,8 +143,6 @@ unsafe extern "C" fn on_commit(
             ffi::sqlite3_wal_checkpoint(db, schema);
         }
     } else {
-        // SAFETY: the context is the `Wanted` leaked in `install`, alive for the process.
-        let wanted = unsafe { &*(context as *const Wanted) };
         // One pass each time the WAL grows by a step past the threshold, not one per commit:
         // under load passes back to back would only compete with the writer.
         let step = frames / STEP;

@@ -295,7 +295,8 @@ impl Store {
             .map_err(StoreError::Db)?;
         let inline = readers::Inline::new(path);
         let live = activity::live_channel();
-        let writer = writer::Writer::spawn(write.clone());
+        let wal = state_dir.join("operator.db-wal");
+        let writer = writer::Writer::spawn(write.clone(), wal, checkpoints.commits());
         let activity = activity::spawn_writer(writer.clone(), live.clone());
         Ok(Self {
             read,

@@ -9,7 +9,9 @@
 //! batch (its statements and the commit's fsync).
 //!
 //! A write may ask only to be visible (`write_visible`): a batch of only such writes commits
-//! without its fsync.
+//! without its fsync. Such a commit is synced within [`LAZY_FOR`] all the same: by the next
+//! synced commit, or, when none comes, by an fsync of the WAL file of the writer's own, so a
+//! power loss can take only the writes of the last moments.
 //!
 //! A batch in which any write fails is rolled back whole and its writes are run again one by
 //! one, each in its own transaction, so each caller gets its own result and one bad write never
@@ -17,11 +19,13 @@
 //! again is running it afresh.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::checkpoint::WalCommits;
 use super::raw::Db;
 use super::{Result, StoreError};
 
@@ -157,17 +161,31 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the task; it ends when every handle is gone.
-    pub(super) fn spawn(pool: SqlitePool) -> Self {
+    /// Starts the task on the pool of the database whose WAL file is `wal`, with the count of
+    /// the pool's commits that wrote to it; it ends when every handle is gone.
+    pub(super) fn spawn(pool: SqlitePool, wal: PathBuf, commits: WalCommits) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
         tokio::spawn(async move {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH);
             // Once every handle is gone, nothing waits for company any more.
             let mut closed = false;
+            let mut unsynced = Unsynced::default();
             loop {
                 // What a held run left (writes nobody waits for) goes first.
                 if batch.is_empty() {
-                    match rx.recv().await {
+                    let first = match unsynced.deadline() {
+                        None => rx.recv().await,
+                        Some(deadline) => tokio::select! {
+                            job = rx.recv() => job,
+                            () = tokio::time::sleep_until(deadline) => {
+                                // No synced commit came: the WAL is synced on its own.
+                                sync_wal(&wal).await;
+                                unsynced = Unsynced::default();
+                                continue;
+                            }
+                        },
+                    };
+                    match first {
                         Some(first) => batch.push(first),
                         None => break,
                     }
@@ -175,8 +193,12 @@ impl Writer {
                 take_waiting(&mut rx, &mut batch);
                 if batch.iter().all(|job| job.lazy()) {
                     // Nobody waits for these: let a write someone waits for join them, until
-                    // the first of them is due.
-                    let until = tokio::time::sleep_until(due(&batch));
+                    // the first of them is due (or an unsynced commit must be synced).
+                    let mut first_due = due(&batch);
+                    if let Some(deadline) = unsynced.deadline() {
+                        first_due = first_due.min(deadline);
+                    }
+                    let until = tokio::time::sleep_until(first_due);
                     tokio::pin!(until);
                     while batch.len() < BATCH {
                         tokio::select! {
@@ -198,7 +220,11 @@ impl Writer {
                         }
                     }
                 }
-                run_batches(&pool, &mut rx, &mut batch, closed).await;
+                let unsynced = (&mut unsynced, &commits);
+                run_batches(&pool, &mut rx, &mut batch, closed, unsynced).await;
+            }
+            if unsynced.deadline().is_some() {
+                sync_wal(&wal).await;
             }
         });
         Self { queue }
@@ -332,6 +358,46 @@ fn due(batch: &[Box<dyn Job>]) -> Instant {
         .unwrap_or_else(Instant::now)
 }
 
+/// The first commit since the last synced one that skipped its fsync, if any: it is synced
+/// [`LAZY_FOR`] after it at the latest.
+#[derive(Clone, Copy, Default)]
+struct Unsynced(Option<Instant>);
+
+impl Unsynced {
+    /// When the commits not yet synced must be.
+    fn deadline(self) -> Option<Instant> {
+        self.0.map(|since| since + LAZY_FOR)
+    }
+
+    /// Notes a batch committed at `now`, synced or not.
+    fn committed(&mut self, synced: bool, now: Instant) {
+        if synced {
+            self.0 = None;
+        } else {
+            self.0.get_or_insert(now);
+        }
+    }
+}
+
+/// Syncs the WAL file from a descriptor of its own: every frame SQLite has written to it, the
+/// commits that skipped their fsync among them, is then on disk, as a synced commit would
+/// leave it. A WAL that is gone was copied back into the database, whose file SQLite syncs
+/// when it does so.
+async fn sync_wal(wal: &Path) {
+    let wal = wal.to_path_buf();
+    let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    })
+    .await;
+    match synced {
+        Ok(Ok(())) => super::counters::wal_synced(),
+        Ok(Err(e)) => tracing::error!("cannot sync the database's WAL file: {e}"),
+        Err(e) => tracing::error!("cannot sync the database's WAL file: {e}"),
+    }
+}
+
 /// Adds whatever else is queued, up to a batch.
 fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < BATCH {
@@ -358,12 +424,14 @@ fn nothing(_: &(), _: &mut Db) -> Result<()> {
 /// round trips to sqlx's thread) are paid once for them, and a write through sqlx waits for
 /// the connection at most that long. A batch of writes nobody waits for is left in `batch`,
 /// and so are writes of [`Place::Any`] that are not due when their batch is not synced, unless
-/// every handle is gone (`closed`).
+/// every handle is gone (`closed`). A batch is synced when a write in it needs it, or when
+/// commits that skipped their fsync are due to be synced (`unsynced`).
 async fn run_batches(
     pool: &SqlitePool,
     rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>,
     batch: &mut Vec<Box<dyn Job>>,
     closed: bool,
+    (unsynced, commits): (&mut Unsynced, &WalCommits),
 ) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
@@ -379,15 +447,21 @@ async fn run_batches(
     let mut held = Vec::new();
     for _ in 0..HOLD {
         let now = Instant::now();
-        let durable = batch
-            .iter()
-            .any(|job| job.durable() && (closed || !job.waits_for_sync(now)));
+        let durable = unsynced.deadline().is_some_and(|deadline| deadline <= now)
+            || batch
+                .iter()
+                .any(|job| job.durable() && (closed || !job.waits_for_sync(now)));
         if !durable {
             // Unsynced: what may wait for a synced commit waits, in its order, first in line.
             held.extend(batch.extract_if(.., |job| job.waits_for_sync(now)));
         }
         synced = synced.set(&mut db, durable);
+        let before = commits.get();
         run_batch(&mut db, batch);
+        if commits.get() != before {
+            // As the connection was set: when the pragma could not be changed, as it was.
+            unsynced.committed(synced == Synced::Full, now);
+        }
         batch.append(&mut held);
         take_waiting(rx, batch);
         if batch.iter().all(|job| job.lazy()) {

@@ -148,3 +148,47 @@ async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
     assert_eq!(stored[0].content, "hello");
     store.close().await;
 }
+
+/// A commit that skipped its fsync is synced within 50 ms: by the WAL's own sync when no synced
+/// commit follows, and not again when one does.
+#[tokio::test]
+async fn an_unsynced_commit_is_synced_soon_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let chat = ChatRef::new("console", "1");
+    let conversation = store.open_conversation(&chat, "operator").await.unwrap();
+    let syncs = crate::store::counters::wal_syncs;
+    let before = syncs();
+    store
+        .append_user_message(conversation.id, "hello", None, &[])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while syncs() == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the WAL was never synced after a commit without its fsync"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(syncs(), before + 1, "synced once");
+
+    // A durable write right after: its synced commit covers the earlier one (a WAL sync that
+    // came first, on a slow machine, is counted before the durable write returns).
+    store
+        .append_user_message(conversation.id, "again", None, &[])
+        .await
+        .unwrap();
+    store
+        .append_message(conversation.id, Role::Assistant, &NewMessage::text("ok"))
+        .await
+        .unwrap();
+    let after_durable = syncs();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        syncs(),
+        after_durable,
+        "a synced commit left nothing to sync"
+    );
+    store.close().await;
+}
