@@ -5,6 +5,8 @@
 //! (or an fsync) on a turn's path. Reads and `Store::close` flush the queue first,
 //! so a reader always sees what was recorded before it asked.
 
+use std::collections::VecDeque;
+
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -119,7 +121,16 @@ pub(super) fn spawn_writer(
     tokio::spawn(async move {
         let mut batch = Vec::new();
         let mut waiters = Vec::new();
-        while let Some(first) = rx.recv().await {
+        // Commands that came while a batch was being written, taken before the channel's.
+        let mut carried = VecDeque::new();
+        loop {
+            let first = match carried.pop_front() {
+                Some(first) => first,
+                None => match rx.recv().await {
+                    Some(first) => first,
+                    None => break,
+                },
+            };
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
@@ -127,7 +138,7 @@ pub(super) fn spawn_writer(
                     Command::Flush(waiter) => waiters.push(waiter),
                 }
                 if batch.len() < BATCH {
-                    next = rx.try_recv().ok();
+                    next = carried.pop_front().or_else(|| rx.try_recv().ok());
                 }
             }
             if !batch.is_empty() {
@@ -140,9 +151,9 @@ pub(super) fn spawn_writer(
                 // wait a little to share a commit with the turns' own writes.
                 let data = (entries, announce);
                 let written = if waiters.is_empty() {
-                    writer
-                        .submit_lazily(Place::Any, Alone::Transaction, data, write_batch)
-                        .await
+                    let lazily =
+                        writer.submit_lazily(Place::Any, Alone::Transaction, data, write_batch);
+                    wait_for(lazily, &writer, &mut rx, &mut carried).await
                 } else {
                     writer.write(Alone::Transaction, data, write_batch).await
                 };
@@ -164,6 +175,34 @@ pub(super) fn spawn_writer(
         }
     });
     tx
+}
+
+/// Waits for a batch written lazily, keeping the commands that come meanwhile for the next
+/// round; a flush among them hurries the batch (a reader waits for it), which otherwise may
+/// wait up to 50 ms for a synced commit to share.
+async fn wait_for<T>(
+    lazily: impl Future<Output = T>,
+    writer: &Writer,
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+    carried: &mut VecDeque<Command>,
+) -> T {
+    tokio::pin!(lazily);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            written = &mut lazily => return written,
+            command = rx.recv(), if listening => match command {
+                Some(command) => {
+                    if matches!(command, Command::Flush(_)) {
+                        writer.hurry();
+                        listening = false;
+                    }
+                    carried.push_back(command);
+                }
+                None => listening = false,
+            },
+        }
+    }
 }
 
 /// The feed's INSERT for each number of rows one statement takes (largest first), built once.
@@ -352,8 +391,34 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{ActivityFilter, NewActivity};
+    use super::{ActivityFilter, Command, NewActivity};
     use crate::store::Store;
+
+    /// A flush that comes while the feed's batch waits for company hurries the batch, and is
+    /// kept for the next round.
+    #[tokio::test]
+    async fn a_flush_hurries_a_batch_waiting_for_company() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_and_migrate(dir.path()).await.unwrap();
+        let due = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let batch = store.writer.submit_lazily_until(
+            super::Place::Any,
+            due,
+            (),
+            |_: &(), _: &mut super::Db| Ok(()),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (flush, _flushed) = tokio::sync::oneshot::channel();
+        tx.send(Command::Flush(flush)).unwrap();
+        let mut carried = std::collections::VecDeque::new();
+        let waited = super::wait_for(batch, &store.writer, &mut rx, &mut carried);
+        tokio::time::timeout(std::time::Duration::from_secs(20), waited)
+            .await
+            .expect("the batch waited for its due time with a reader waiting")
+            .unwrap();
+        assert!(matches!(carried.pop_front(), Some(Command::Flush(_))));
+        store.close().await;
+    }
 
     /// Entries written several to a statement are announced with the ids and details stored.
     #[tokio::test]

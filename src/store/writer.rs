@@ -19,7 +19,7 @@
 //! again is running it afresh.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -290,6 +290,23 @@ impl Writer {
         self.submit(alone, lazy(place), Needs::Durable, data, write)
     }
 
+    /// Like [`Writer::submit_lazily`], due at `due`.
+    #[cfg(test)]
+    pub(super) fn submit_lazily_until<D, T>(
+        &self,
+        place: Place,
+        due: Instant,
+        data: D,
+        write: WriteFn<D, T>,
+    ) -> impl Future<Output = Result<T>> + use<D, T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let wait = Wait::Lazy { due, place };
+        self.submit(Alone::OneStatement, wait, Needs::Durable, data, write)
+    }
+
     fn submit<D, T>(
         &self,
         alone: Alone,
@@ -358,46 +375,6 @@ fn due(batch: &[Box<dyn Job>]) -> Instant {
         .unwrap_or_else(Instant::now)
 }
 
-/// The first commit since the last synced one that skipped its fsync, if any: it is synced
-/// [`LAZY_FOR`] after it at the latest.
-#[derive(Clone, Copy, Default)]
-struct Unsynced(Option<Instant>);
-
-impl Unsynced {
-    /// When the commits not yet synced must be.
-    fn deadline(self) -> Option<Instant> {
-        self.0.map(|since| since + LAZY_FOR)
-    }
-
-    /// Notes a batch committed at `now`, synced or not.
-    fn committed(&mut self, synced: bool, now: Instant) {
-        if synced {
-            self.0 = None;
-        } else {
-            self.0.get_or_insert(now);
-        }
-    }
-}
-
-/// Syncs the WAL file from a descriptor of its own: every frame SQLite has written to it, the
-/// commits that skipped their fsync among them, is then on disk, as a synced commit would
-/// leave it. A WAL that is gone was copied back into the database, whose file SQLite syncs
-/// when it does so.
-async fn sync_wal(wal: &Path) {
-    let wal = wal.to_path_buf();
-    let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
-        Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    })
-    .await;
-    match synced {
-        Ok(Ok(())) => super::counters::wal_synced(),
-        Ok(Err(e)) => tracing::error!("cannot sync the database's WAL file: {e}"),
-        Err(e) => tracing::error!("cannot sync the database's WAL file: {e}"),
-    }
-}
-
 /// Adds whatever else is queued, up to a batch.
 fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < BATCH {
@@ -412,6 +389,14 @@ impl Writer {
     /// Returns once every write queued before it is committed.
     pub(super) async fn flush(&self) {
         let _ = self.write(Alone::OneStatement, (), nothing).await;
+    }
+
+    /// Has the writes queued so far committed, synced, without waiting for company (someone
+    /// now waits for a write queued lazily), and returns at once.
+    pub(super) fn hurry(&self) {
+        if let Err(e) = self.enqueue(Alone::OneStatement, Wait::No, Needs::Durable, (), nothing) {
+            tracing::error!("cannot hurry the queued writes: {e}");
+        }
     }
 }
 
@@ -584,6 +569,9 @@ fn rollback(db: &mut Db) {
         tracing::error!("cannot roll a batch of writes back: {e}");
     }
 }
+
+mod unsynced;
+use unsynced::{Unsynced, sync_wal};
 
 #[cfg(test)]
 mod tests;

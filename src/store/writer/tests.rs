@@ -192,3 +192,20 @@ async fn an_unsynced_commit_is_synced_soon_after() {
     );
     store.close().await;
 }
+
+/// A write queued lazily is committed, synced, at once when the writes are hurried (someone
+/// now waits for it), however far off its due time.
+#[tokio::test]
+async fn hurried_writes_commit_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let writer = &store.writer;
+    let due = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let lazily = writer.submit_lazily_until(super::Place::Any, due, (), synchronous);
+    writer.hurry();
+    let committed = tokio::time::timeout(std::time::Duration::from_secs(20), lazily)
+        .await
+        .expect("a hurried write waited for its due time");
+    assert_eq!(committed.unwrap(), Some(2), "committed synced");
+    store.close().await;
+}
