@@ -286,8 +286,19 @@ async fn a_slash_command_is_deferred_then_answered_with_the_tool_call_in_between
         })
         .await;
     let calls = discord.interaction_calls(id);
+    // A second command in the chat: its answer goes out only once the first one's delivery is
+    // settled (one message of a chat in flight at a time), so the log then says how it went.
+    let help = discord.slash(DM, OWNER, "help", &[]);
+    let helped = discord
+        .wait_until(WAIT, || {
+            let calls = discord.interaction_calls(help);
+            calls.iter().any(|(_, kind, _)| kind == "original")
+        })
+        .await;
     let log = stop(daemon).await;
-    assert!(answered, "{calls:?}\n{log}");
+    assert!(answered && helped, "{calls:?}\n{log}");
+    // The edited response (Discord's answer, a message) was taken as delivered.
+    assert!(!log.contains("not delivered"), "{log}");
     // Deferred first (type 5), then the deferred response edited with the answer.
     assert_eq!(calls[0].1, "callback");
     assert_eq!(calls[0].2["type"], json!(5));

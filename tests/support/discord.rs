@@ -550,11 +550,21 @@ async fn api(
         | ("PUT", ["applications", _, "guilds", _, "commands"]) => {
             axum::Json(json!([])).into_response()
         }
-        ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
+        ("PATCH", ["webhooks", _, token, "messages", "@original"])
+        | ("POST", ["webhooks", _, token]) => {
+            // The message is in the interaction's channel, as Discord answers it.
+            let channel = s
+                .events
+                .iter()
+                .map(|event| &event["d"])
+                .find(|d| d["token"] == *token)
+                .and_then(|d| d["channel_id"].as_str())
+                .unwrap_or("1")
+                .to_string();
             s.next_id += 1;
             let id = s.next_id;
             let content = body["content"].as_str().unwrap_or_default();
-            axum::Json(message_json(id, "0", content)).into_response()
+            axum::Json(message_json(id, &channel, content)).into_response()
         }
         _ => {
             let error = json!({ "message": "404: Not Found", "code": 0 });
