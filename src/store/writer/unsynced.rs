@@ -34,13 +34,14 @@ impl Unsynced {
 pub(super) async fn sync_wal(wal: &Path) {
     let wal = wal.to_path_buf();
     let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
-        Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(file) => file.sync_data().map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     })
     .await;
     match synced {
-        Ok(Ok(())) => crate::store::counters::wal_synced(),
+        Ok(Ok(true)) => crate::store::counters::wal_synced(),
+        Ok(Ok(false)) => {}
         Ok(Err(e)) => tracing::error!("cannot sync the database's WAL file: {e}"),
         Err(e) => tracing::error!("cannot sync the database's WAL file: {e}"),
     }
