@@ -401,12 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_and_migrate(dir.path()).await.unwrap();
         let due = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-        let batch = store.writer.submit_lazily_until(
-            super::Place::Any,
-            due,
-            (),
-            |_: &(), _: &mut super::Db| Ok(()),
-        );
+        let batch = store.writer.queue_nothing_until(due);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (flush, _flushed) = tokio::sync::oneshot::channel();
         tx.send(Command::Flush(flush)).unwrap();

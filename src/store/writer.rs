@@ -290,21 +290,14 @@ impl Writer {
         self.submit(alone, lazy(place), Needs::Durable, data, write)
     }
 
-    /// Like [`Writer::submit_lazily`], due at `due`.
+    /// Queues an empty write nobody waits for, due at `due`, of the place of the feed's batches.
     #[cfg(test)]
-    pub(super) fn submit_lazily_until<D, T>(
-        &self,
-        place: Place,
-        due: Instant,
-        data: D,
-        write: WriteFn<D, T>,
-    ) -> impl Future<Output = Result<T>> + use<D, T>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        let wait = Wait::Lazy { due, place };
-        self.submit(Alone::OneStatement, wait, Needs::Durable, data, write)
+    pub(super) fn queue_nothing_until(&self, due: Instant) -> impl Future<Output = Result<()>> {
+        let wait = Wait::Lazy {
+            due,
+            place: Place::Any,
+        };
+        self.submit(Alone::OneStatement, wait, Needs::Durable, (), nothing)
     }
 
     fn submit<D, T>(

@@ -201,7 +201,12 @@ async fn hurried_writes_commit_at_once() {
     let store = Store::open_and_migrate(dir.path()).await.unwrap();
     let writer = &store.writer;
     let due = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-    let lazily = writer.submit_lazily_until(super::Place::Any, due, (), synchronous);
+    let wait = super::Wait::Lazy {
+        due,
+        place: super::Place::Any,
+    };
+    let alone = super::Alone::OneStatement;
+    let lazily = writer.submit(alone, wait, super::Needs::Durable, (), synchronous);
     writer.hurry();
     let committed = tokio::time::timeout(std::time::Duration::from_secs(20), lazily)
         .await
