@@ -8,7 +8,6 @@ use sqlx::sqlite::SqliteConnection;
 
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 static COMMITS: AtomicU64 = AtomicU64::new(0);
-static WAL_SYNCS: AtomicU64 = AtomicU64::new(0);
 
 /// (statements run, write transactions committed) since the process started.
 pub fn totals() -> (u64, u64) {
@@ -16,15 +15,6 @@ pub fn totals() -> (u64, u64) {
         STATEMENTS.load(Ordering::Relaxed),
         COMMITS.load(Ordering::Relaxed),
     )
-}
-
-/// How many times the writer synced the WAL file on its own (no synced commit came in time).
-pub fn wal_syncs() -> u64 {
-    WAL_SYNCS.load(Ordering::Relaxed)
-}
-
-pub(super) fn wal_synced() {
-    WAL_SYNCS.fetch_add(1, Ordering::Relaxed);
 }
 
 unsafe extern "C" fn on_trace(

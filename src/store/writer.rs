@@ -169,7 +169,7 @@ impl Writer {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH);
             // Once every handle is gone, nothing waits for company any more.
             let mut closed = false;
-            let mut unsynced = Unsynced::default();
+            let mut unsynced = Unsynced::new(wal, commits);
             loop {
                 // What a held run left (writes nobody waits for) goes first.
                 if batch.is_empty() {
@@ -179,8 +179,7 @@ impl Writer {
                             job = rx.recv() => job,
                             () = tokio::time::sleep_until(deadline) => {
                                 // No synced commit came: the WAL is synced on its own.
-                                sync_wal(&wal).await;
-                                unsynced = Unsynced::default();
+                                unsynced.sync().await;
                                 continue;
                             }
                         },
@@ -220,11 +219,10 @@ impl Writer {
                         }
                     }
                 }
-                let unsynced = (&mut unsynced, &commits);
-                run_batches(&pool, &mut rx, &mut batch, closed, unsynced).await;
+                run_batches(&pool, &mut rx, &mut batch, closed, &mut unsynced).await;
             }
             if unsynced.deadline().is_some() {
-                sync_wal(&wal).await;
+                unsynced.sync().await;
             }
         });
         Self { queue }
@@ -409,7 +407,7 @@ async fn run_batches(
     rx: &mut mpsc::UnboundedReceiver<Box<dyn Job>>,
     batch: &mut Vec<Box<dyn Job>>,
     closed: bool,
-    (unsynced, commits): (&mut Unsynced, &WalCommits),
+    unsynced: &mut Unsynced,
 ) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
@@ -425,7 +423,7 @@ async fn run_batches(
     let mut held = Vec::new();
     for _ in 0..HOLD {
         let now = Instant::now();
-        let durable = unsynced.deadline().is_some_and(|deadline| deadline <= now)
+        let durable = unsynced.overdue(now)
             || batch
                 .iter()
                 .any(|job| job.durable() && (closed || !job.waits_for_sync(now)));
@@ -434,12 +432,8 @@ async fn run_batches(
             held.extend(batch.extract_if(.., |job| job.waits_for_sync(now)));
         }
         synced = synced.set(&mut db, durable);
-        let before = commits.get();
-        run_batch(&mut db, batch);
-        if commits.get() != before {
-            // As the connection was set: when the pragma could not be changed, as it was.
-            unsynced.committed(synced == Synced::Full, now);
-        }
+        // As the connection is set: when the pragma could not be changed, as it was.
+        unsynced.track(synced == Synced::Full, now, || run_batch(&mut db, batch));
         batch.append(&mut held);
         take_waiting(rx, batch);
         if batch.iter().all(|job| job.lazy()) {
@@ -564,7 +558,7 @@ fn rollback(db: &mut Db) {
 }
 
 mod unsynced;
-use unsynced::{Unsynced, sync_wal};
+use unsynced::Unsynced;
 
 #[cfg(test)]
 mod tests;

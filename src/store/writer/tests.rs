@@ -1,20 +1,27 @@
 //! The group writer: commits shared, failures kept apart, syncs only where needed.
 
 use crate::domain::{ChatRef, Role};
-use crate::store::{NewMessage, Store};
+use crate::store::{Conversation, NewMessage, Store};
+
+/// A fresh store in a directory of its own (kept while the test runs).
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+/// The console chat's conversation with Operator.
+async fn conversation(store: &Store) -> Conversation {
+    let chat = ChatRef::new("console", "1");
+    store.open_conversation(&chat, "operator").await.unwrap()
+}
 
 /// Writes queued together share a commit; one that fails (a message for a conversation that
 /// does not exist) gets its own error and takes no other write with it.
 #[tokio::test]
 async fn writes_share_a_commit_and_a_failing_one_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
-    let chat = ChatRef {
-        channel: "console".into(),
-        chat_id: "1".into(),
-        thread_id: String::new(),
-    };
-    let conversation = store.open_conversation(&chat, "operator").await.unwrap();
+    let (_dir, store) = store().await;
+    let conversation = conversation(&store).await;
     let (_, commits_before) = crate::store::counters::totals();
     // On this single-threaded runtime every write is queued before the writer task runs.
     let writes = (0..40).map(|i| {
@@ -73,8 +80,7 @@ fn synchronous(_: &(), db: &mut super::Db) -> crate::store::Result<Option<i64>> 
 /// update) joins the visible write's batch, which is then synced for it.
 #[tokio::test]
 async fn writes_of_any_place_wait_past_an_unsynced_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let (_dir, store) = store().await;
     let writer = &store.writer;
     let alone = super::Alone::OneStatement;
     let any = writer.submit_lazily(super::Place::Any, alone, (), synchronous);
@@ -100,8 +106,7 @@ async fn writes_of_any_place_wait_past_an_unsynced_commit() {
 /// with it. A person's message, stored this way, is visible at once.
 #[tokio::test]
 async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let (_dir, store) = store().await;
     let writer = &store.writer;
     let alone = super::Alone::OneStatement;
     assert_eq!(
@@ -128,12 +133,7 @@ async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
         "the connection is handed back syncing every commit"
     );
 
-    let chat = ChatRef {
-        channel: "console".into(),
-        chat_id: "1".into(),
-        thread_id: String::new(),
-    };
-    let conversation = store.open_conversation(&chat, "operator").await.unwrap();
+    let conversation = conversation(&store).await;
     let fresh = store
         .append_user_message(conversation.id, "hello", Some(7), &[])
         .await
@@ -153,11 +153,9 @@ async fn visible_writes_skip_the_sync_and_leave_commits_synced() {
 /// commit follows, and not again when one does.
 #[tokio::test]
 async fn an_unsynced_commit_is_synced_soon_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
-    let chat = ChatRef::new("console", "1");
-    let conversation = store.open_conversation(&chat, "operator").await.unwrap();
-    let syncs = crate::store::counters::wal_syncs;
+    let (_dir, store) = store().await;
+    let conversation = conversation(&store).await;
+    let syncs = super::unsynced::wal_syncs;
     let before = syncs();
     store
         .append_user_message(conversation.id, "hello", None, &[])
@@ -197,8 +195,7 @@ async fn an_unsynced_commit_is_synced_soon_after() {
 /// now waits for it), however far off its due time.
 #[tokio::test]
 async fn hurried_writes_commit_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_and_migrate(dir.path()).await.unwrap();
+    let (_dir, store) = store().await;
     let writer = &store.writer;
     let due = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let wait = super::Wait::Lazy {
